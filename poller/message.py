@@ -1,0 +1,67 @@
+"""The handler contract: the Message a handler receives and the two outcomes it can raise."""
+
+from __future__ import annotations
+
+import json as _json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+@dataclass(slots=True)
+class Message:
+    """One SQS message as a handler sees it."""
+
+    message_id: str
+    body: str
+    receive_count: int
+    group_id: str | None
+    sent_at: datetime
+    attributes: dict[str, str]
+    message_attributes: dict[str, dict[str, Any]]
+    queue_url: str
+    receipt_handle: str = field(repr=False, default="")
+
+    @classmethod
+    def from_sqs(cls, raw: dict[str, Any], queue_url: str) -> Message:
+        attributes = raw.get("Attributes") or {}
+        sent_ms = attributes.get("SentTimestamp")
+        sent_at = (
+            datetime.fromtimestamp(int(sent_ms) / 1000, tz=UTC)
+            if sent_ms
+            else datetime.now(tz=UTC)
+        )
+        return cls(
+            message_id=raw["MessageId"],
+            body=raw.get("Body", ""),
+            receive_count=int(attributes.get("ApproximateReceiveCount", 1)),
+            group_id=attributes.get("MessageGroupId"),
+            sent_at=sent_at,
+            attributes=attributes,
+            message_attributes=raw.get("MessageAttributes") or {},
+            queue_url=queue_url,
+            receipt_handle=raw["ReceiptHandle"],
+        )
+
+    def json(self) -> Any:
+        """The body parsed as JSON (raises ValueError if it is not JSON)."""
+        return _json.loads(self.body)
+
+
+class Retry(Exception):  # noqa: N818 - the contract's name
+    """Raise from a handler to retry the message after `delay` seconds (default: the backoff)."""
+
+    def __init__(self, delay: float | None = None, reason: str = "retry requested"):
+        super().__init__(reason)
+        if delay is not None and not 0 <= delay <= 43200:
+            raise ValueError(f"Retry delay must be within 0..43200 seconds, got {delay}")
+        self.delay = delay
+        self.reason = reason
+
+
+class Poison(Exception):  # noqa: N818 - the contract's name
+    """Raise from a handler to move the message to the dead-letter queue at once."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
