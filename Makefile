@@ -1,0 +1,40 @@
+# sqs-poller: every target creates what it needs; nothing to install by hand.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench drill lint deploy-tools clean
+
+$(VENV)/.installed-demo: setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -e '.[demo]'
+	touch $@
+
+$(VENV)/.installed-dev: setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed-demo
+	$(VENV)/bin/sqs-poller demo
+
+# Tools the deployment checks need (packer, checkov in its own venv).
+deploy-tools:
+	bash scripts/install-deploy-tools.sh
+
+test: $(VENV)/.installed-dev deploy-tools
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check poller tests
+
+bench: $(VENV)/.installed-dev
+	$(PY) -m bench
+
+drill: $(VENV)/.installed-dev
+	$(PY) -m pytest -m drill tests/test_drills.py
+
+clean:
+	rm -rf $(VENV) .venv-checkov build dist *.egg-info .pytest_cache .hypothesis
