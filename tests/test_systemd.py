@@ -1,0 +1,202 @@
+"""The systemd units in systemd/: systemd itself checks them, we check the contract.
+
+`systemd-analyze verify` only warns (exit 0) on unknown keys, bad values or a missing
+ExecStart binary, so any output at all counts as a failure here.
+"""
+
+import configparser
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SYSTEMD = ROOT / "systemd"
+TEMPLATE = SYSTEMD / "sqs-poller@.service"
+EXPORTER = SYSTEMD / "sqs-poller-journal-export.service"
+INSTALLED_BINARY = "/opt/sqs-poller/venv/bin/sqs-poller"
+MAX_EXPOSURE = 1.5
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path:
+        return path
+    if os.environ.get("CI"):
+        pytest.fail(f"{name} is not installed; CI must have it (systemd provides it)")
+    pytest.skip(f"{name} is not installed (outside CI only)")
+
+
+def read_unit(path: Path) -> dict[str, dict[str, list[str]]]:
+    """Sections -> key -> every value (systemd keys may repeat)."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current = None
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+            continue
+        key, _, value = line.partition("=")
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+def one(unit, section: str, key: str) -> str:
+    values = unit[section].get(key)
+    assert values, f"[{section}] {key}= is missing"
+    return values[-1]
+
+
+def seconds(value: str) -> int:
+    match = re.fullmatch(r"(\d+)(s|min)?", value)
+    assert match, f"unexpected time span {value!r}"
+    return int(match[1]) * (60 if match[2] == "min" else 1)
+
+
+@pytest.fixture
+def instantiated_units(tmp_path: Path) -> list[Path]:
+    """The template as instance `test`, pointing at a real executable.
+
+    verify resolves ExecStart and warns when the binary is missing; the package is not
+    installed into /opt on a build machine, so a stand-in executable at a temp path takes
+    its place. Nothing else in the unit changes.
+    """
+    fake = tmp_path / "bin" / "sqs-poller"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    text = TEMPLATE.read_text()
+    assert INSTALLED_BINARY in text, "ExecStart must run the virtualenv's console script"
+    instance = tmp_path / "sqs-poller@test.service"
+    instance.write_text(text.replace(INSTALLED_BINARY, str(fake)))
+    exporter = tmp_path / EXPORTER.name
+    shutil.copy(EXPORTER, exporter)
+    return [instance, exporter]
+
+
+def run_verify(units: list[Path]) -> subprocess.CompletedProcess:
+    tool = require_tool("systemd-analyze")
+    return subprocess.run(
+        [tool, "verify", *map(str, units)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=units[0].parent,
+    )
+
+
+def test_verify_prints_nothing(instantiated_units):
+    # GIVEN the units as they would be installed
+    # WHEN systemd checks them
+    result = run_verify(instantiated_units)
+    # THEN it has nothing to say about them
+    assert result.returncode == 0, result.stderr
+    assert result.stdout + result.stderr == "", result.stdout + result.stderr
+
+
+def test_verify_would_catch_a_bad_key(instantiated_units):
+    # GIVEN the same unit with one misspelt directive (proves the check above can fail)
+    instance = instantiated_units[0]
+    instance.write_text(instance.read_text().replace("KillMode=", "KilMode=", 1))
+    # WHEN systemd checks it
+    result = run_verify([instance])
+    # THEN it warns about exactly that key
+    assert "KilMode" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", ["sqs-poller@test.service", EXPORTER.name])
+def test_security_exposure_is_low(instantiated_units, name):
+    # GIVEN an installed unit
+    unit = next(path for path in instantiated_units if path.name == name)
+    # WHEN systemd scores its sandbox offline
+    tool = require_tool("systemd-analyze")
+    result = subprocess.run(
+        [tool, "security", "--offline=true", f"--threshold={int(MAX_EXPOSURE * 10)}", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=unit.parent,
+    )
+    # THEN the overall exposure is at most 1.5 (and the threshold exit code agrees)
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    assert float(match[1]) <= MAX_EXPOSURE, result.stdout
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_unit_is_a_notify_service_with_a_watchdog():
+    unit = read_unit(TEMPLATE)
+    assert one(unit, "Service", "Type") == "notify"
+    # The supervisor alone reports READY/WATCHDOG/STOPPING; workers can't fake liveness.
+    assert one(unit, "Service", "NotifyAccess") == "main"
+    assert 0 < seconds(one(unit, "Service", "WatchdogSec")) <= 300
+
+
+def test_config_file_comes_from_the_instance_name():
+    unit = read_unit(TEMPLATE)
+    exec_start = one(unit, "Service", "ExecStart").split()
+    assert exec_start[:2] == [INSTALLED_BINARY, "run"]
+    assert exec_start[exec_start.index("--config") + 1] == "/etc/sqs-poller/%i.toml"
+    assert one(unit, "Unit", "ConditionPathExists") == "/etc/sqs-poller/%i.toml"
+
+
+def test_restarts_on_failure_but_not_on_bad_config_or_handler():
+    unit = read_unit(TEMPLATE)
+    assert one(unit, "Service", "Restart") == "on-failure"
+    assert set(one(unit, "Service", "RestartPreventExitStatus").split()) == {"2", "3"}
+
+
+def test_stop_waits_for_the_drain():
+    # GIVEN the daemon's defaults: shutdown_grace 30 s after a long poll of up to 20 s
+    shutdown_grace, wait_time_seconds = 30, 20
+    unit = read_unit(TEMPLATE)
+    # THEN systemd signals only the supervisor and waits longer than the drain can take
+    assert one(unit, "Service", "KillMode") == "mixed"
+    assert one(unit, "Service", "KillSignal") == "SIGTERM"
+    assert seconds(one(unit, "Service", "TimeoutStopSec")) > shutdown_grace + wait_time_seconds
+
+
+def test_metrics_directory_is_the_runtime_directory():
+    unit = read_unit(TEMPLATE)
+    runtime_dir = one(unit, "Service", "RuntimeDirectory")
+    env = dict(value.split("=", 1) for value in unit["Service"]["Environment"])
+    assert env["PROMETHEUS_MULTIPROC_DIR"] == f"%t/{runtime_dir}"
+    assert "%i" in runtime_dir, "two instances must not share metrics files"
+
+
+def test_hardening_keeps_network_and_notify_socket():
+    unit = read_unit(TEMPLATE)
+    service = unit["Service"]
+    assert one(unit, "Service", "DynamicUser") == "yes"
+    assert one(unit, "Service", "ProtectSystem") == "strict"
+    assert one(unit, "Service", "NoNewPrivileges") == "yes"
+    assert one(unit, "Service", "CapabilityBoundingSet") == ""
+    assert "@system-service" in service["SystemCallFilter"]
+    families = set(one(unit, "Service", "RestrictAddressFamilies").split())
+    # SQS and IMDS (169.254.169.254) over IP; sd_notify and journald over AF_UNIX.
+    assert families == {"AF_INET", "AF_INET6", "AF_UNIX"}
+    assert service.get("PrivateNetwork", ["no"])[-1] == "no"
+    assert "IPAddressDeny" not in service
+
+
+def test_exporter_follows_only_the_poller_units():
+    unit = read_unit(EXPORTER)
+    exec_start = one(unit, "Service", "ExecStart")
+    assert "--unit=sqs-poller@*.service" in exec_start
+    assert "--output=cat" in exec_start, "CloudWatch metric filters parse the raw JSON line"
+    assert "--cursor-file=" in exec_start
+    assert one(unit, "Service", "SupplementaryGroups") == "systemd-journal"
+
+
+def test_units_parse_as_ini():
+    # configparser would choke on stray text systemd might silently ignore
+    for path in (TEMPLATE, EXPORTER):
+        parser = configparser.ConfigParser(strict=False, interpolation=None)
+        parser.optionxform = str
+        parser.read_string(path.read_text())
+        assert {"Unit", "Service", "Install"} <= set(parser.sections())
