@@ -169,9 +169,7 @@ def _read_keyring(path: Path) -> tuple[dict[str, bytes], str]:
             key = b""
         if len(key) != DATA_KEY_SIZE or not _SAFE_KEY_ID.match(key_id):
             # Name the key id, never the key.
-            raise ConfigError(
-                f"crypto.keyring_path: key {key_id!r} in {path} must be base64 of 32 bytes"
-            )
+            raise ConfigError(f"crypto.keyring_path: key {key_id!r} in {path} must be base64 of 32 bytes")
         keys[key_id] = key
     primary = raw.get("primary") or next(iter(keys))
     return keys, primary
@@ -375,9 +373,7 @@ class _Envelope:
     ciphertext: bytes = field(repr=False)
 
 
-def _pack(
-    provider: str, key_id: str, encrypted_key: bytes, data_key: bytes, plaintext: bytes
-) -> str:
+def _pack(provider: str, key_id: str, encrypted_key: bytes, data_key: bytes, plaintext: bytes) -> str:
     header = json.dumps(
         {"e": base64.b64encode(encrypted_key).decode(), "k": key_id, "p": provider},
         separators=(",", ":"),
@@ -505,9 +501,7 @@ class Decryptor:
             if self.cache is None:
                 data_key = provider.decrypt_data_key(envelope.key_id, envelope.encrypted_key)
             else:
-                data_key = self.cache.data_key_for_decrypt(
-                    provider, envelope.key_id, envelope.encrypted_key
-                )
+                data_key = self.cache.data_key_for_decrypt(provider, envelope.key_id, envelope.encrypted_key)
         except UnknownKeyError:
             raise Poison(f"unknown key id {_quote_id(envelope.key_id)}") from None
         except KeyUnwrapError:
@@ -548,13 +542,11 @@ class CryptoConfig:
             raise ConfigError("crypto.keyring_path: required when crypto.provider = 'local'")
         if not 1 <= self.data_key_max_age <= 86400:
             raise ConfigError(
-                f"crypto.data_key_max_age: must be within 1..86400 seconds, "
-                f"got {self.data_key_max_age}"
+                f"crypto.data_key_max_age: must be within 1..86400 seconds, got {self.data_key_max_age}"
             )
         if not 1 <= self.data_key_max_messages <= 1_000_000:
             raise ConfigError(
-                f"crypto.data_key_max_messages: must be within 1..1000000, "
-                f"got {self.data_key_max_messages}"
+                f"crypto.data_key_max_messages: must be within 1..1000000, got {self.data_key_max_messages}"
             )
         if self.require_encryption and not self.enabled:
             raise ConfigError("crypto.require_encryption: needs crypto.enabled = true")

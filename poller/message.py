@@ -26,11 +26,7 @@ class Message:
     def from_sqs(cls, raw: dict[str, Any], queue_url: str) -> Message:
         attributes = raw.get("Attributes") or {}
         sent_ms = attributes.get("SentTimestamp")
-        sent_at = (
-            datetime.fromtimestamp(int(sent_ms) / 1000, tz=UTC)
-            if sent_ms
-            else datetime.now(tz=UTC)
-        )
+        sent_at = datetime.fromtimestamp(int(sent_ms) / 1000, tz=UTC) if sent_ms else datetime.now(tz=UTC)
         return cls(
             message_id=raw["MessageId"],
             body=raw.get("Body", ""),

@@ -112,13 +112,10 @@ class Forward:
             )
         except requests.Timeout as exc:
             raise ForwardError(
-                f"{self.method} {self.display_url} failed: {type(exc).__name__} "
-                f"after {self.timeout:g}s"
+                f"{self.method} {self.display_url} failed: {type(exc).__name__} after {self.timeout:g}s"
             ) from None
         except requests.RequestException as exc:
-            raise ForwardError(
-                f"{self.method} {self.display_url} failed: {type(exc).__name__}"
-            ) from None
+            raise ForwardError(f"{self.method} {self.display_url} failed: {type(exc).__name__}") from None
         self._check_status(response)
         return response
 

@@ -1,0 +1,54 @@
+"""`sqs-poller check`: the config, the handler and the queues, each said plainly."""
+
+from __future__ import annotations
+
+import json
+
+from poller.config import load_config
+from poller.errors import EXIT_FAILURE, EXIT_OK, HandlerLoadError, SqsError
+from poller.handler import load_handler
+from poller.output import emit_table
+from poller.sqs import Sqs, client_for
+
+
+def run_checks(config_path: str | None) -> int:
+    """Config errors raise ConfigError (exit 2); otherwise every check runs and is reported."""
+    config = load_config(config_path)
+    rows: list[tuple[str, str, str]] = [("config", "ok", config.source)]
+    code = EXIT_OK
+    try:
+        handler = load_handler(config.handler.target, config.handler.options)
+        handler.close()
+        rows.append(("handler", "ok", config.handler.target))
+    except HandlerLoadError as exc:
+        rows.append(("handler", "FAILED", str(exc)))
+        code = exc.exit_code
+    sqs = Sqs(client_for(config.queue))
+    for name, url in (("queue", config.queue.url), ("dlq", config.queue.dlq_url)):
+        try:
+            attributes = sqs.attributes(url)
+        except SqsError as exc:
+            rows.append((name, "FAILED", f"{url}: {exc}"))
+            code = code or EXIT_FAILURE
+            continue
+        rows.append((name, "ok", f"{url} ({attributes.get('ApproximateNumberOfMessages', '?')} visible)"))
+        if name == "queue":
+            rows.append(redrive_row(attributes, config.queue.max_receives))
+    emit_table("sqs-poller check", ("check", "result", "detail"), rows)
+    return code
+
+
+def redrive_row(attributes: dict[str, str], max_receives: int) -> tuple[str, str, str]:
+    """The queue's redrive policy is the backstop for messages that crash a worker outright."""
+    policy = attributes.get("RedrivePolicy")
+    if not policy:
+        return ("redrive", "warning", "no redrive policy: a message that kills workers never leaves")
+    count = int(json.loads(policy).get("maxReceiveCount", 0))
+    if count <= max_receives:
+        return (
+            "redrive",
+            "warning",
+            f"maxReceiveCount {count} <= max_receives {max_receives}: SQS moves failing "
+            "messages before sqs-poller can record why",
+        )
+    return ("redrive", "ok", f"maxReceiveCount {count} > max_receives {max_receives}")

@@ -1,0 +1,171 @@
+"""Commands and their exit codes: 0 clean stop, 1 runtime failure, 2 bad config or usage,
+3 handler cannot be loaded."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from poller import __version__
+from poller.config import DEFAULT_PATH, ENV_PATH, Config, load_config, resolve_path
+from poller.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, PollerError, SqsError
+
+CONFIG_HELP = f"Config file (default: ${ENV_PATH}, else {DEFAULT_PATH})."
+config_option = click.option("--config", "config_path", metavar="PATH", help=CONFIG_HELP)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sqs-poller")
+def cli() -> None:
+    """sqs-poller: a long-lived, multiprocess Amazon SQS poller daemon."""
+
+
+@cli.command()
+@config_option
+def run(config_path: str | None) -> int:
+    """Run the daemon in the foreground until SIGTERM/SIGINT (SIGHUP reloads)."""
+    from poller.log import configure_logging
+    from poller.supervisor import Supervisor
+
+    config = load_config(config_path)
+    configure_logging(config.logging.level, config.logging.format)
+    return Supervisor(config, config_path).run()
+
+
+@cli.command()
+@config_option
+def check(config_path: str | None) -> int:
+    """Validate the config, load the handler, reach the queues; say what is wrong."""
+    from poller.check import run_checks
+
+    return run_checks(config_path)
+
+
+@cli.command()
+@click.option("--messages", default=300, show_default=True, help="Sample messages to send.")
+@click.option("--processes", default=2, show_default=True, help="Worker processes.")
+def demo(messages: int, processes: int) -> int:
+    """Run everything on an embedded local SQS endpoint with sample traffic."""
+    from poller.demo import run_demo
+
+    return run_demo(messages=messages, processes=processes)
+
+
+@cli.command()
+@config_option
+@click.option("--queue-url", help="Queue to send to (default: the config's queue.url).")
+@click.option("--endpoint-url", help="A local SQS-compatible endpoint.")
+@click.option("--region", help="AWS region (default: the config's, else the SDK's).")
+@click.option("--file", "jsonl", type=click.File("r"), help="JSONL: one message per line.")
+@click.option("--group-id", help="FIFO message group id.")
+@click.option("--dedup-id", help="FIFO deduplication id (default: content-based or random).")
+@click.option(
+    "--attribute",
+    "attributes",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A String message attribute; repeatable.",
+)
+@click.option("--delay", type=click.IntRange(0, 900), default=0, help="Delay seconds.")
+@click.option("--count", type=click.IntRange(1, 1_000_000), default=1, help="Send BODY N times.")
+@click.argument("body", required=False)
+def send(
+    config_path: str | None,
+    queue_url: str | None,
+    endpoint_url: str | None,
+    region: str | None,
+    jsonl: Any,
+    group_id: str | None,
+    dedup_id: str | None,
+    attributes: Sequence[str],
+    delay: int,
+    count: int,
+    body: str | None,
+) -> int:
+    """Enqueue BODY (COUNT times), or every line of a JSONL file.
+
+    A JSONL line is {"body": ..., "attributes": {...}, "group_id": ..., "deduplication_id": ...,
+    "delay": N}; a body that is not a string is sent as compact JSON.
+    """
+    from poller.send import parse_attribute_options, read_jsonl, send_messages
+
+    if (body is None) == (jsonl is None):
+        raise click.UsageError("give a BODY or --file FILE.jsonl (one of them)")
+    url, sqs = queue_target(config_path, queue_url, endpoint_url, region)
+    if jsonl is not None:
+        entries = read_jsonl(jsonl)
+    else:
+        attrs = parse_attribute_options(attributes)
+        entries = (
+            {
+                "body": body,
+                "attributes": attrs,
+                "group_id": group_id,
+                "deduplication_id": dedup_id,
+                "delay": delay,
+            }
+            for _ in range(count)
+        )
+    sent, failed = send_messages(sqs, url, entries)
+    from poller.output import emit_json
+
+    emit_json({"event": "sent", "queue_url": url, "sent": sent, "failed": len(failed)})
+    for failure in failed[:20]:
+        emit_json({"event": "send_failed", "line": failure[0], "error": failure[1]})
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+def queue_target(
+    config_path: str | None,
+    queue_url: str | None,
+    endpoint_url: str | None,
+    region: str | None,
+    which: str = "url",
+) -> tuple[str, Any]:
+    """The queue URL and an Sqs for commands that may run with or without a config file."""
+    from poller.sqs import Sqs, make_client
+
+    config = optional_config(config_path, required=not queue_url)
+    url = queue_url or getattr(config.queue, which)
+    endpoint = endpoint_url if endpoint_url is not None else (config.queue.endpoint_url if config else "")
+    region = region or (config.queue.region if config else "")
+    return url, Sqs(make_client(url, region, endpoint, read_timeout=30))
+
+
+def optional_config(config_path: str | None, required: bool) -> Config | None:
+    path = resolve_path(config_path)
+    if not required and not config_path and ENV_PATH not in os.environ and not os.path.exists(path):
+        return None
+    return load_config(config_path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        result = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="sqs-poller", standalone_mode=False
+        )
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return EXIT_FAILURE
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        return EXIT_CONFIG if isinstance(exc, click.UsageError) else exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except ConfigError as exc:
+        click.echo(f"sqs-poller: config error: {exc}", err=True)
+        return exc.exit_code
+    except SqsError as exc:
+        click.echo(f"sqs-poller: {exc}", err=True)
+        return exc.exit_code
+    except PollerError as exc:
+        click.echo(f"sqs-poller: error: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+    return result if isinstance(result, int) else EXIT_OK

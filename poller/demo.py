@@ -1,0 +1,182 @@
+"""`sqs-poller demo`: the daemon on an embedded local SQS endpoint with sample traffic.
+
+Also the demo's handler (`poller.demo:handle`): most messages succeed, some fail twice then
+succeed, some ask to be retried later, some are poison, some always fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+import threading
+import time
+from typing import Any
+
+from poller.message import Message, Poison, Retry
+
+KINDS = (("ok", 0.80), ("flaky", 0.10), ("later", 0.03), ("poison", 0.04), ("broken", 0.03))
+
+
+class LegacySystemDown(Exception):
+    """The demo's stand-in for a slow legacy dependency that fails now and then."""
+
+
+def handle(message: Message) -> None:
+    payload = message.json()
+    kind = payload.get("kind")
+    time.sleep(random.uniform(0.005, 0.03))  # a call to something slow
+    if kind == "ok":
+        return
+    if kind == "flaky" and message.receive_count <= 2:
+        raise LegacySystemDown(f"legacy system answered 503 (attempt {message.receive_count})")
+    if kind == "later" and message.receive_count == 1:
+        raise Retry(delay=1, reason="mailbox service asked us to come back in a second")
+    if kind == "poison":
+        raise Poison("payload has no 'username': cannot create a mailbox without one")
+    if kind == "broken":
+        raise ValueError("transform failed: quota_mb is not a number")
+
+
+def sample_records(count: int, seed: int = 7) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    names, weights = zip(*KINDS, strict=True)
+    records = []
+    for n in range(count):
+        kind = rng.choices(names, weights)[0]
+        records.append(
+            {
+                "body": {"kind": kind, "request": n, "username": f"user{n}"},
+                "attributes": {"source": "demo-api", "request-id": f"req-{n:05d}"},
+            }
+        )
+    return records
+
+
+def run_demo(messages: int = 300, processes: int = 2) -> int:
+    from poller.config import build_config
+    from poller.localsqs import LocalSqs, create_queue_pair, free_port
+    from poller.log import configure_logging
+    from poller.metrics import ENV_DIR, render_metrics
+    from poller.output import emit_note, emit_table, is_terminal
+    from poller.send import send_messages
+    from poller.sqs import Sqs
+    from poller.supervisor import Supervisor
+
+    metrics_dir = tempfile.mkdtemp(prefix="sqs-poller-demo-metrics-")
+    os.environ[ENV_DIR] = metrics_dir
+    with LocalSqs() as local:
+        client = local.client()
+        url, dlq_url = create_queue_pair(client, "demo-jobs", max_receive_count=10, visibility=10)
+        config = build_config(
+            {
+                "queue": {
+                    "url": url,
+                    "dlq_url": dlq_url,
+                    "endpoint_url": local.endpoint_url,
+                    "region": "us-east-1",
+                    "wait_time_seconds": 1,
+                    "visibility_timeout": 10,
+                    "max_receives": 4,
+                },
+                "retry": {"backoff_base": 0.5, "backoff_max": 4},
+                "workers": {"processes": processes, "concurrency": 10, "shutdown_grace": 10},
+                "handler": {"target": "poller.demo:handle", "timeout": 30},
+                "metrics": {"listen": f"127.0.0.1:{free_port()}"},
+                "logging": {"level": "info", "format": "console" if is_terminal() else "json"},
+            },
+            env={},
+            source="(demo)",
+        )
+        configure_logging(config.logging.level, config.logging.format)
+        sqs = Sqs(client)
+        sent, failed = send_messages(sqs, url, sample_records(messages))
+        emit_note(
+            f"demo: sent {sent} messages to {url} on {local.endpoint_url}; "
+            f"metrics on http://{config.metrics.listen}/metrics"
+        )
+        supervisor = Supervisor(config)
+        started = time.monotonic()
+        watcher = threading.Thread(target=_stop_when_settled, args=(sqs, url, supervisor), daemon=True)
+        watcher.start()
+        code = supervisor.run()
+        elapsed = time.monotonic() - started
+        totals = _totals(render_metrics(metrics_dir).decode())
+        dlq_depth = int(sqs.attributes(dlq_url)["ApproximateNumberOfMessages"])
+        samples = client.receive_message(
+            QueueUrl=dlq_url, MaxNumberOfMessages=3, MessageAttributeNames=["All"]
+        ).get("Messages", [])
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    os.environ.pop(ENV_DIR, None)
+
+    requests = totals.get("requests", 0)
+    emit_table(
+        "sqs-poller demo",
+        ("figure", "value"),
+        [
+            ("messages sent", sent),
+            ("handled (deleted)", int(totals.get("deleted", 0))),
+            ("retries", int(totals.get("retried", 0))),
+            ("dead-lettered", int(totals.get("dead_lettered", 0))),
+            ("in the DLQ now", dlq_depth),
+            ("worker processes", processes),
+            ("elapsed seconds", f"{elapsed:.1f}"),
+            ("SQS requests per message", f"{requests / max(sent, 1):.2f}"),
+        ],
+    )
+    if samples:
+        emit_table(
+            "dead-lettered: why (poller.failure)",
+            ("message_id", "type", "error"),
+            [_why(m) for m in samples],
+        )
+    emit_note(
+        "Next: in a deployment, inspect and replay the DLQ with "
+        "`sqs-poller dlq stats --sample 100` and `sqs-poller dlq peek -n 5` (--config PATH)."
+    )
+    lost = sent - int(totals.get("deleted", 0)) - dlq_depth
+    if failed or lost or code:
+        emit_note(f"demo problem: send failures {len(failed)}, unaccounted {lost}, exit {code}")
+        return code or 1
+    return 0
+
+
+def _stop_when_settled(sqs: Any, url: str, supervisor: Any, deadline: float = 300) -> None:
+    """Stop the daemon once the queue has held nothing (visible, in flight, delayed) twice."""
+    names = (
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    )
+    quiet = 0
+    until = time.monotonic() + deadline
+    time.sleep(2)
+    while time.monotonic() < until:
+        time.sleep(0.5)
+        try:
+            attributes = sqs.attributes(url, names)
+        except Exception:
+            continue
+        quiet = quiet + 1 if sum(int(attributes.get(n, 0)) for n in names) == 0 else 0
+        if quiet >= 2:
+            break
+    supervisor.request_stop()
+
+
+def _totals(text: str) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("sqs_poller_messages_total{"):
+            outcome = line.split('outcome="')[1].split('"')[0]
+            totals[outcome] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("sqs_poller_sqs_requests_total{"):
+            totals["requests"] = totals.get("requests", 0) + float(line.rsplit(" ", 1)[1])
+    return totals
+
+
+def _why(message: dict[str, Any]) -> tuple[str, str, str]:
+    attribute = message.get("MessageAttributes", {}).get("poller.failure", {})
+    failure = json.loads(attribute.get("StringValue", "{}"))
+    return message["MessageId"], failure.get("type", "?"), failure.get("error", "?")[:80]

@@ -1,0 +1,61 @@
+"""Load the user's handler from 'package.module:callable' (a function, or a class)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from poller.errors import HandlerLoadError
+from poller.message import Message
+
+
+@dataclass(frozen=True)
+class LoadedHandler:
+    handle: Callable[[Message], None]
+    close: Callable[[], None]
+    name: str
+
+
+def load_handler(target: str, options: Mapping[str, Any]) -> LoadedHandler:
+    """Import and (for a class) construct the handler. Raises HandlerLoadError saying why."""
+    module_name, _, attr_path = target.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`: handlers next to the config work
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # an import can fail in any way; all of them mean "cannot load"
+        raise HandlerLoadError(
+            f"cannot import handler module {module_name!r} (handler.target = {target!r}): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    obj: Any = module
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise HandlerLoadError(
+                f"handler module {module_name!r} has no attribute {attr_path!r} (handler.target = {target!r})"
+            ) from None
+    if isinstance(obj, type):
+        try:
+            instance = obj(dict(options))
+        except Exception as exc:
+            raise HandlerLoadError(
+                f"handler class {target} failed to start: {type(exc).__name__}: {exc}"
+            ) from exc
+        handle = getattr(instance, "handle", None)
+        if not callable(handle):
+            raise HandlerLoadError(f"handler class {target} has no handle(message) method")
+        close = getattr(instance, "close", None)
+        return LoadedHandler(handle, close if callable(close) else _nothing, target)
+    if callable(obj):
+        return LoadedHandler(obj, _nothing, target)
+    raise HandlerLoadError(f"handler.target {target!r} is neither a function nor a class")
+
+
+def _nothing() -> None:
+    pass

@@ -1,0 +1,130 @@
+"""Prometheus metrics, aggregated across processes (prometheus-client multiprocess mode).
+
+prometheus_client picks its value storage when first imported, so this module imports it lazily:
+the supervisor calls `prepare_multiproc_dir()` before anything touches prometheus_client.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ENV_DIR = "PROMETHEUS_MULTIPROC_DIR"
+OUTCOMES = ("deleted", "retried", "dead_lettered", "released")
+HANDLER_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+AGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+
+def prepare_multiproc_dir() -> tuple[str, bool]:
+    """Use $PROMETHEUS_MULTIPROC_DIR (emptied) or create a private one. Returns (dir, owned)."""
+    given = os.environ.get(ENV_DIR)
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for stale in glob.glob(os.path.join(given, "*.db")):
+            os.unlink(stale)
+        return given, False
+    path = tempfile.mkdtemp(prefix="sqs-poller-metrics-")
+    os.environ[ENV_DIR] = path
+    return path, True
+
+
+def remove_multiproc_dir(path: str, owned: bool) -> None:
+    if owned:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class Metrics:
+    """This process's metric handles, labelled children resolved once (no lookup per message)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        self.received = Counter("sqs_poller_received", "Messages received from SQS")
+        messages = Counter("sqs_poller_messages", "Messages settled, by outcome", labelnames=("outcome",))
+        self.outcome = {name: messages.labels(outcome=name) for name in OUTCOMES}
+        self.handler_seconds = Histogram(
+            "sqs_poller_handler_seconds", "Handler run time", buckets=HANDLER_BUCKETS
+        )
+        self.message_age = Histogram(
+            "sqs_poller_message_age_seconds",
+            "Time from send to receive",
+            buckets=AGE_BUCKETS,
+        )
+        self.in_flight = Gauge(
+            "sqs_poller_in_flight", "Messages held by workers", multiprocess_mode="livesum"
+        )
+        self._requests = Counter(
+            "sqs_poller_sqs_requests",
+            "SQS API calls, by action and outcome",
+            labelnames=("action", "outcome"),
+        )
+        self._request_children: dict[tuple[str, str], object] = {}
+        self.worker_restarts = Counter(
+            "sqs_poller_worker_restarts", "Worker processes restarted by the supervisor"
+        )
+        self.receipt_invalid = Counter(
+            "sqs_poller_receipt_handle_invalid",
+            "Deletes or visibility changes refused: the message may be processed twice",
+        )
+        self.handler_timeouts = Counter(
+            "sqs_poller_handler_timeouts", "Handlers that ran past handler.timeout"
+        )
+
+    def count_request(self, action: str, outcome: str) -> None:
+        child = self._request_children.get((action, outcome))
+        if child is None:
+            child = self._requests.labels(action=action, outcome=outcome)
+            self._request_children[(action, outcome)] = child
+        child.inc()
+
+
+def render_metrics(path: str) -> bytes:
+    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=path)
+    return generate_latest(registry)
+
+
+def mark_process_dead(pid: int, path: str) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid, path)
+
+
+def serve_metrics(
+    address: tuple[str, int], path: str, health: Callable[[], tuple[bool, str]]
+) -> ThreadingHTTPServer:
+    """Serve /metrics and /healthz from a daemon thread; returns the server (call shutdown())."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            if self.path.split("?")[0] == "/metrics":
+                from prometheus_client import CONTENT_TYPE_LATEST
+
+                self._reply(200, render_metrics(path), CONTENT_TYPE_LATEST)
+            elif self.path.split("?")[0] == "/healthz":
+                ok, detail = health()
+                self._reply(200 if ok else 503, (detail + "\n").encode(), "text/plain")
+            else:
+                self._reply(404, b"not found: try /metrics or /healthz\n", "text/plain")
+
+        def _reply(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:  # scrapes are not worth a log line
+            pass
+
+    server = ThreadingHTTPServer(address, Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server

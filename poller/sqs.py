@@ -1,0 +1,248 @@
+"""The only code that speaks to SQS: receive, batched delete and visibility, send, attributes.
+
+Every call is counted (`count(action, outcome)`), and botocore's errors become `SqsError`,
+marked transient when waiting and trying again can help.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from poller.errors import SqsError
+
+MAX_BATCH = 10
+MAX_BATCH_BYTES = 1024 * 1024  # SendMessageBatch: all bodies and attributes together
+
+# Error codes worth waiting out; anything else (missing queue, access denied) is reported too,
+# but the daemon still never dies of it: it keeps backing off and saying what is wrong.
+_TRANSIENT = re.compile(
+    r"Throttl|ServiceUnavailable|InternalError|InternalFailure|RequestTimeout|"
+    r"RequestLimitExceeded|KmsThrottled|SlowDown|TooManyRequests|OverLimit|Unavailable"
+)
+INVALID_RECEIPT = ("ReceiptHandleIsInvalid", "InvalidParameterValue", "MessageNotInflight")
+
+Counter = Callable[[str, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchFailure:
+    id: str
+    code: str
+    message: str
+    sender_fault: bool
+
+    @property
+    def receipt_invalid(self) -> bool:
+        return self.code.split(".")[-1] in INVALID_RECEIPT
+
+
+def region_from_url(url: str) -> str | None:
+    match = re.match(r"^https://sqs[.-]([a-z0-9-]+)\.amazonaws\.com", url)
+    return match.group(1) if match else None
+
+
+def make_client(
+    queue_url: str,
+    region: str = "",
+    endpoint_url: str = "",
+    read_timeout: float = 30,
+    pool_size: int = 10,
+) -> Any:
+    """A new boto3 session and SQS client: call it in the process that uses the client."""
+    session = boto3.session.Session()
+    region = (
+        region or region_from_url(queue_url) or session.region_name or ("us-east-1" if endpoint_url else None)
+    )
+    config = BotoConfig(
+        retries={"max_attempts": 3, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=read_timeout,
+        max_pool_connections=max(pool_size, 10),
+        tcp_keepalive=True,
+    )
+    return session.client("sqs", region_name=region, endpoint_url=endpoint_url or None, config=config)
+
+
+def client_for(queue_cfg: Any, pool_size: int = 10) -> Any:
+    return make_client(
+        queue_cfg.url,
+        queue_cfg.region,
+        queue_cfg.endpoint_url,
+        read_timeout=queue_cfg.wait_time_seconds + 10,
+        pool_size=pool_size,
+    )
+
+
+def sendable_attributes(received: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Message attributes as received, in the shape SendMessage accepts (values unchanged)."""
+    out = {}
+    for name, attr in received.items():
+        value: dict[str, Any] = {"DataType": attr["DataType"]}
+        if "StringValue" in attr:
+            value["StringValue"] = attr["StringValue"]
+        if "BinaryValue" in attr:
+            value["BinaryValue"] = attr["BinaryValue"]
+        out[name] = value
+    return out
+
+
+def entry_size(body: str, attributes: dict[str, dict[str, Any]]) -> int:
+    """Bytes an entry counts toward SQS's message and batch size limits."""
+    size = len(body.encode())
+    for name, attr in attributes.items():
+        size += len(name.encode()) + len(attr["DataType"].encode())
+        if "StringValue" in attr:
+            size += len(attr["StringValue"].encode())
+        if "BinaryValue" in attr:
+            size += len(attr["BinaryValue"])
+    return size
+
+
+def chunks(items: Sequence[Any], size: int = MAX_BATCH) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Sqs:
+    def __init__(self, client: Any, count: Counter | None = None):
+        self.client = client
+        self._count = count or (lambda action, outcome: None)
+
+    def _call(self, action: str, method: Callable[..., Any], **kwargs: Any) -> Any:
+        try:
+            response = method(**kwargs)
+        except ClientError as exc:
+            self._count(action, "error")
+            error = exc.response.get("Error", {})
+            code = error.get("Code", "Unknown")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            transient = bool(_TRANSIENT.search(code)) or status >= 500
+            raise SqsError(action, code, error.get("Message", ""), transient) from None
+        except NoCredentialsError as exc:
+            self._count(action, "error")
+            raise SqsError(action, "NoCredentials", str(exc), transient=True) from None
+        except BotoCoreError as exc:
+            self._count(action, "error")
+            raise SqsError(action, type(exc).__name__, str(exc), transient=True) from None
+        self._count(action, "ok")
+        return response
+
+    # --- receive --------------------------------------------------------------------------
+
+    def receive(
+        self, url: str, max_messages: int, wait_time: int, visibility_timeout: int | None = None
+    ) -> list[dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "QueueUrl": url,
+            "MaxNumberOfMessages": max_messages,
+            "WaitTimeSeconds": wait_time,
+            "MessageSystemAttributeNames": ["All"],
+            "MessageAttributeNames": ["All"],
+        }
+        if visibility_timeout is not None:
+            kwargs["VisibilityTimeout"] = visibility_timeout
+        response = self._call("ReceiveMessage", self.client.receive_message, **kwargs)
+        return response.get("Messages", [])
+
+    # --- delete and visibility, batched -----------------------------------------------------
+
+    def delete_batch(self, url: str, receipts: Sequence[tuple[str, str]]) -> list[BatchFailure]:
+        """Delete up to ten (id, receipt_handle); returns every entry that failed."""
+        entries = [{"Id": id_, "ReceiptHandle": rh} for id_, rh in receipts]
+        response = self._call(
+            "DeleteMessageBatch", self.client.delete_message_batch, QueueUrl=url, Entries=entries
+        )
+        return _failures(response, entries)
+
+    def change_visibility_batch(
+        self, url: str, changes: Sequence[tuple[str, str, int]]
+    ) -> list[BatchFailure]:
+        """Set visibility of up to ten (id, receipt_handle, seconds); returns failed entries."""
+        entries = [
+            {"Id": id_, "ReceiptHandle": rh, "VisibilityTimeout": int(seconds)}
+            for id_, rh, seconds in changes
+        ]
+        response = self._call(
+            "ChangeMessageVisibilityBatch",
+            self.client.change_message_visibility_batch,
+            QueueUrl=url,
+            Entries=entries,
+        )
+        return _failures(response, entries)
+
+    def change_visibility(self, url: str, receipt: str, seconds: int) -> None:
+        self._call(
+            "ChangeMessageVisibility",
+            self.client.change_message_visibility,
+            QueueUrl=url,
+            ReceiptHandle=receipt,
+            VisibilityTimeout=int(seconds),
+        )
+
+    def delete(self, url: str, receipt: str) -> None:
+        self._call("DeleteMessage", self.client.delete_message, QueueUrl=url, ReceiptHandle=receipt)
+
+    # --- send -------------------------------------------------------------------------------
+
+    def send(
+        self,
+        url: str,
+        body: str,
+        attributes: dict[str, dict[str, Any]] | None = None,
+        group_id: str | None = None,
+        dedup_id: str | None = None,
+        delay: int = 0,
+    ) -> str:
+        kwargs: dict[str, Any] = {"QueueUrl": url, "MessageBody": body}
+        if attributes:
+            kwargs["MessageAttributes"] = attributes
+        if group_id:
+            kwargs["MessageGroupId"] = group_id
+        if dedup_id:
+            kwargs["MessageDeduplicationId"] = dedup_id
+        if delay:
+            kwargs["DelaySeconds"] = delay
+        return self._call("SendMessage", self.client.send_message, **kwargs)["MessageId"]
+
+    def send_batch(self, url: str, entries: Sequence[dict[str, Any]]) -> list[BatchFailure]:
+        """Send up to ten prepared entries (each with an "Id"); returns the failed ones."""
+        response = self._call(
+            "SendMessageBatch", self.client.send_message_batch, QueueUrl=url, Entries=list(entries)
+        )
+        return _failures(response, entries)
+
+    # --- queue --------------------------------------------------------------------------------
+
+    def attributes(self, url: str, names: Sequence[str] = ("All",)) -> dict[str, str]:
+        response = self._call(
+            "GetQueueAttributes",
+            self.client.get_queue_attributes,
+            QueueUrl=url,
+            AttributeNames=list(names),
+        )
+        return response.get("Attributes", {})
+
+    def purge(self, url: str) -> None:
+        self._call("PurgeQueue", self.client.purge_queue, QueueUrl=url)
+
+
+def _failures(response: dict[str, Any], entries: Sequence[dict[str, Any]]) -> list[BatchFailure]:
+    failed = [
+        BatchFailure(f["Id"], f.get("Code", "Unknown"), f.get("Message", ""), f.get("SenderFault", False))
+        for f in response.get("Failed", [])
+    ]
+    # Every entry must be accounted for: one neither successful nor failed is a failure too.
+    seen = {s["Id"] for s in response.get("Successful", [])} | {f.id for f in failed}
+    failed += [
+        BatchFailure(e["Id"], "MissingFromResponse", "entry absent from the batch response", False)
+        for e in entries
+        if e["Id"] not in seen
+    ]
+    return failed

@@ -1,0 +1,306 @@
+"""The supervisor: starts the worker processes, keeps them alive, reacts to signals,
+serves /metrics and /healthz, and speaks to systemd.
+
+Signal handlers only record the signal; one main loop dispatches it (`handle_<signal>`), then
+converges the worker set (`reap_workers`, `manage_workers`) and reports (`notify_state`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import select
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from poller.config import Config, load_config
+from poller.errors import EXIT_FAILURE, EXIT_HANDLER, EXIT_OK, ConfigError
+from poller.log import configure_logging, get_logger
+from poller.metrics import (
+    Metrics,
+    mark_process_dead,
+    prepare_multiproc_dir,
+    remove_multiproc_dir,
+    serve_metrics,
+)
+from poller.systemd import Notifier
+from poller.worker import RECEIVE_BACKOFF_MAX, run_worker
+
+TICK = 1.0
+RESTART_BACKOFF_MAX = 30.0
+STABLE_AFTER = 60.0  # a worker that lived this long resets the restart backoff
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
+
+
+@dataclass(eq=False)
+class WorkerSlot:
+    index: int
+    config: Config
+    process: Any = None
+    beat: Any = None
+    started_at: float = 0.0
+    failures: int = 0
+    next_start: float = 0.0
+    retiring: bool = False
+
+
+class Supervisor:
+    def __init__(self, config: Config, config_path: str | None = None, notifier: Notifier | None = None):
+        self.config = config
+        self.config_path = config_path
+        self.notifier = notifier or Notifier()
+        self.log = get_logger("poller.supervisor")
+        self.slots: list[WorkerSlot] = []
+        self.retiring: list[WorkerSlot] = []
+        self._signals: deque[int] = deque()
+        self._ctx = multiprocessing.get_context("spawn")
+        self._stopping = False
+        self._exit_code = EXIT_OK
+        self._ready_sent = False
+        self._status = ""
+        self._last_watchdog = 0.0
+        self.lifecycle: Any = None  # set by run() when [lifecycle] is enabled
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.metrics_dir, owned = prepare_multiproc_dir()
+        self.metrics = Metrics()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        previous = {s: signal.signal(s, self._record_signal) for s in HANDLED_SIGNALS}
+        server = None
+        try:
+            address = self.config.metrics.address
+            if address:
+                try:
+                    server = serve_metrics(address, self.metrics_dir, self.health)
+                except OSError as exc:
+                    self.log.error("metrics_listen_failed", listen=self.config.metrics.listen, error=str(exc))
+                    return EXIT_FAILURE
+            self._start_lifecycle()
+            self.log.info(
+                "supervisor_started",
+                processes=self.config.workers.processes,
+                concurrency=self.config.workers.concurrency,
+                queue=self.config.queue.url,
+                pid=os.getpid(),
+            )
+            self.slots = [WorkerSlot(n, self.config) for n in range(self.config.workers.processes)]
+            self.manage_workers()
+            while not self._stopping:
+                self._wait(TICK)
+                self.dispatch_signals()
+                self.reap_workers()
+                if self._stopping:
+                    break
+                self.manage_workers()
+                self.watch_lifecycle()
+                self.notify_state()
+            self.stop_workers()
+            self.finish_lifecycle()
+            return self._exit_code
+        finally:
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            signal.set_wakeup_fd(old_wakeup)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            remove_multiproc_dir(self.metrics_dir, owned)
+            self.notifier.close()
+
+    def request_stop(self) -> None:
+        """Stop as on SIGTERM (from another thread, e.g. the demo)."""
+        self._signals.append(signal.SIGTERM)
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"\0")
+
+    # --- signals ----------------------------------------------------------------------------
+
+    def _record_signal(self, signum: int, frame: object) -> None:
+        self._signals.append(signum)  # only record: the main loop acts
+
+    def _wait(self, timeout: float) -> None:
+        try:
+            ready, _, _ = select.select([self._wake_r], [], [], timeout)
+            if ready:
+                os.read(self._wake_r, 4096)
+        except InterruptedError:
+            pass
+
+    def dispatch_signals(self) -> None:
+        while self._signals:
+            signum = self._signals.popleft()
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                self.handle_term(signum)
+            elif signum == signal.SIGHUP:
+                self.handle_hup()
+            # SIGCHLD only wakes the loop; reap_workers looks at every process anyway
+
+    def handle_term(self, signum: int) -> None:
+        self.log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        self._stopping = True
+
+    def handle_hup(self) -> None:
+        """Reload the config and replace the workers gracefully; a bad config changes nothing."""
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            self.log.error("reload_failed", error=str(exc), note="still running the old config")
+            return
+        if config.metrics.listen != self.config.metrics.listen:
+            self.log.warning("reload_metrics_listen_ignored", note="takes effect on restart")
+        configure_logging(config.logging.level, config.logging.format)
+        self.log.info("reloading", processes=config.workers.processes)
+        self.config = config
+        for slot in self.slots:
+            self._terminate(slot)
+            slot.retiring = True
+        self.retiring += [s for s in self.slots if s.process is not None]
+        self.slots = [WorkerSlot(n, config) for n in range(config.workers.processes)]
+        self._ready_sent = False
+        self.manage_workers()
+
+    # --- the worker set ---------------------------------------------------------------------
+
+    def manage_workers(self) -> None:
+        now = time.monotonic()
+        for slot in self.slots:
+            if slot.process is None and now >= slot.next_start:
+                self._spawn(slot)
+
+    def _spawn(self, slot: WorkerSlot) -> None:
+        slot.beat = self._ctx.Value("d", 0.0, lock=False)
+        slot.process = self._ctx.Process(
+            target=run_worker,
+            args=(slot.config, slot.index, slot.beat),
+            name=f"sqs-poller-worker-{slot.index}",
+        )
+        slot.process.start()
+        slot.started_at = time.monotonic()
+        self.log.info("worker_spawned", worker=slot.index, pid=slot.process.pid)
+
+    def reap_workers(self) -> None:
+        for slot in list(self.retiring):
+            if slot.process.exitcode is not None:
+                self._forget_process(slot)
+                self.retiring.remove(slot)
+        for slot in self.slots:
+            if slot.process is None or slot.process.exitcode is None:
+                continue
+            code = slot.process.exitcode
+            pid = slot.process.pid
+            lived = time.monotonic() - slot.started_at
+            self._forget_process(slot)
+            if self._stopping:
+                continue
+            if code == EXIT_HANDLER:
+                self.log.error(
+                    "handler_cannot_load",
+                    worker=slot.index,
+                    note="stopping instead of restarting; see handler_load_failed above",
+                )
+                self._exit_code = EXIT_HANDLER
+                self._stopping = True
+                continue
+            slot.failures = 1 if lived >= STABLE_AFTER else slot.failures + 1
+            delay = min(RESTART_BACKOFF_MAX, 0.5 * 2 ** (slot.failures - 1))
+            slot.next_start = time.monotonic() + delay
+            self.metrics.worker_restarts.inc()
+            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+            self.log.error("worker_died", worker=slot.index, pid=pid, how=how, restart_in=round(delay, 2))
+
+    def _forget_process(self, slot: WorkerSlot) -> None:
+        slot.process.join(timeout=0)
+        mark_process_dead(slot.process.pid, self.metrics_dir)
+        slot.process.close()
+        slot.process = None
+
+    def _terminate(self, slot: WorkerSlot) -> None:
+        if slot.process is not None and slot.process.exitcode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(slot.process.pid, signal.SIGTERM)
+
+    def stop_workers(self) -> None:
+        """SIGTERM every worker, wait for them to drain, SIGKILL what outlives the deadline."""
+        self.notifier.notify("STOPPING=1", "STATUS=draining")
+        everyone = [s for s in self.slots + self.retiring if s.process is not None]
+        for slot in everyone:
+            self._terminate(slot)
+        cfg = self.config
+        deadline = time.monotonic() + cfg.workers.shutdown_grace + cfg.queue.wait_time_seconds + 5
+        while time.monotonic() < deadline and any(s.process.exitcode is None for s in everyone):
+            self._wait(0.2)
+            self.heartbeat_lifecycle()
+        for slot in everyone:
+            if slot.process.exitcode is None:
+                self.log.error("worker_killed", worker=slot.index, pid=slot.process.pid)
+                slot.process.kill()
+                slot.process.join(timeout=5)
+                if self._exit_code == EXIT_OK:
+                    self._exit_code = EXIT_FAILURE
+            self._forget_process(slot)
+        self.retiring = []
+        self.log.info("supervisor_stopped", exit_code=self._exit_code)
+
+    # --- health and systemd ----------------------------------------------------------------
+
+    def health(self) -> tuple[bool, str]:
+        """Every worker alive and polled within one long poll plus the receive backoff."""
+        window = self.config.queue.wait_time_seconds + RECEIVE_BACKOFF_MAX + 5
+        now = time.time()
+        problems = []
+        for slot in list(self.slots):
+            process, beat = slot.process, slot.beat
+            if process is None or process.exitcode is not None:
+                problems.append(f"worker {slot.index}: not running")
+            elif beat is None or beat.value == 0.0:
+                problems.append(f"worker {slot.index}: starting")
+            elif now - beat.value > window:
+                problems.append(f"worker {slot.index}: no poll for {now - beat.value:.0f}s")
+        if problems:
+            return False, "; ".join(problems)
+        return True, f"ok: {len(self.slots)} workers polling"
+
+    def notify_state(self) -> None:
+        healthy, detail = self.health()
+        if healthy and not self._ready_sent:
+            self.notifier.notify("READY=1", f"STATUS={detail}")
+            self.log.info("ready", workers=len(self.slots))
+            self._ready_sent = True
+            self._status = detail
+        elif detail != self._status:
+            self.notifier.notify(f"STATUS={detail}")
+            self._status = detail
+        interval = self.notifier.watchdog_interval
+        if healthy and interval and time.monotonic() - self._last_watchdog >= interval:
+            self.notifier.notify("WATCHDOG=1")
+            self._last_watchdog = time.monotonic()
+
+    # --- EC2 Auto Scaling lifecycle (see lifecycle.py) ---------------------------------------
+
+    def _start_lifecycle(self) -> None:
+        if self.config.lifecycle.enabled:
+            from poller.lifecycle import LifecycleWatcher
+
+            self.lifecycle = LifecycleWatcher(self.config.lifecycle, self.log)
+
+    def watch_lifecycle(self) -> None:
+        if self.lifecycle is not None and self.lifecycle.terminating():
+            self.log.info("lifecycle_terminating", note="draining as on SIGTERM")
+            self._stopping = True
+
+    def heartbeat_lifecycle(self) -> None:
+        if self.lifecycle is not None:
+            self.lifecycle.heartbeat()
+
+    def finish_lifecycle(self) -> None:
+        if self.lifecycle is not None:
+            self.lifecycle.complete()

@@ -1,0 +1,47 @@
+# A production-shaped deployment: thumbnails are rendered by a handler class baked into
+# the AMI (`packer build -var 'extra_requirements=thumbnailer==2.4.1' packer/`).
+
+resource "aws_sns_topic" "alarms" {
+  name              = "thumbnails-alarms"
+  kms_master_key_id = "alias/aws/sns"
+}
+
+module "thumbnails" {
+  source = "../.."
+
+  name       = "thumbnails"
+  ami_id     = var.ami_id
+  vpc_id     = var.vpc_id
+  subnet_ids = var.private_subnet_ids
+
+  instance_type = "c7i.large"
+  min_size      = 2
+  max_size      = 20
+  # One instance renders ~25 thumbnails/s; 60 s of acceptable latency -> 1500 per instance.
+  target_backlog_per_instance = 1500
+
+  handler_target = "thumbnailer.worker:Handler"
+  handler_options = {
+    bucket       = "example-thumbnails-output"
+    sizes        = "64,256,1024"
+    secrets_path = "/sqs-poller/thumbnails"
+  }
+  handler_timeout = 120
+
+  processes          = 2
+  concurrency        = 8
+  shutdown_grace     = 30
+  wait_time_seconds  = 20
+  visibility_timeout = 60
+  max_receives       = 5
+
+  canary_checkpoints           = [10, 50, 100]
+  canary_checkpoint_delay      = 600
+  lifecycle_heartbeat_timeout  = 300
+  oldest_message_age_threshold = 300
+  alarm_topic_arn              = aws_sns_topic.alarms.arn
+
+  tags = {
+    Team = "media"
+  }
+}

@@ -1,0 +1,20 @@
+# Workers only call AWS APIs over HTTPS (SQS, SSM, CloudWatch, Auto Scaling, KMS).
+# IMDS, the VPC DNS resolver and the time sync service are link-local and need no rule.
+resource "aws_security_group" "instance" {
+  name_prefix = "${var.name}-"
+  description = "sqs-poller ${var.name} workers: HTTPS egress only, no ingress"
+  vpc_id      = var.vpc_id
+  tags        = local.tags
+
+  egress {
+    description = "HTTPS to AWS APIs (SQS, SSM, CloudWatch, KMS, Auto Scaling)"
+    from_port   = 443
+    to_port     = 443
+    protocol    = "tcp"
+    cidr_blocks = ["0.0.0.0/0"]
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}

