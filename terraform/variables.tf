@@ -176,8 +176,8 @@ variable "visibility_timeout" {
   default     = 30
 
   validation {
-    condition     = var.visibility_timeout >= 0 && var.visibility_timeout <= 43200
-    error_message = "visibility_timeout must be between 0 and 43200."
+    condition     = var.visibility_timeout >= 1 && var.visibility_timeout <= 43200
+    error_message = "visibility_timeout must be between 1 and 43200."
   }
 }
 
