@@ -150,9 +150,7 @@ class LegacyStub:
                     if stub.delay:
                         time.sleep(stub.delay)
                     payload = json.dumps({"ok": True, "id": number}).encode()
-                    response = _Response(
-                        stub.default_status, {"Content-Type": "application/json"}, payload
-                    )
+                    response = _Response(stub.default_status, {"Content-Type": "application/json"}, payload)
                 if response.status == HANG:
                     stub._released.wait(_HANG_LIMIT)
                     self.close_connection = True
