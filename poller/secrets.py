@@ -228,14 +228,17 @@ def _normalise_path(path: str) -> str:
 class SecretsConfig:
     """The ``[secrets]`` section. Validated on construction; errors name the key."""
 
-    ssm_paths: tuple[str, ...] = ()
+    ssm_paths: tuple[str, ...] = ()  # a list, or one comma-separated string
     secrets_manager: Mapping[str, str] = field(default_factory=dict)  # name -> secret id/ARN
     ttl: float = 300.0  # seconds between refreshes; 0 = only on SIGHUP/refresh(); else 10..86400
     region: str = ""
     endpoint_url: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "ssm_paths", tuple(self.ssm_paths))
+        paths = self.ssm_paths
+        if isinstance(paths, str):  # from an environment override: comma-separated
+            paths = [p.strip() for p in paths.split(",") if p.strip()]
+        object.__setattr__(self, "ssm_paths", tuple(paths))
         for path in self.ssm_paths:
             if not isinstance(path, str) or not path.startswith("/"):
                 raise ConfigError(f"secrets.ssm_paths: {path!r} must be a path starting with '/'")

@@ -277,3 +277,26 @@ def test_stub_hang_is_released_by_stop():
     thread.join(10)
     assert time.monotonic() - started < 5
     assert not thread.is_alive() and errors
+
+
+def test_producer_sends_encrypted_requests_the_consumer_decrypts(aws, tmp_path):
+    # GIVEN a queue and a keyring shared by producer and consumer
+    from examples.send_mailbox import main as send_main
+
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="mailbox")["QueueUrl"]
+    create_keyring(tmp_path / "k.json")
+    # WHEN the example producer sends the sample requests
+    assert send_main([url, "--keyring", str(tmp_path / "k.json"), "--region", "us-east-1"]) == 0
+    # THEN every body on the queue is ciphertext that the consumer turns back into the request
+    decryptor = Decryptor(LocalKeyring(tmp_path / "k.json"), require_encryption=True)
+    received = []
+    while batch := sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], AttributeNames=["All"]
+    ).get("Messages"):
+        for raw in batch:
+            assert "username" not in raw["Body"]
+            message = Message.from_sqs(raw, url)
+            received.append(json.loads(decryptor.decrypt_message(message).body))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=raw["ReceiptHandle"])
+    assert sorted(r["username"] for r in received) == sorted(p["username"] for p, _ in SAMPLE_REQUESTS)

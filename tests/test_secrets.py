@@ -238,6 +238,8 @@ def test_config_validation_and_factory(aws):
         SecretsConfig(secrets_manager={"api": ""})
     with pytest.raises(ConfigError, match="secrets.path"):
         SecretsConfig.from_mapping({"path": "/x"})
+    # GIVEN paths as one comma-separated string (an environment override) THEN they are split
+    assert SecretsConfig(ssm_paths="/a, /b/").ssm_paths == ("/a", "/b/")
     # GIVEN a section with no source THEN nothing is built
     assert build_secrets(SecretsConfig()) is None
     # GIVEN a section with sources THEN the factory returns loaded secrets
