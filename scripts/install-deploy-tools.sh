@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Tools the deployment checks need (`make deploy-tools`; `make test` runs it):
+#   - packer, Debian's package, for `packer fmt -check` and `packer validate`
+#   - systemd-analyze, for `verify` and `security --offline` of the units
+#   - checkov, pinned, in its own virtualenv .venv-checkov (it pins boto3 and friends
+#     to versions the daemon's .venv must not get)
+# Idempotent: a second run only checks that everything is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+CHECKOV_VERSION=3.3.30
+CHECKOV_VENV=.venv-checkov
+
+apt_packages=()
+command -v packer >/dev/null 2>&1 || apt_packages+=(packer)
+command -v systemd-analyze >/dev/null 2>&1 || apt_packages+=(systemd)
+if [ "${#apt_packages[@]}" -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    echo "installing ${apt_packages[*]} with apt-get" >&2
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi
+
+marker="$CHECKOV_VENV/.installed-checkov-$CHECKOV_VERSION"
+if [ ! -f "$marker" ] || [ ! -x "$CHECKOV_VENV/bin/checkov" ]; then
+    echo "installing checkov $CHECKOV_VERSION into $CHECKOV_VENV" >&2
+    rm -rf "$CHECKOV_VENV"
+    "$PYTHON" -m venv "$CHECKOV_VENV"
+    "$CHECKOV_VENV/bin/python" -m pip install -q --disable-pip-version-check \
+        "checkov==$CHECKOV_VERSION"
+    touch "$marker"
+fi
