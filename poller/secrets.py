@@ -125,28 +125,42 @@ class Secrets(Mapping[str, str]):
         The first load raises SecretsError instead: a process must not start without them.
         """
         with self._refresh_lock:
-            try:
-                values = self._load()
-            except SecretsError as exc:
-                self.failures += 1
-                self._next_refresh = self._clock() + min(self.ttl or _RETRY_FAILED_AFTER, _RETRY_FAILED_AFTER)
-                if not self._loaded:
-                    raise
-                log.warning("secrets_refresh_failed", error=exc.code, source=exc.source)
-                return False
-            self._values = values  # one reference swap: readers see old or new, never a mix
-            self._loaded = True
-            self.refreshes += 1
-            self.loaded_at = self._clock()
-            self._next_refresh = self.loaded_at + self.ttl if self.ttl else float("inf")
-            log.info("secrets_loaded", count=len(values), refreshes=self.refreshes)
-            return True
+            return self._refresh_locked()
 
     def refresh_if_stale(self) -> bool:
-        """Refresh when the TTL has passed (or a failed refresh is due a retry). True if it did."""
+        """Refresh when the TTL has passed (or a failed refresh is due a retry). True if it did.
+
+        Cheap when fresh. Once loaded it never waits: if another thread is already
+        refreshing, it returns False and the current values stay in use.
+        """
         if self._loaded and self._clock() < self._next_refresh:
             return False
-        return self.refresh()
+        if not self._refresh_lock.acquire(blocking=not self._loaded):
+            return False
+        try:
+            if self._loaded and self._clock() < self._next_refresh:
+                return False  # another thread refreshed while we waited
+            return self._refresh_locked()
+        finally:
+            self._refresh_lock.release()
+
+    def _refresh_locked(self) -> bool:
+        try:
+            values = self._load()
+        except SecretsError as exc:
+            self.failures += 1
+            self._next_refresh = self._clock() + min(self.ttl or _RETRY_FAILED_AFTER, _RETRY_FAILED_AFTER)
+            if not self._loaded:
+                raise
+            log.warning("secrets_refresh_failed", error=exc.code, source=exc.source)
+            return False
+        self._values = values  # one reference swap: readers see old or new, never a mix
+        self._loaded = True
+        self.refreshes += 1
+        self.loaded_at = self._clock()
+        self._next_refresh = self.loaded_at + self.ttl if self.ttl else float("inf")
+        log.info("secrets_loaded", count=len(values), refreshes=self.refreshes)
+        return True
 
     def _load(self) -> dict[str, str]:
         values: dict[str, str] = {}

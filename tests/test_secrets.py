@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 
 import boto3
 import pytest
@@ -246,3 +247,43 @@ def test_config_validation_and_factory(aws):
     cfg = SecretsConfig.from_mapping({"ssm_paths": ["/mailbox/prod"], "secrets_manager": {"api": "prod/api"}})
     secrets = build_secrets(cfg)
     assert secrets["legacy/user"] == "svc-mail" and "api" in secrets
+
+
+class SlowSecretsManager:
+    """A stand-in Secrets Manager client that takes its time and counts calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def get_secret_value(self, SecretId: str) -> dict:  # noqa: N803 - boto3's parameter name
+        self.calls += 1
+        time.sleep(0.2)
+        return {"SecretString": f"v{self.calls}"}
+
+
+def test_concurrent_stale_checks_refresh_once_and_never_wait(clock):
+    # GIVEN loaded secrets past their TTL, on a slow secret store
+    client = SlowSecretsManager()
+    secrets = Secrets(secrets_manager={"api": "x"}, ttl=60, secretsmanager_client=client, clock=clock)
+    secrets.refresh()
+    clock.now += 61
+    results, durations = [], []
+    start = threading.Barrier(8)
+
+    def handler_thread():
+        start.wait()
+        began = time.monotonic()
+        results.append(secrets.refresh_if_stale())
+        durations.append(time.monotonic() - began)
+
+    # WHEN eight threads check at once
+    threads = [threading.Thread(target=handler_thread) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    # THEN one refreshed, the others went on at once with the current values
+    assert client.calls == 2
+    assert results.count(True) == 1
+    assert sorted(durations)[:7] == pytest.approx([0] * 7, abs=0.1)
+    assert secrets["api"] == "v2"
