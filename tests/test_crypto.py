@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 import boto3
 import pytest
 import structlog
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 
 from poller import Message, Poison
@@ -222,8 +224,7 @@ def test_every_single_byte_tamper_is_poison_without_plaintext(keyring):
     # THEN each is poison, and the reasons are from a small fixed set
     assert REASON_AUTH in reasons
     assert all(
-        r in (REASON_AUTH, REASON_MALFORMED)
-        or r.startswith(("unknown key", "unsupported encryption format"))
+        r in (REASON_AUTH, REASON_MALFORMED) or r.startswith(("unknown key", "unsupported encryption format"))
         for r in reasons
     ), reasons
 
@@ -474,9 +475,7 @@ def test_kms_calls_per_message_with_caches(kms_key):
     dec = Decryptor(consumer, DataKeyCache(max_age=300, max_messages=100))
     # WHEN 500 messages go through
     for i in range(500):
-        assert dec.decrypt_message(make_message(*enc.encrypt(f"payload {i}"))).body == (
-            f"payload {i}"
-        )
+        assert dec.decrypt_message(make_message(*enc.encrypt(f"payload {i}"))).body == (f"payload {i}")
     # THEN KMS saw 5 GenerateDataKey and 5 Decrypt calls: 0.02 calls per message
     total = sum(producer.calls.values()) + sum(consumer.calls.values())
     assert producer.calls["generate_data_key"] == 5
@@ -525,9 +524,7 @@ def test_kms_unreachable_is_retryable_not_poison(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     provider = KmsKeyProvider("alias/x", region="us-east-1", endpoint_url="http://127.0.0.1:9")
     # WHEN a data key is needed THEN a plain, retryable KeyServiceError names the error class
-    with pytest.raises(
-        KeyServiceError, match="KMS GenerateDataKey failed: EndpointConnectionError"
-    ):
+    with pytest.raises(KeyServiceError, match="KMS GenerateDataKey failed: EndpointConnectionError"):
         encrypt_body("x", provider)
 
 
@@ -576,3 +573,55 @@ def test_factories_build_working_pair(tmp_path):
         dec.decrypt_message(make_message("plain"))
     # AND a disabled section builds no decryptor
     assert build_decryptor(CryptoConfig()) is None
+
+
+# --- properties ------------------------------------------------------------------------------
+
+_PROPERTY_SETTINGS = settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@_PROPERTY_SETTINGS
+@given(text=st.text(max_size=2000))
+def test_property_any_text_round_trips(keyring, text):
+    # GIVEN any text WHEN encrypted and decrypted THEN it comes back unchanged
+    body, attrs = encrypt_body(text, keyring)
+    assert Decryptor(keyring).decrypt_message(make_message(body, attrs)).body == text
+
+
+@_PROPERTY_SETTINGS
+@given(
+    body=st.one_of(st.text(max_size=300), st.binary(max_size=300).map(lambda b: base64.b64encode(b).decode()))
+)
+def test_property_arbitrary_bodies_only_ever_poison(keyring, body):
+    # GIVEN any body marked encrypted WHEN decrypted THEN the only failure is Poison
+    message = make_message(body, {ATTRIBUTE: {"DataType": "String", "StringValue": "{}"}})
+    with pytest.raises(Poison):
+        Decryptor(keyring).decrypt_message(message)
+
+
+@_PROPERTY_SETTINGS
+@given(data=st.data())
+def test_property_any_edit_of_a_valid_envelope_is_poison_without_plaintext(keyring, data):
+    # GIVEN a valid envelope
+    body, attrs = encrypt_body(SECRET_TEXT, keyring)
+    raw = bytearray(base64.b64decode(body))
+    # WHEN some bytes are replaced, inserted or deleted
+    for _ in range(data.draw(st.integers(1, 4))):
+        index = data.draw(st.integers(0, len(raw) - 1))
+        edit = data.draw(st.sampled_from(["replace", "insert", "delete"]))
+        byte = data.draw(st.integers(0, 255))
+        if edit == "replace":
+            raw[index] = byte if byte != raw[index] else (byte + 1) % 256
+        elif edit == "insert":
+            raw.insert(index, byte)
+        else:
+            del raw[index]
+    edited = base64.b64encode(bytes(raw)).decode()
+    if edited == body:
+        return
+    # THEN it is poison, and the reason holds no plaintext
+    with pytest.raises(Poison) as info:
+        Decryptor(keyring).decrypt_message(make_message(edited, attrs))
+    assert_no_leak(info.value.reason)
