@@ -181,7 +181,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "imds_url": Key(str, "http://169.254.169.254", check=_check_endpoint),
         "endpoint_url": Key(str, "", check=_check_endpoint),
         "poll_seconds": Key(int, 5, low=1, high=300),
-        "heartbeat_seconds": Key(int, 60, low=10, high=7200),
+        "heartbeat_seconds": Key(int, 60, low=1, high=7200),
     },
 }
 

@@ -463,3 +463,43 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30):
         text=True,
         timeout=timeout,
     )
+
+
+def test_daemon_survives_the_sqs_endpoint_going_away_and_coming_back(tmp_path, daemon_factory):
+    from poller.localsqs import LocalSqs, create_queue_pair
+
+    # GIVEN a daemon working through 100 messages on its own SQS endpoint
+    server = LocalSqs()
+    server.start()
+    try:
+        client = server.client()
+        url, dlq = create_queue_pair(client, "outage", visibility=5)
+        send_bodies(client, url, [json.dumps({"n": n, "sleep": 0.05}) for n in range(100)])
+        config = write_config(
+            tmp_path,
+            server,
+            url,
+            dlq,
+            queue={"visibility_timeout": 5},
+            handler={"target": "tests.handlers:slow"},
+            workers={"processes": 2, "concurrency": 2},
+        )
+        daemon = daemon_factory(config)
+        wait_until(lambda: len(daemon.handled()) >= 20, timeout=30)
+
+        # WHEN the endpoint stops for a few seconds, then comes back on the same address
+        server.stop()
+        time.sleep(4)
+        assert not daemon.exited()
+        server = LocalSqs(port=server.port)
+        server.start()
+
+        # THEN the daemon resumes and every message is handled (at least once), none lost
+        wait_until(lambda: queue_total(client, url) == 0, timeout=90, interval=0.5)
+        ends = {json.loads(r["body"])["n"] for r in daemon.handled() if r["phase"] == "end"}
+        assert ends == set(range(100))
+        assert queue_total(client, dlq) == 0
+        assert any(r.get("event") == "receive_failed" for r in daemon.logs())
+        assert daemon.stop() == 0
+    finally:
+        server.stop()
