@@ -142,6 +142,11 @@ def optional_config(config_path: str | None, required: bool) -> Config | None:
     return load_config(config_path)
 
 
+from poller.dlq_cli import dlq  # noqa: E402 - after the helpers it uses
+
+cli.add_command(dlq)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = cli.main(

@@ -1,0 +1,440 @@
+"""`sqs-poller dlq stats|peek|export|replay|purge`: the operator's DLQ tools (engine: dlqtools.py)."""
+
+from __future__ import annotations
+
+import functools
+import re
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from poller.errors import EXIT_FAILURE, EXIT_OK
+
+PREVIEW_CHARS = 80
+
+
+def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Where the DLQ is and how to poll it; every dlq command takes these."""
+    options = [
+        click.option("--config", "config_path", metavar="PATH", help="Config file (its queue.dlq_url)."),
+        click.option("--dlq-url", help="The DLQ (default: the config's queue.dlq_url)."),
+        click.option("--queue-url", help="The main queue (default: the config's queue.url)."),
+        click.option("--endpoint-url", help="A local SQS-compatible endpoint."),
+        click.option("--region", help="AWS region (default: the config's, else the SDK's)."),
+        click.option(
+            "--wait",
+            type=click.IntRange(0, 20),
+            default=5,
+            show_default=True,
+            help="Long-poll seconds per receive.",
+        ),
+        click.option(
+            "--visibility",
+            type=click.IntRange(1, 43200),
+            default=120,
+            show_default=True,
+            help="Seconds a received message stays hidden (extended while held); after a kill, "
+            "messages come back after this long.",
+        ),
+        click.option(
+            "--empty-polls",
+            type=click.IntRange(1, 100),
+            default=2,
+            show_default=True,
+            help="Consecutive empty long polls that, with the queue's counters, mean empty.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+class Target:
+    """The DLQ, an Sqs to reach it, the default replay destination, and the polling settings."""
+
+    def __init__(self, kwargs: dict[str, Any]):
+        from poller.cli import optional_config, queue_target
+        from poller.dlqtools import Polling
+
+        config_path = kwargs.pop("config_path")
+        dlq_url = kwargs.pop("dlq_url")
+        queue_url = kwargs.pop("queue_url")
+        endpoint_url = kwargs.pop("endpoint_url")
+        region = kwargs.pop("region")
+        self.polling = Polling(kwargs.pop("wait"), kwargs.pop("visibility"), kwargs.pop("empty_polls"))
+        if kwargs.get("from_file") and not dlq_url:
+            # Replaying a file needs no DLQ: any queue URL given serves to pick the region.
+            dlq_url = kwargs.get("to") or queue_url
+        self.url, self.sqs = queue_target(config_path, dlq_url, endpoint_url, region, which="dlq_url")
+        config = optional_config(config_path, required=False)
+        self.main_url = queue_url or (config.queue.url if config else None)
+
+    def counts(self) -> dict[str, int]:
+        """The DLQ's counters; also the check that it can be reached at all."""
+        from poller.dlqtools import queue_counts
+
+        return queue_counts(self.sqs, self.url)
+
+
+def with_target(func: Callable[..., int]) -> Callable[..., int]:
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> int:
+        return func(Target(kwargs), **kwargs)
+
+    return wrapper
+
+
+@click.group()
+def dlq() -> None:
+    """Operator tools for the dead-letter queue: stats, peek, export, replay, purge.
+
+    Queue URLs come from the config file (--config), or --dlq-url / --queue-url.
+    """
+
+
+# --- stats ------------------------------------------------------------------------------------
+
+
+@dlq.command()
+@common_options
+@click.option(
+    "--sample",
+    type=click.IntRange(0, 100_000),
+    default=0,
+    help="Receive up to N messages (then release them) to break failures down by type and source.",
+)
+@with_target
+def stats(target: Any, sample: int) -> int:
+    """Approximate visible / in-flight / delayed counts, and a failure breakdown with --sample."""
+    from poller.dlqtools import stats as dlq_stats
+    from poller.output import emit_table
+
+    result = dlq_stats(target.sqs, target.url, sample, target.polling)
+    emit_table(
+        "DLQ counts",
+        ["queue", "visible", "in_flight", "delayed"],
+        [[target.url, result.counts["visible"], result.counts["in_flight"], result.counts["delayed"]]],
+    )
+    if sample:
+        rows = [["type", name, n] for name, n in result.types.most_common()]
+        rows += [["source_queue", name, n] for name, n in result.sources.most_common()]
+        emit_table(f"Failures in a sample of {result.sampled}", ["by", "value", "messages"], rows)
+    return EXIT_OK
+
+
+# --- peek -------------------------------------------------------------------------------------
+
+
+@dlq.command()
+@common_options
+@click.option("-n", "limit", type=click.IntRange(1, 1000), default=10, show_default=True, help="Messages.")
+@click.option("--json", "as_json", is_flag=True, help="Whole export records, one JSON object a line.")
+@click.option("--full", is_flag=True, help="Whole bodies, not a preview.")
+@with_target
+def peek(target: Any, limit: int, as_json: bool, full: bool) -> int:
+    """Show up to N messages and release them at once.
+
+    SQS has no true peek: every look is a receive. It raises each message's receive count, and the
+    messages are hidden from other consumers until released (at once, or after --visibility if this
+    process is killed).
+    """
+    from poller.dlqtools import peek as dlq_peek
+    from poller.output import emit_json, emit_table
+
+    messages = dlq_peek(target.sqs, target.url, limit, target.polling)
+    if as_json:
+        for message in messages:
+            emit_json(message.record())
+        return EXIT_OK
+    rows = []
+    for message in messages:
+        failure = message.failure or {}
+        body = message.body if full else preview(message.body)
+        error = str(failure.get("error", "")) if full else preview(str(failure.get("error", "")))
+        rows.append(
+            [message.message_id, message.sent_at, message.receive_count, failure.get("type", ""), error, body]
+        )
+    emit_table(
+        f"{len(messages)} message(s) from {target.url}",
+        ["id", "sent", "receives", "type", "error", "body"],
+        rows,
+    )
+    return EXIT_OK
+
+
+def preview(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+
+
+# --- export -----------------------------------------------------------------------------------
+
+
+@dlq.command()
+@common_options
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="FILE.jsonl")
+@click.option("--delete", is_flag=True, help="Delete each message once its line is flushed and synced.")
+@with_target
+def export(target: Any, out: Path, delete: bool) -> int:
+    """Stream every message to JSONL (id, body, attributes, message_attributes, failure).
+
+    Messages stay hidden while it runs and are released at the end; with --delete each one is
+    deleted only after the file is flushed and synced. An existing file is never overwritten.
+    """
+    from poller.dlqtools import export as dlq_export
+    from poller.output import emit_json, is_terminal
+
+    if out.exists():
+        raise click.UsageError(f"{out} exists: choose a new file (an export is never overwritten)")
+    target.counts()
+    with graceful_stop() as stopped, Progress("exporting", None) as bar:
+        summary = dlq_export(
+            target.sqs,
+            target.url,
+            out,
+            delete,
+            target.polling,
+            stopped,
+            lambda s: bar.update(s.exported, exported=s.exported, deleted=s.deleted),
+        )
+    report = {"file": str(out), **vars(summary)}
+    show_summary("export", report) if is_terminal() else emit_json({"event": "export_summary", **report})
+    return EXIT_FAILURE if summary.delete_failed or summary.interrupted else EXIT_OK
+
+
+# --- replay -----------------------------------------------------------------------------------
+
+
+def regex(ctx: click.Context, param: click.Parameter, value: str | None) -> re.Pattern[str] | None:
+    if value is None:
+        return None
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise click.BadParameter(f"not a regular expression: {exc}") from None
+
+
+@dlq.command()
+@common_options
+@click.option("--to", help="Destination queue (default: each failure's source_queue, else queue.url).")
+@click.option("--max", "max_messages", type=click.IntRange(1), help="Replay at most N matching messages.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Messages per second.")
+@click.option(
+    "--match-error", callback=regex, metavar="RE", help="Only failures whose 'type: error' matches."
+)
+@click.option("--match-body", callback=regex, metavar="RE", help="Only bodies that match.")
+@click.option(
+    "--max-replays",
+    type=click.IntRange(1),
+    default=3,
+    show_default=True,
+    help="Skip messages already replayed this many times (their poller.replays).",
+)
+@click.option(
+    "--from-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Replay from an export file instead of the DLQ (sends only).",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would happen; change nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask (required without a terminal).")
+@with_target
+def replay(
+    target: Any,
+    to: str | None,
+    max_messages: int | None,
+    rate: float | None,
+    match_error: re.Pattern[str] | None,
+    match_body: re.Pattern[str] | None,
+    max_replays: int,
+    from_file: Path | None,
+    dry_run: bool,
+    yes: bool,
+) -> int:
+    """Send DLQ messages back, then delete them from the DLQ: never the other way round.
+
+    Bodies and attributes are kept; poller.failure is dropped and poller.replays counts up. FIFO
+    keeps each group's order with a fresh deduplication id. Messages that do not match, or were
+    replayed --max-replays times, are released untouched and counted as skipped. Ctrl-C stops after
+    the current batch. --dry-run still receives (SQS has no peek) unless used with --from-file.
+    """
+    from poller.dlqtools import ReplayOptions, replay_file, replay_queue
+    from poller.output import emit_json, is_terminal
+
+    if to and to == target.url and not from_file:
+        raise click.UsageError("--to is the DLQ itself")
+    options = ReplayOptions(
+        to=to,
+        default_destination=target.main_url,
+        max_messages=max_messages,
+        rate=rate,
+        match_error=match_error,
+        match_body=match_body,
+        max_replays=max_replays,
+        dry_run=dry_run,
+    )
+    source = str(from_file) if from_file else target.url
+    if not from_file:
+        visible = target.counts()["visible"]
+        source += f" (about {visible} visible)"
+    if to:
+        target.sqs.attributes(to, ["QueueArn"])  # fail now, clearly, if the destination is unreachable
+    if not dry_run:
+        confirm(f"Replay from {source} to {to or 'each source queue'}?", yes)
+
+    with graceful_stop() as stopped, Progress("replaying", None) as bar:
+
+        def progress(s: Any) -> None:
+            bar.update(
+                s.done,
+                total=max(s.estimate, s.done),
+                replayed=s.replayed,
+                skipped=s.skipped,
+                failed=s.failed,
+                would_replay=s.would_replay,
+            )
+
+        if from_file:
+            summary = replay_file(target.sqs, from_file, options, stopped, progress)
+        else:
+            summary = replay_queue(target.sqs, target.url, options, target.polling, stopped, progress)
+    if dry_run:
+        if is_terminal():
+            show_plan(summary.plan)
+        else:
+            for row in summary.plan:
+                emit_json({"event": "would", **row})
+    report = {"dry_run": dry_run, **summary.report()}
+    show_summary("replay", report) if is_terminal() else emit_json({"event": "replay_summary", **report})
+    return EXIT_FAILURE if summary.failed or summary.interrupted else EXIT_OK
+
+
+def show_plan(plan: list[dict[str, Any]]) -> None:
+    from poller.output import emit_table
+
+    rows = [[p["id"], p["action"], p["detail"], p["type"]] for p in plan[:50]]
+    emit_table(f"Dry run (first {len(rows)} of {len(plan)})", ["id", "action", "to / reason", "type"], rows)
+
+
+# --- purge ------------------------------------------------------------------------------------
+
+
+@dlq.command()
+@common_options
+@click.option("--yes", is_flag=True, help="Do not ask (required without a terminal).")
+@with_target
+def purge(target: Any, yes: bool) -> int:
+    """Delete every message on the DLQ (after showing the approximate count and asking)."""
+    from poller.output import emit_json
+
+    counts = target.counts()
+    total = sum(counts.values())
+    confirm(f"Purge about {total} message(s) ({counts}) from {target.url}? This cannot be undone.", yes)
+    target.sqs.purge(target.url)
+    emit_json({"event": "purged", "queue_url": target.url, "approximate_messages": total, **counts})
+    return EXIT_OK
+
+
+# --- terminal helpers -------------------------------------------------------------------------
+
+
+def interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask on a terminal; without one, refuse unless --yes."""
+    if yes:
+        return
+    if not interactive():
+        raise click.UsageError(f"{question} Refusing without a terminal: pass --yes.")
+    if not click.confirm(question, default=False):
+        raise click.exceptions.Abort()
+
+
+@contextmanager
+def graceful_stop() -> Iterator[Callable[[], bool]]:
+    """First SIGINT/SIGTERM: stop after the current batch. A second SIGINT interrupts at once
+    (still safe: nothing is deleted before it is elsewhere)."""
+    received: list[int] = []
+
+    def record(signum: int, frame: Any) -> None:
+        received.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = {sig: signal.signal(sig, record) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: bool(received)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class Progress:
+    """A rich progress bar (counts, ETA) on a terminal; a JSON line a second otherwise."""
+
+    def __init__(self, label: str, total: int | None):
+        self.label = label
+        self.total = total
+        self.last = 0.0
+        self.fields: dict[str, Any] = {}
+        self.bar: Any = None
+
+    def __enter__(self) -> Progress:
+        from poller.output import is_terminal
+
+        if is_terminal():
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import (
+                Progress as RichProgress,
+            )
+
+            self.bar = RichProgress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[counts]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=self.total, counts="")
+        return self
+
+    def update(self, done: int, total: int | None = None, **counts: Any) -> None:
+        if total is not None:
+            self.total = total
+        self.fields = {"done": done, "total": self.total, **counts}
+        if self.bar is not None:
+            text = " ".join(f"{k} {v}" for k, v in counts.items() if v or k != "would_replay")
+            self.bar.update(self.task, completed=done, total=self.total, counts=text)
+            return
+        now = time.monotonic()
+        if now - self.last >= 1:
+            self.last = now
+            from poller.output import emit_json
+
+            emit_json({"event": "progress", "command": self.label, **self.fields})
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def show_summary(title: str, report: dict[str, Any]) -> None:
+    from poller.output import emit_table
+
+    emit_table(title, ["", "value"], [[k, v] for k, v in report.items()])
