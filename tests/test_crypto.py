@@ -625,3 +625,65 @@ def test_property_any_edit_of_a_valid_envelope_is_poison_without_plaintext(keyri
     with pytest.raises(Poison) as info:
         Decryptor(keyring).decrypt_message(make_message(edited, attrs))
     assert_no_leak(info.value.reason)
+
+
+# --- the daemon end to end (runs once [crypto] is wired into poller.config) -----------------
+
+
+def _crypto_wired() -> bool:
+    from poller import config
+
+    return "crypto" in getattr(config, "SCHEMA", {})
+
+
+@pytest.mark.skipif(not _crypto_wired(), reason="[crypto] is not wired into poller.config yet")
+def test_daemon_decrypts_and_dead_letters_bad_envelopes_without_plaintext(
+    local_sqs, sqs, make_queues, tmp_path, daemon_factory
+):
+    from tests.conftest import queue_total, receive_all, wait_until, write_config
+
+    # GIVEN a keyring, one good encrypted message, and tampered, truncated and wrong-key ones
+    url, dlq = make_queues()
+    create_keyring(tmp_path / "keyring.json", key_id="dev-1")
+    create_keyring(tmp_path / "other.json", key_id="dev-1")
+    ring, other = LocalKeyring(tmp_path / "keyring.json"), LocalKeyring(tmp_path / "other.json")
+    secret = "PLAINTEXT-canary-5d1e"
+    good_body, attrs = encrypt_body(f'{{"secret": "{secret}"}}', ring)
+    raw = bytearray(base64.b64decode(good_body))
+    tampered = bytearray(raw)
+    tampered[-5] ^= 0x01
+    bad = {
+        "tampered": base64.b64encode(bytes(tampered)).decode(),
+        "truncated": base64.b64encode(bytes(raw[: len(raw) // 2])).decode(),
+        "wrong key": encrypt_body(f'{{"secret": "{secret}"}}', other)[0],
+    }
+    for body in [good_body, *bad.values()]:
+        sqs.send_message(QueueUrl=url, MessageBody=body, MessageAttributes=attrs)
+    config = write_config(
+        tmp_path,
+        local_sqs,
+        url,
+        dlq,
+        crypto={"enabled": True, "provider": "local", "keyring_path": str(tmp_path / "keyring.json")},
+    )
+    # WHEN the daemon runs until the queue is empty
+    daemon = daemon_factory(config)
+    wait_until(lambda: queue_total(sqs, dlq) == 3 and queue_total(sqs, url) == 0, timeout=60)
+    # THEN the handler saw the plaintext of the good message only
+    assert [json.loads(r["body"]) for r in daemon.handled()] == [{"secret": secret}]
+    # AND the three bad ones are in the DLQ unchanged, each with a reason
+    moved = {m["Body"]: m for m in receive_all(sqs, dlq)}
+    assert set(moved) == set(bad.values())
+    reasons = {
+        name: json.loads(moved[body]["MessageAttributes"]["poller.failure"]["StringValue"])
+        for name, body in bad.items()
+    }
+    assert reasons["tampered"]["error"] == REASON_AUTH
+    assert reasons["wrong key"]["error"] == REASON_AUTH
+    assert reasons["truncated"]["error"] in (REASON_AUTH, REASON_MALFORMED)
+    assert all(r["type"] == "Poison" for r in reasons.values())
+    # AND no plaintext or key material reached the logs
+    assert secret not in daemon.text()
+    for key in (ring._keys["dev-1"], other._keys["dev-1"]):
+        assert base64.b64encode(key).decode() not in daemon.text()
+    assert daemon.stop() == 0

@@ -324,3 +324,49 @@ def test_config_and_factory(ddb):
     store = build_idempotency_store(cfg, handler_timeout=120, client=ddb)
     assert store.in_progress_timeout == 120 and store.key_field is None
     assert store.run_once(make_message(), CountingHandler()) is True
+
+
+# --- the daemon end to end (runs once [idempotency] is wired into poller.config) -------------
+
+
+def _idempotency_wired() -> bool:
+    from poller import config
+
+    return "idempotency" in getattr(config, "SCHEMA", {})
+
+
+@pytest.mark.skipif(not _idempotency_wired(), reason="[idempotency] is not wired into poller.config yet")
+def test_daemon_runs_a_duplicated_request_once(local_sqs, sqs, make_queues, tmp_path, daemon_factory):
+    import json
+
+    from tests.conftest import queue_total, send_bodies, wait_until, write_config
+
+    # GIVEN the table on the local endpoint, and a request sent twice plus another one
+    url, dlq = make_queues()
+    table = f"idem-{tmp_path.name[-12:]}"
+    create_table(local_sqs.client("dynamodb"), table)
+    bodies = [json.dumps({"request_id": r, "n": n}) for n, r in enumerate(["r-1", "r-1", "r-2"])]
+    send_bodies(sqs, url, bodies)
+    config = write_config(
+        tmp_path,
+        local_sqs,
+        url,
+        dlq,
+        handler={"timeout": 5},
+        idempotency={
+            "enabled": True,
+            "table": table,
+            "key_field": "request_id",
+            "endpoint_url": local_sqs.endpoint_url,
+            "region": "us-east-1",
+        },
+    )
+    # WHEN the daemon runs until the queue is empty
+    daemon = daemon_factory(config)
+    wait_until(lambda: queue_total(sqs, url) == 0, timeout=60)
+    # THEN the handler ran once per request id, and nothing was dead-lettered
+    handled = [json.loads(r["body"])["request_id"] for r in daemon.handled()]
+    assert sorted(handled) == ["r-1", "r-2"]
+    assert queue_total(sqs, dlq) == 0
+    assert any(r.get("event") == "idempotency_duplicate_skipped" for r in daemon.logs())
+    assert daemon.stop() == 0
