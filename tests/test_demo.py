@@ -1,0 +1,23 @@
+"""`sqs-poller demo` on a fresh process: embedded endpoint, sample traffic, a summary, exit 0."""
+
+from __future__ import annotations
+
+import json
+
+from tests.test_daemon import run_cli
+
+
+def test_demo_settles_and_accounts_for_every_message():
+    # WHEN the demo runs with 80 sample messages (JSON output off a terminal)
+    result = run_cli("demo", "--messages", "80", timeout=180)
+
+    # THEN it exits 0 and its summary accounts for every message
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    summary = {r["figure"]: r["value"] for r in rows if r.get("table") == "sqs-poller demo"}
+    assert summary["messages sent"] == 80
+    assert summary["handled (deleted)"] + summary["in the DLQ now"] == 80
+    assert summary["dead-lettered"] == summary["in the DLQ now"] > 0
+    assert summary["retries"] > 0
+    why = [r for r in rows if r.get("table") == "dead-lettered: why (poller.failure)"]
+    assert why and all(r["error"] for r in why)
