@@ -187,7 +187,8 @@ def test_hardening_keeps_network_and_notify_socket():
 def test_exporter_follows_only_the_poller_units():
     unit = read_unit(EXPORTER)
     exec_start = one(unit, "Service", "ExecStart")
-    assert "--unit=sqs-poller@*.service" in exec_start
+    identifier = one(read_unit(TEMPLATE), "Service", "SyslogIdentifier")
+    assert f"--identifier={identifier}" in exec_start
     assert "--output=cat" in exec_start, "CloudWatch metric filters parse the raw JSON line"
     assert "--cursor-file=" in exec_start
     assert one(unit, "Service", "SupplementaryGroups") == "systemd-journal"
