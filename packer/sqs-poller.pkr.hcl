@@ -35,6 +35,8 @@ source "amazon-ebs" "al2023" {
   }
 
   # Instances launched from this AMI get IMDSv2 only, whatever launches them.
+  # (imds_support and metadata_options need the amazon plugin >= 1.1; Debian's packer
+  # 1.6.6 used by `make test` predates them: see tests/test_packer.py.)
   imds_support = "v2.0"
 
   # ...and so does the build instance itself.

@@ -51,7 +51,10 @@ data "aws_iam_policy_document" "kms" {
     condition {
       test     = "ArnLike"
       variable = "kms:EncryptionContext:aws:logs:arn"
-      values   = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.log_group_name}*"]
+      values = [
+        for group in [local.log_group_name, local.metrics_log_group_name] :
+        "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${group}"
+      ]
     }
   }
 }

@@ -320,9 +320,7 @@ def test_user_data_writes_the_config_and_starts_the_instance(rendered):
     bash = shutil.which("bash")
     subprocess.run([bash, "-n"], input=script, text=True, check=True)
     # AND the heredoc holds exactly the rendered config, at the instance's path
-    heredoc = re.search(
-        r"cat > /etc/sqs-poller/jobs\.toml\.new <<'(\w+)'\n(.*?)\n\1\n", script, re.S
-    )
+    heredoc = re.search(r"cat > /etc/sqs-poller/jobs\.toml\.new <<'(\w+)'\n(.*?)\n\1\n", script, re.S)
     assert heredoc, script
     assert heredoc[2] == rendered["config"]
     assert "mv /etc/sqs-poller/jobs.toml.new /etc/sqs-poller/jobs.toml" in script
@@ -373,10 +371,7 @@ def test_termination_hook_outlasts_the_drain(tf):
     assert default(tf, "lifecycle_heartbeat_timeout") > drain
     # Any other values are refused at plan time.
     conditions = [p["condition"] for p in block(group, "lifecycle")["precondition"]]
-    assert (
-        "${var.lifecycle_heartbeat_timeout > var.shutdown_grace + var.wait_time_seconds}"
-        in conditions
-    )
+    assert "${var.lifecycle_heartbeat_timeout > var.shutdown_grace + var.wait_time_seconds}" in conditions
 
 
 def test_scaling_tracks_backlog_per_instance(tf):
@@ -525,9 +520,7 @@ def test_shell_access_is_session_manager_not_ssh(tf):
     assert attachment["role"] == "${aws_iam_role.instance.name}"
     group = resource(tf, "aws_security_group", "instance")
     assert "ingress" not in group
-    assert [(e["from_port"], e["to_port"], e["protocol"]) for e in group["egress"]] == [
-        (443, 443, "tcp")
-    ]
+    assert [(e["from_port"], e["to_port"], e["protocol"]) for e in group["egress"]] == [(443, 443, "tcp")]
 
 
 # --- interface -----------------------------------------------------------------------------
@@ -555,6 +548,17 @@ def test_complete_example_sets_every_required_variable(tf):
     required = {name for name, variable in tf["variable"].items() if "default" not in variable}
     assert required <= set(call), f"missing: {required - set(call)}"
     assert set(call) - {"source"} <= set(tf["variable"]), "example passes an unknown variable"
+
+
+def test_complete_example_alarm_topic_can_receive_alarms():
+    # CloudWatch cannot publish to a topic under the AWS managed aws/sns key.
+    example = load_dir(EXAMPLE)
+    topic = example["resource"]["aws_sns_topic"]["alarms"]
+    assert topic["kms_master_key_id"] == "${aws_kms_key.alarms.arn}"
+    key_policy = example["data"]["aws_iam_policy_document"]["alarms_key"]
+    principals = [p for s in key_policy["statement"] for p in s.get("principals", [])]
+    assert {"type": "Service", "identifiers": ["cloudwatch.amazonaws.com"]} in principals
+    assert example["module"]["thumbnails"]["alarm_topic_arn"] == "${aws_sns_topic.alarms.arn}"
 
 
 # --- checkov -------------------------------------------------------------------------------

@@ -1,9 +1,53 @@
 # A production-shaped deployment: thumbnails are rendered by a handler class baked into
 # the AMI (`packer build -var 'extra_requirements=thumbnailer==2.4.1' packer/`).
 
+data "aws_caller_identity" "current" {}
+
+# CloudWatch alarms cannot publish to a topic encrypted with the AWS managed aws/sns key
+# (its policy cannot grant the CloudWatch service), so the topic gets a key of its own.
+resource "aws_kms_key" "alarms" {
+  description             = "thumbnails alarm notifications"
+  enable_key_rotation     = true
+  deletion_window_in_days = 30
+  policy                  = data.aws_iam_policy_document.alarms_key.json
+}
+
+data "aws_iam_policy_document" "alarms_key" {
+  #checkov:skip=CKV_AWS_109:Key policy: "*" is the key itself; the account root statement delegates to IAM policies as AWS documents for every CMK.
+  #checkov:skip=CKV_AWS_111:Key policy: "*" is the key itself; write access is limited to this account's IAM principals and CloudWatch alarms of this account.
+  #checkov:skip=CKV_AWS_356:Key policy: "*" is the key itself, not every resource.
+  statement {
+    sid       = "AccountAdministersThroughIAM"
+    actions   = ["kms:*"]
+    resources = ["*"]
+
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:aws:iam::${data.aws_caller_identity.current.account_id}:root"]
+    }
+  }
+
+  statement {
+    sid       = "CloudWatchAlarmsPublish"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
+    resources = ["*"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["cloudwatch.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
+  }
+}
+
 resource "aws_sns_topic" "alarms" {
   name              = "thumbnails-alarms"
-  kms_master_key_id = "alias/aws/sns"
+  kms_master_key_id = aws_kms_key.alarms.arn
 }
 
 module "thumbnails" {
