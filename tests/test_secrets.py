@@ -287,3 +287,69 @@ def test_concurrent_stale_checks_refresh_once_and_never_wait(clock):
     assert results.count(True) == 1
     assert sorted(durations)[:7] == pytest.approx([0] * 7, abs=0.1)
     assert secrets["api"] == "v2"
+
+
+# --- the daemon end to end (runs once [secrets] is wired into poller.config) ------------------
+
+
+class SecretRecorder:
+    """A handler class for the daemon test: records which generation of a secret it sees."""
+
+    def __init__(self, options: dict):
+        self.secrets = options["secrets"]
+
+    def handle(self, message) -> None:
+        from tests.handlers import record
+
+        record(message, token_generation=self.secrets["legacy/token"].split("-")[0])
+
+
+def _secrets_wired() -> bool:
+    from poller import config
+
+    return "secrets" in getattr(config, "SCHEMA", {})
+
+
+@pytest.mark.skipif(not _secrets_wired(), reason="[secrets] is not wired into poller.config yet")
+def test_daemon_hands_secrets_to_handlers_and_refreshes_them_on_sighup(
+    local_sqs, sqs, make_queues, tmp_path, daemon_factory
+):
+    import signal
+
+    from tests.conftest import send_bodies, wait_until, write_config
+
+    # GIVEN a SecureString parameter on the local endpoint and a long TTL
+    ssm = local_sqs.client("ssm")
+    path = f"/t-{tmp_path.name[-10:]}"
+    ssm.put_parameter(Name=f"{path}/legacy/token", Value="gen1-SECRETVALUE", Type="SecureString")
+    url, dlq = make_queues()
+    config = write_config(
+        tmp_path,
+        local_sqs,
+        url,
+        dlq,
+        handler={"target": "tests.test_secrets:SecretRecorder"},
+        secrets={
+            "ssm_paths": [path],
+            "ttl": 3600,
+            "endpoint_url": local_sqs.endpoint_url,
+            "region": "us-east-1",
+        },
+    )
+    daemon = daemon_factory(config)
+    daemon.wait_ready()
+    send_bodies(sqs, url, ["before"])
+    wait_until(lambda: len(daemon.handled()) == 1, timeout=30)
+    # WHEN the secret is rotated and the daemon gets SIGHUP
+    ssm.put_parameter(
+        Name=f"{path}/legacy/token", Value="gen2-SECRETVALUE", Type="SecureString", Overwrite=True
+    )
+    old_workers = set(daemon.worker_pids())
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: (now := set(daemon.worker_pids())) and not now & old_workers, timeout=60)
+    send_bodies(sqs, url, ["after"])
+    wait_until(lambda: len(daemon.handled()) == 2, timeout=30)
+    # THEN the handler saw the first value before and the rotated one after, never logged
+    assert [r["token_generation"] for r in daemon.handled()] == ["gen1", "gen2"]
+    assert "SECRETVALUE" not in daemon.text()
+    assert daemon.stop() == 0
