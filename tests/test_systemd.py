@@ -5,10 +5,12 @@ ExecStart binary, so any output at all counts as a failure here.
 """
 
 import configparser
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -201,3 +203,153 @@ def test_units_parse_as_ini():
         parser.optionxform = str
         parser.read_string(path.read_text())
         assert {"Unit", "Service", "Install"} <= set(parser.sections())
+
+
+# --- the sandbox, exercised --------------------------------------------------------------
+# systemd is not PID 1 here, so the unit cannot really start. Its system call sandbox is
+# seccomp, though, and seccomp needs no systemd: the helper below installs the filters the
+# unit's SystemCallFilter=/SystemCallErrorNumber=/MemoryDenyWriteExecute=/
+# RestrictAddressFamilies= lines describe (groups expanded by systemd-analyze itself), then
+# execs a command. `sqs-poller demo` under it runs the real daemon: supervisor, spawned
+# workers, boto3, prometheus multiprocess mmap files, loopback SQS.
+
+SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, where python3-seccomp installs
+
+SANDBOX_HELPER = r"""
+import errno, json, mmap, os, socket, subprocess, sys
+import seccomp
+
+spec = json.loads(os.environ.pop("SANDBOX_SPEC"))
+
+def expand(item):
+    if not item.startswith("@"):
+        return {item}
+    listing = subprocess.run(["systemd-analyze", "syscall-filter", item],
+                             capture_output=True, text=True, check=True).stdout
+    names = set()
+    for line in listing.splitlines():
+        entry = line.strip()
+        if line.startswith("    ") and not entry.startswith("#"):
+            names |= expand(entry)
+    return names
+
+def add(flt, action, name, *args):
+    try:
+        flt.add_rule(action, name, *args)
+    except (ValueError, RuntimeError, OSError):
+        pass  # not a system call on this architecture
+
+allowed = set().union(*map(expand, spec["allow"])) - set().union(set(), *map(expand, spec["deny"]))
+allow_list = seccomp.SyscallFilter(defaction=seccomp.ERRNO(errno.EPERM))
+for name in sorted(allowed):
+    add(allow_list, seccomp.ALLOW, name)
+
+filters = []
+if spec["mdwe"]:
+    wx, x = mmap.PROT_WRITE | mmap.PROT_EXEC, mmap.PROT_EXEC
+    no_wx = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+    add(no_wx, seccomp.ERRNO(errno.EPERM), "mmap", seccomp.Arg(2, seccomp.MASKED_EQ, wx, wx))
+    for name in ("mprotect", "pkey_mprotect"):
+        add(no_wx, seccomp.ERRNO(errno.EPERM), name, seccomp.Arg(2, seccomp.MASKED_EQ, x, x))
+    add(no_wx, seccomp.ERRNO(errno.EPERM), "shmat",
+        seccomp.Arg(2, seccomp.MASKED_EQ, 0o100000, 0o100000))
+    filters.append(no_wx)
+
+families = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+permitted = {getattr(socket, name) for name in spec["families"]}
+for family in set(range(64)) - permitted:
+    add(families, seccomp.ERRNO(errno.EAFNOSUPPORT), "socket", seccomp.Arg(0, seccomp.EQ, family))
+filters.append(families)
+
+# The allow list goes last: it does not allow seccomp() itself.
+for flt in filters + [allow_list]:
+    flt.load()
+os.execvp(sys.argv[1], sys.argv[1:])
+"""
+
+
+def sandbox_spec() -> dict:
+    service = read_unit(TEMPLATE)["Service"]
+    allow, deny = [], []
+    for value in service["SystemCallFilter"]:
+        if value.startswith("~"):
+            deny += value[1:].split()
+        else:
+            allow += value.split()
+    assert one(read_unit(TEMPLATE), "Service", "SystemCallErrorNumber") == "EPERM"
+    return {
+        "allow": allow,
+        "deny": deny,
+        "families": one(read_unit(TEMPLATE), "Service", "RestrictAddressFamilies").split(),
+        "mdwe": service.get("MemoryDenyWriteExecute", ["no"])[-1] == "yes",
+    }
+
+
+@pytest.fixture
+def sandboxed(tmp_path):
+    """argv prefix that runs a command inside the unit's seccomp sandbox."""
+    require_tool("systemd-analyze")
+    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import seccomp"], capture_output=True)
+    if probe.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail("python3-seccomp is missing; `make deploy-tools` installs it")
+        pytest.skip("python3-seccomp is not installed (outside CI only)")
+    helper = tmp_path / "sandbox.py"
+    helper.write_text(SANDBOX_HELPER)
+    os.environ["SANDBOX_SPEC"] = json.dumps(sandbox_spec())
+    yield [SYSTEM_PYTHON, str(helper)]
+    os.environ.pop("SANDBOX_SPEC", None)
+
+
+def test_sandbox_emulation_refuses_what_the_unit_forbids(sandboxed, tmp_path):
+    # GIVEN a Python inside the emulated sandbox (proves the emulation has teeth)
+    probe = (
+        "import mmap, os, socket\n"
+        "checks = {\n"
+        "  'wx_mmap': lambda: mmap.mmap(-1, 4096, prot=7),\n"
+        "  'af_packet': lambda: socket.socket(17, socket.SOCK_RAW),\n"
+        "  'chroot': lambda: os.chroot('/'),\n"
+        "  'setpriority': lambda: os.setpriority(os.PRIO_PROCESS, 0, 5),\n"
+        "  'af_inet': lambda: socket.socket().close(),\n"
+        "}\n"
+        "for name, check in checks.items():\n"
+        "    try:\n"
+        "        check(); print(name, 'allowed')\n"
+        "    except OSError:\n"
+        "        print(name, 'refused')\n"
+    )
+    # WHEN it tries things the unit forbids, and one it allows
+    result = subprocess.run(
+        [*sandboxed, sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+    )
+    # THEN only the allowed one succeeds
+    assert result.returncode == 0, result.stderr
+    outcome = dict(line.split() for line in result.stdout.splitlines())
+    assert outcome == {
+        "wx_mmap": "refused",
+        "af_packet": "refused",
+        "chroot": "refused",
+        "setpriority": "refused",
+        "af_inet": "allowed",
+    }
+
+
+def test_daemon_runs_inside_the_units_seccomp_sandbox(sandboxed, tmp_path):
+    # GIVEN the package's console script, next to the interpreter running the tests
+    command = Path(sys.executable).with_name("sqs-poller")
+    if not command.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{command} is missing; `make test` installs the package")
+        pytest.skip("the sqs-poller package is not installed in this interpreter's venv")
+    # WHEN the whole demo (supervisor, workers, local SQS, metrics) runs inside the sandbox
+    result = subprocess.run(
+        [*sandboxed, str(command), "demo"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+    )
+    # THEN it finishes cleanly: nothing it does needs a forbidden system call
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "Operation not permitted" not in output
