@@ -117,14 +117,6 @@ resource "aws_autoscaling_group" "this" {
     version = aws_launch_template.this.latest_version
   }
 
-  # Created with the group so no instance can ever terminate without draining.
-  initial_lifecycle_hook {
-    name                 = local.lifecycle_hook_name
-    lifecycle_transition = "autoscaling:EC2_INSTANCE_TERMINATING"
-    heartbeat_timeout    = var.lifecycle_heartbeat_timeout
-    default_result       = "CONTINUE"
-  }
-
   # Canary: replace 10 %, watch the alarms, then 50 %, then the rest; any alarm rolls back.
   instance_refresh {
     strategy = "Rolling"
@@ -170,6 +162,17 @@ resource "aws_autoscaling_group" "this" {
       error_message = "max_size must be at least min_size."
     }
   }
+}
+
+# Every termination (scale-in, refresh, rebalancing) waits here while the daemon drains and
+# then completes the action. A resource of its own, not initial_lifecycle_hook: changing
+# the timeout then updates the hook instead of replacing the whole group.
+resource "aws_autoscaling_lifecycle_hook" "drain" {
+  name                   = local.lifecycle_hook_name
+  autoscaling_group_name = aws_autoscaling_group.this.name
+  lifecycle_transition   = "autoscaling:EC2_INSTANCE_TERMINATING"
+  heartbeat_timeout      = var.lifecycle_heartbeat_timeout
+  default_result         = "CONTINUE"
 }
 
 # Backlog per instance = visible messages / in-service instances, held at the target.

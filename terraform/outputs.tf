@@ -40,7 +40,7 @@ output "launch_template_version" {
 
 output "lifecycle_hook_name" {
   description = "Termination lifecycle hook the daemon completes after draining."
-  value       = local.lifecycle_hook_name
+  value       = aws_autoscaling_lifecycle_hook.drain.name
 }
 
 output "instance_role_arn" {

@@ -361,17 +361,25 @@ def test_instance_refresh_is_a_canary_that_rolls_back_on_alarm(tf):
 
 
 def test_termination_hook_outlasts_the_drain(tf):
-    group = resource(tf, "aws_autoscaling_group", "this")
-    hook = block(group, "initial_lifecycle_hook")
+    # GIVEN the termination hook of this group
+    hook = resource(tf, "aws_autoscaling_lifecycle_hook", "drain")
+    assert hook["autoscaling_group_name"] == "${aws_autoscaling_group.this.name}"
     assert hook["lifecycle_transition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
-    assert hook["heartbeat_timeout"] == "${var.lifecycle_heartbeat_timeout}"
     assert hook["name"] == "${local.lifecycle_hook_name}"
-    # Defaults: the drain takes at most shutdown_grace plus one long poll.
+    assert hook["heartbeat_timeout"] == "${var.lifecycle_heartbeat_timeout}"
+    # THEN by default it waits longer than the drain: shutdown_grace plus one long poll
     drain = default(tf, "shutdown_grace") + default(tf, "wait_time_seconds")
     assert default(tf, "lifecycle_heartbeat_timeout") > drain
-    # Any other values are refused at plan time.
+    # AND any other values are refused at plan time
+    group = resource(tf, "aws_autoscaling_group", "this")
     conditions = [p["condition"] for p in block(group, "lifecycle")["precondition"]]
-    assert "${var.lifecycle_heartbeat_timeout > var.shutdown_grace + var.wait_time_seconds}" in conditions
+    expected = "${var.lifecycle_heartbeat_timeout > var.shutdown_grace + var.wait_time_seconds}"
+    assert expected in conditions
+    # AND the daemon is told the same hook and group
+    assert tf["locals"]["lifecycle_hook_name"] == "${var.name}-drain"
+    assert "hook_name = local.lifecycle_hook_name" in tf["locals"]["daemon_config"]
+    assert "asg_name = local.asg_name" in tf["locals"]["daemon_config"]
+    assert resource(tf, "aws_autoscaling_group", "this")["name"] == "${local.asg_name}"
 
 
 def test_scaling_tracks_backlog_per_instance(tf):
