@@ -292,8 +292,8 @@ class _CachedKey:
 class DataKeyCache:
     """Reuse data keys for at most ``max_age`` seconds and ``max_messages`` messages each.
 
-    Thread-safe. A miss calls the provider while holding the lock, so concurrent misses on
-    the same key cost one provider call, not one per thread.
+    Thread-safe. Concurrent misses on the same key cost one provider call, not one per
+    thread; a slow provider call for one key does not hold up hits on the others.
     """
 
     def __init__(
@@ -310,8 +310,8 @@ class DataKeyCache:
         self.max_entries = max_entries
         self._clock = clock
         self._lock = threading.Lock()
-        self._encrypting: dict[tuple[str, str], _CachedKey] = {}
-        self._decrypting: OrderedDict[tuple[str, str, bytes], _CachedKey] = OrderedDict()
+        self._entries: OrderedDict[tuple[Any, ...], _CachedKey] = OrderedDict()
+        self._loading: dict[tuple[Any, ...], threading.Lock] = {}
         self.hits = 0
         self.misses = 0
 
@@ -322,42 +322,62 @@ class DataKeyCache:
         )
 
     def stats(self) -> dict[str, int]:
-        return {"hits": self.hits, "misses": self.misses, "entries": len(self._decrypting)}
+        return {"hits": self.hits, "misses": self.misses, "entries": len(self._entries)}
 
     def data_key_for_encrypt(self, provider: KeyProvider) -> _CachedKey:
-        slot = (provider.name, provider.key_id)
-        with self._lock:
-            entry = self._encrypting.get(slot)
-            if entry is None or not self._usable(entry):
-                self.misses += 1
-                key_id, plaintext, encrypted = provider.generate_data_key()
-                entry = _CachedKey(key_id, plaintext, encrypted, self._clock())
-                self._encrypting[slot] = entry
-            else:
-                self.hits += 1
-            entry.uses += 1
-            return entry
+        """The data key to encrypt the next message with (a fresh one when the last is spent)."""
+
+        def generate() -> _CachedKey:
+            key_id, plaintext, encrypted = provider.generate_data_key()
+            return _CachedKey(key_id, plaintext, encrypted, self._clock())
+
+        return self._get_or_load(("encrypt", provider.name, provider.key_id), generate)
 
     def data_key_for_decrypt(self, provider: KeyProvider, key_id: str, encrypted: bytes) -> bytes:
-        slot = (provider.name, key_id, encrypted)
-        with self._lock:
-            entry = self._decrypting.get(slot)
-            if entry is None or not self._usable(entry):
-                self._decrypting.pop(slot, None)
-                self.misses += 1
-                plaintext = provider.decrypt_data_key(key_id, encrypted)
-                entry = _CachedKey(key_id, plaintext, encrypted, self._clock())
-                self._decrypting[slot] = entry
-                while len(self._decrypting) > self.max_entries:
-                    self._decrypting.popitem(last=False)
-            else:
-                self.hits += 1
-                self._decrypting.move_to_end(slot)
-            entry.uses += 1
-            return entry.plaintext
+        """The plaintext of an encrypted data key, from the cache or the provider."""
 
-    def _usable(self, entry: _CachedKey) -> bool:
-        return entry.uses < self.max_messages and self._clock() - entry.created < self.max_age
+        def unwrap() -> _CachedKey:
+            plaintext = provider.decrypt_data_key(key_id, encrypted)
+            return _CachedKey(key_id, plaintext, encrypted, self._clock())
+
+        return self._get_or_load(("decrypt", provider.name, key_id, encrypted), unwrap).plaintext
+
+    def _get_or_load(self, slot: tuple[Any, ...], load: Callable[[], _CachedKey]) -> _CachedKey:
+        with self._lock:
+            if (entry := self._take(slot)) is not None:
+                return entry
+            loader = self._loading.setdefault(slot, threading.Lock())
+        with loader:  # one provider call per slot; other slots stay available meanwhile
+            with self._lock:
+                if (entry := self._take(slot)) is not None:
+                    return entry
+            try:
+                entry = load()
+            except BaseException:
+                with self._lock:
+                    self._loading.pop(slot, None)
+                raise
+            with self._lock:
+                self.misses += 1
+                entry.uses += 1
+                self._entries[slot] = entry
+                self._loading.pop(slot, None)
+                while len(self._entries) > self.max_entries:
+                    self._entries.popitem(last=False)
+                return entry
+
+    def _take(self, slot: tuple[Any, ...]) -> _CachedKey | None:
+        """A usable cached entry, counted as one use; drops a spent one. Holds self._lock."""
+        entry = self._entries.get(slot)
+        if entry is None:
+            return None
+        if entry.uses >= self.max_messages or self._clock() - entry.created >= self.max_age:
+            del self._entries[slot]
+            return None
+        self.hits += 1
+        entry.uses += 1
+        self._entries.move_to_end(slot)
+        return entry
 
 
 # --- wire format -----------------------------------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import struct
+import threading
+import time
 from datetime import UTC, datetime
 
 import boto3
@@ -450,6 +452,76 @@ def test_tampered_messages_do_not_poison_the_cache(keyring):
     with pytest.raises(Poison):
         dec.decrypt_message(_with_raw(good, bytes(raw)))
     assert dec.decrypt_message(good).body == SECRET_TEXT
+
+
+class SlowKeyring:
+    """Wraps a keyring: unwrapping the key named `slow` takes a while; counts calls."""
+
+    name = "local"
+
+    def __init__(self, inner: LocalKeyring, slow: str, delay: float = 0.5):
+        self.inner, self.slow, self.delay = inner, slow, delay
+        self.key_id = inner.key_id
+        self.calls = inner.calls
+
+    def generate_data_key(self):
+        return self.inner.generate_data_key()
+
+    def decrypt_data_key(self, key_id, encrypted_key):
+        if key_id == self.slow:
+            time.sleep(self.delay)
+        return self.inner.decrypt_data_key(key_id, encrypted_key)
+
+
+def _two_key_ring(tmp_path) -> LocalKeyring:
+    path = tmp_path / "two.json"
+    create_keyring(path, key_id="fast")
+    content = json.loads(path.read_text())
+    content["keys"]["slow"] = base64.b64encode(b"\x07" * 32).decode()
+    path.write_text(json.dumps(content))
+    return LocalKeyring(path)
+
+
+def test_concurrent_misses_on_one_key_cost_one_unwrap(tmp_path):
+    # GIVEN a slow key and eight threads decrypting messages under the same data key
+    ring = _two_key_ring(tmp_path)
+    enc = Encryptor(LocalKeyring(ring.path, key_id="slow"), DataKeyCache())
+    messages = [make_message(*enc.encrypt(f"m{i}")) for i in range(8)]
+    provider = SlowKeyring(ring, slow="slow", delay=0.3)
+    dec = Decryptor(provider, DataKeyCache())
+    barrier = threading.Barrier(8)
+    bodies = []
+
+    def decrypt(message):
+        barrier.wait()
+        bodies.append(dec.decrypt_message(message).body)
+
+    threads = [threading.Thread(target=decrypt, args=(m,)) for m in messages]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    # THEN all decrypted and the provider unwrapped the data key once
+    assert sorted(bodies) == sorted(f"m{i}" for i in range(8))
+    assert provider.calls["decrypt"] == 1
+
+
+def test_a_slow_unwrap_does_not_hold_up_cached_keys(tmp_path):
+    # GIVEN a cached data key for "fast", and a message under "slow" (1 s to unwrap)
+    ring = _two_key_ring(tmp_path)
+    fast_msg = encrypted_message("fast one", LocalKeyring(ring.path, key_id="fast"))
+    slow_msg = encrypted_message("slow one", LocalKeyring(ring.path, key_id="slow"))
+    dec = Decryptor(SlowKeyring(ring, slow="slow", delay=1.0), DataKeyCache())
+    dec.decrypt_message(fast_msg)
+    # WHEN the slow one is being unwrapped in another thread
+    slow = threading.Thread(target=dec.decrypt_message, args=(slow_msg,))
+    slow.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    body = dec.decrypt_message(fast_msg).body
+    # THEN the cached key still answers at once
+    assert body == "fast one" and time.monotonic() - started < 0.5
+    slow.join(5)
 
 
 # --- KMS through moto ------------------------------------------------------------------------
