@@ -231,6 +231,7 @@ def test_url_credentials_and_query_never_appear_in_reasons(stub):
         ({"url": "http://x", "pool_size": 0}, "pool_size"),
         ({"url": "http://x", "headers": {"A": 1}}, "headers"),
         ({"url": "http://x", "headers": {"A": "${secret:x}"}}, "headers"),
+        ({"url": "http://x", "headers": {"A": "${secret:x}"}, "secrets": {"y": "1"}}, "headers"),
         ({"url": "http://x", "retries": 3}, "retries"),
     ],
 )

@@ -83,6 +83,8 @@ class Forward:
                     raise ConfigError(
                         f"handler.options.headers: ${{secret:{name}}} needs a [secrets] section"
                     )
+                if name not in self.secrets:
+                    raise ConfigError(f"handler.options.headers: no secret named {name!r}")
         pool_size = int(_check_number("pool_size", options.get("pool_size", 10), 0, 1000))
         self.session = requests.Session()
         self.session.verify = options.get("verify", True)
