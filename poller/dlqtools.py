@@ -279,8 +279,15 @@ class Receiver:
                 yield new
                 continue
             empty += 1
-            if empty >= self.polling.empty_polls and queue_counts(self.sqs, self.url)["visible"] == 0:
+            if empty < self.polling.empty_polls:
+                continue
+            if queue_counts(self.sqs, self.url)["visible"] == 0:
                 self.ended = "empty"
+                return
+            if self.url.endswith(".fifo") and len(self.hold):
+                # SQS hands out no more of a group while one of its messages is held (skipped or
+                # failed): the rest of those groups stays on the DLQ for the next run.
+                self.ended = "fifo_groups_held"
                 return
             if empty >= 5 * self.polling.empty_polls:
                 self.ended = "counters_disagree"  # it says visible, but long polls bring none
@@ -450,6 +457,7 @@ class ReplaySummary:
     failed: int = 0
     would_replay: int = 0  # dry run
     delete_failed: int = 0  # replayed, but also still on the DLQ: a duplicate
+    out_of_order: int = 0  # FIFO: replayed ahead of an earlier message of the group that failed
     estimate: int = 0
     skip_reasons: Counter[str] = field(default_factory=Counter)
     destinations: Counter[str] = field(default_factory=Counter)
@@ -482,6 +490,7 @@ class ReplaySummary:
             out["would_replay"] = self.would_replay
         out.update(
             delete_failed=self.delete_failed,
+            out_of_order=self.out_of_order,
             skip_reasons=dict(self.skip_reasons),
             destinations=dict(self.destinations),
             ended=self.ended,
@@ -524,19 +533,30 @@ def replay_entry(message: Candidate, destination: str, entry_id: str) -> dict[st
     return entry
 
 
-def send_to(sqs: Sqs, destination: str, messages: Sequence[Candidate]) -> tuple[list[str], dict[str, str]]:
-    """Send in order, in batches of ≤10 and ≤1 MiB. Returns (sent ids, {failed id: error}).
-    FIFO: after a failure, the rest of that group is not sent, so the group's order holds."""
+@dataclass
+class Sent:
+    ids: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # id -> error
+    out_of_order: list[str] = field(default_factory=list)  # FIFO: sent after a failed one of its group
+
+
+def send_to(sqs: Sqs, destination: str, messages: Sequence[Candidate]) -> Sent:
+    """Send in order, in batches of ≤10 and ≤1 MiB, checking every entry of every response.
+    FIFO: once a message of a group fails, the rest of that group is held back (it stays on the
+    DLQ, and a FIFO DLQ then hands out no more of that group this run), so the group's order holds.
+    Only SQS itself failing one entry yet sending later ones of the same batch can break it; those
+    are reported as out of order."""
     by_entry = {str(n): m for n, m in enumerate(messages)}
     entries = [replay_entry(m, destination, n) for n, m in by_entry.items()]
-    sent: list[str] = []
-    failed: dict[str, str] = {}
+    result = Sent()
     broken_groups: set[str] = set()
     for batch in pack_batches(entries):
         ready = []
         for entry in batch:
             if entry.get("MessageGroupId") in broken_groups:
-                failed[by_entry[entry["Id"]].message_id] = "held back behind a failed message of its group"
+                result.failed[by_entry[entry["Id"]].message_id] = (
+                    "held back behind a failed message of its group"
+                )
             else:
                 ready.append(entry)
         if not ready:
@@ -545,15 +565,20 @@ def send_to(sqs: Sqs, destination: str, messages: Sequence[Candidate]) -> tuple[
             failures = {f.id: f"{f.code}: {f.message}" for f in sqs.send_batch(destination, ready)}
         except SqsError as exc:
             failures = {e["Id"]: str(exc) for e in ready}
+        failed_here: set[str] = set()
         for entry in ready:
             message_id = by_entry[entry["Id"]].message_id
+            group = entry.get("MessageGroupId")
             if entry["Id"] in failures:
-                failed[message_id] = failures[entry["Id"]]
-                if "MessageGroupId" in entry:
-                    broken_groups.add(entry["MessageGroupId"])
+                result.failed[message_id] = failures[entry["Id"]]
+                if group is not None:
+                    broken_groups.add(group)
+                    failed_here.add(group)
             else:
-                sent.append(message_id)
-    return sent, failed
+                result.ids.append(message_id)
+                if group in failed_here:
+                    result.out_of_order.append(message_id)
+    return result
 
 
 class Pace:
@@ -577,6 +602,66 @@ class Pace:
                 time.sleep(min(0.2, end - time.monotonic()))
 
 
+class Router:
+    """Where each message goes, and the counting. FIFO: a group stops at its first message that
+    is skipped or fails; later ones of that group are held back ("behind_in_group") so the
+    group's order holds."""
+
+    FAILURES = ("no_destination", "destination_is_dlq")
+
+    def __init__(self, sqs: Sqs, options: ReplayOptions, summary: ReplaySummary, dlq_url: str = ""):
+        self.sqs, self.options, self.summary, self.dlq_url = sqs, options, summary, dlq_url
+        self.blocked_groups: set[str] = set()
+
+    def route(self, messages: Iterable[Candidate]) -> dict[str, list[Candidate]]:
+        """{destination: messages in order}; every message not routed is counted here."""
+        routes: dict[str, list[Candidate]] = {}
+        for message in messages:
+            if message.group_id is not None and message.group_id in self.blocked_groups:
+                destination, reason = None, "behind_in_group"
+            else:
+                destination, reason = decide(message, self.options)
+                if destination is not None and destination == self.dlq_url:
+                    destination, reason = None, "destination_is_dlq"
+            if destination is None:
+                self._unrouted(message, str(reason))
+            else:
+                _plan(self.summary, self.options, message, "replay", destination)
+                routes.setdefault(destination, []).append(message)
+        return routes
+
+    def send(self, destination: str, messages: list[Candidate]) -> list[str]:
+        """Send (or, on a dry run, count) one destination's messages; returns the ids sent."""
+        summary = self.summary
+        if self.options.dry_run:
+            summary.would_replay += len(messages)
+            summary.destinations[destination] += len(messages)
+            return []
+        sent = send_to(self.sqs, destination, messages)
+        summary.replayed += len(sent.ids)
+        summary.destinations[destination] += len(sent.ids)
+        groups = {m.message_id: m.group_id for m in messages}
+        for message_id, error in sent.failed.items():
+            summary.fail(1, f"{message_id}: {error}")
+            if groups[message_id] is not None:
+                self.blocked_groups.add(str(groups[message_id]))
+        if sent.out_of_order:
+            summary.out_of_order += len(sent.out_of_order)
+            summary.errors.append(f"sent after a failed message of their FIFO group: {sent.out_of_order}")
+        return sent.ids
+
+    def _unrouted(self, message: Candidate, reason: str) -> None:
+        if message.group_id is not None:
+            self.blocked_groups.add(message.group_id)
+        if reason in self.FAILURES:
+            self.summary.fail(1, f"{message.message_id}: {reason} (give --to)")
+            _plan(self.summary, self.options, message, "fail", reason)
+        else:
+            self.summary.skipped += 1
+            self.summary.skip_reasons[reason] += 1
+            _plan(self.summary, self.options, message, "skip", reason)
+
+
 def replay_queue(
     sqs: Sqs,
     dlq_url: str,
@@ -588,6 +673,7 @@ def replay_queue(
     """Replay from the DLQ: send, then delete only what was sent. Skipped and failed messages stay
     hidden for the rest of the run (so none is received twice) and are released untouched at the end."""
     summary = ReplaySummary(estimate=_estimate(queue_counts(sqs, dlq_url)["visible"], options))
+    router = Router(sqs, options, summary, dlq_url)
     hold = Hold(sqs, dlq_url, polling.visibility)
     pace = Pace(options.rate)
 
@@ -598,7 +684,10 @@ def replay_queue(
     receiver = Receiver(sqs, dlq_url, hold, polling, want, stop)
     try:
         for batch in receiver:
-            _replay_batch(sqs, dlq_url, batch, options, hold, summary)
+            for destination, messages in router.route(batch).items():
+                sent = router.send(destination, messages)
+                hold.extend_due()  # a stalled send must not let the batch's receipts expire
+                _delete_sent(sqs, dlq_url, hold, sent, summary)
             progress(summary)
             pace.wait(summary.matched, hold, stop)
         summary.ended = receiver.ended
@@ -606,35 +695,6 @@ def replay_queue(
     finally:
         hold.release_all()
     return summary
-
-
-def _replay_batch(
-    sqs: Sqs, dlq_url: str, batch: list[Candidate], options: ReplayOptions, hold: Hold, summary: ReplaySummary
-) -> None:
-    routes: dict[str, list[Candidate]] = {}
-    for message in batch:
-        destination, reason = decide(message, options)
-        if destination is None:
-            _count_unrouted(summary, options, message, str(reason))
-            continue
-        if destination == dlq_url:
-            summary.fail(1, f"{message.message_id}: destination is the DLQ itself")
-            continue
-        routes.setdefault(destination, []).append(message)
-    for destination, messages in routes.items():
-        if options.dry_run:
-            summary.would_replay += len(messages)
-            summary.destinations[destination] += len(messages)
-            for message in messages:
-                _plan(summary, options, message, "replay", destination)
-            continue
-        sent, failed = send_to(sqs, destination, messages)
-        for message_id, error in failed.items():
-            summary.fail(1, f"{message_id}: {error}")
-        summary.replayed += len(sent)
-        summary.destinations[destination] += len(sent)
-        hold.extend_due()  # a stalled send must not let the batch's receipts expire
-        _delete_sent(sqs, dlq_url, hold, sent, summary)
 
 
 def _delete_sent(sqs: Sqs, dlq_url: str, hold: Hold, sent: list[str], summary: ReplaySummary) -> None:
@@ -649,16 +709,6 @@ def _delete_sent(sqs: Sqs, dlq_url: str, hold: Hold, sent: list[str], summary: R
                 hold.lose(message_id)  # sent, and still on the DLQ: a duplicate at worst
             else:
                 hold.forget(message_id)
-
-
-def _count_unrouted(summary: ReplaySummary, options: ReplayOptions, message: Candidate, reason: str) -> None:
-    if reason == "no_destination":
-        summary.fail(1, f"{message.message_id}: no destination (give --to)")
-        _plan(summary, options, message, "fail", reason)
-    else:
-        summary.skipped += 1
-        summary.skip_reasons[reason] += 1
-        _plan(summary, options, message, "skip", reason)
 
 
 def _plan(
@@ -705,24 +755,14 @@ def replay_file(
     with open(path, encoding="utf-8") as fh:
         lines = sum(1 for line in fh if line.strip())
     summary = ReplaySummary(estimate=_estimate(lines, options))
+    router = Router(sqs, options, summary)
     pace = Pace(options.rate)
-    pending: list[tuple[str, Candidate]] = []
+    pending: list[Candidate] = []
 
     def flush() -> None:
-        routes: dict[str, list[Candidate]] = {}
-        for destination, message in pending:
-            routes.setdefault(destination, []).append(message)
+        for destination, batch in router.route(pending).items():
+            router.send(destination, batch)
         pending.clear()
-        for destination, batch in routes.items():
-            summary.destinations[destination] += len(batch)
-            if options.dry_run:
-                summary.would_replay += len(batch)
-                continue
-            sent, failed = send_to(sqs, destination, batch)
-            summary.replayed += len(sent)
-            summary.destinations[destination] -= len(failed)
-            for message_id, error in failed.items():
-                summary.fail(1, f"{message_id}: {error}")
         progress(summary)
         pace.wait(summary.matched, None, stop)
 
@@ -731,17 +771,13 @@ def replay_file(
         if stop():
             summary.ended, summary.interrupted = "stopped", True
             break
-        destination, reason = decide(message, options)
-        if destination is None:
-            _count_unrouted(summary, options, message, str(reason))
-            continue
-        _plan(summary, options, message, "replay", destination)
-        pending.append((destination, message))
-        if len(pending) >= options.batch_size:
+        pending.append(message)
+        room = options.max_messages - summary.matched if options.max_messages else MAX_BATCH
+        if len(pending) >= min(options.batch_size, room):  # so at most --max can match
             flush()
-        if options.max_messages and summary.matched + len(pending) >= options.max_messages:
-            summary.ended = "limit"
-            break
-    if pending:
+            if options.max_messages and summary.matched >= options.max_messages:
+                summary.ended = "limit"
+                break
+    if pending and not summary.interrupted:
         flush()
     return summary

@@ -119,13 +119,14 @@ def bodies_on(sqs: Any, url: str) -> list[str]:
 
 def drain_fifo(sqs: Any, url: str) -> list[dict[str, Any]]:
     """Receive and delete until empty: a FIFO queue hands out a group's next message only then."""
+    wait_until(lambda: queue_counts(sqs, url)["in_flight"] == 0, timeout=30)
     out: list[dict[str, Any]] = []
     empty = 0
     while empty < 2:
         got = sqs.receive_message(
             QueueUrl=url,
             MaxNumberOfMessages=10,
-            WaitTimeSeconds=1,
+            WaitTimeSeconds=0,  # moto's short polls see every message
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
         ).get("Messages", [])
@@ -469,3 +470,88 @@ def test_bad_arguments_and_unreachable_queues_fail_clearly(local_sqs, sqs, make_
 def test_no_config_and_no_dlq_url_is_a_config_error(local_sqs, tmp_path):
     result = run_dlq(local_sqs, "stats", "--config", str(tmp_path / "absent.toml"))
     assert result.returncode == 2 and "absent.toml" in result.stderr
+
+
+def test_failed_sends_stay_on_the_dlq_untouched_and_exit_non_zero(local_sqs, sqs, make_queues):
+    # GIVEN 5 messages from the main queue and 3 from a queue that no longer exists
+    url, dlq = make_queues()
+    gone = url.rsplit("/", 1)[0] + "/deleted-queue"
+    dead_letter(sqs, dlq, [f"ok-{n}" for n in range(5)], source=url)
+    dead_letter(sqs, dlq, [f"lost-{n}" for n in range(3)], source=gone)
+
+    # WHEN replayed to each message's source queue
+    result = run_dlq(local_sqs, "replay", "--dlq-url", dlq, "--yes")
+
+    # THEN 5 move, 3 fail and stay on the DLQ as they were (still annotated), and the exit is 1
+    assert result.returncode == 1
+    summary = summary_of(result)
+    assert (summary["replayed"], summary["failed"]) == (5, 3)
+    assert any("NonExistentQueue" in e or "QueueDoesNotExist" in e for e in summary["errors"])
+    assert sorted(bodies_on(sqs, url)) == [f"ok-{n}" for n in range(5)]
+    left = snapshot(sqs, dlq)
+    assert sorted(m["Body"] for m in left) == [f"lost-{n}" for n in range(3)]
+    assert all(FAILURE in m["MessageAttributes"] for m in left)
+
+
+class FailingSends:
+    """A real boto3 client whose SendMessageBatch reports bodies starting "fail" as Failed entries."""
+
+    def __init__(self, client: Any):
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+        good = [e for e in Entries if not e["MessageBody"].startswith("fail")]
+        response = self._client.send_message_batch(QueueUrl=QueueUrl, Entries=good) if good else {}
+        failed = [
+            {"Id": e["Id"], "Code": "InternalError", "Message": "injected", "SenderFault": False}
+            for e in Entries
+            if e not in good
+        ]
+        return {"Successful": response.get("Successful", []), "Failed": failed}
+
+
+@pytest.mark.parametrize("fifo", [False, True])
+def test_partly_failed_batches_delete_only_what_was_sent(local_sqs, sqs, make_queues, fifo):
+    # GIVEN 10 messages of one group on the DLQ, the 4th of which the destination will refuse
+    from poller.dlqtools import Polling, ReplayOptions, replay_queue
+    from poller.sqs import Sqs
+
+    url, dlq = make_queues(fifo=fifo)
+    bodies = [f"m-{n}" if n != 3 else "fail-3" for n in range(10)]
+    dead_letter(sqs, dlq, bodies, source=url, group_ids=["g"] * 10 if fifo else None)
+
+    # WHEN replayed in one batch
+    summary = replay_queue(Sqs(FailingSends(sqs)), dlq, ReplayOptions(), Polling(wait=1, visibility=10))
+
+    # THEN only what was sent left the DLQ, and the refused one is still there
+    assert (summary.replayed, summary.failed) == (9, 1)
+    moved = [m["Body"] for m in drain_fifo(sqs, url)] if fifo else bodies_on(sqs, url)
+    assert sorted(moved) == sorted(b for b in bodies if b != "fail-3")
+    assert queue_counts(sqs, dlq) == {"visible": 1, "in_flight": 0, "delayed": 0}
+    assert bodies_on(sqs, dlq) == ["fail-3"]
+    # AND on FIFO, the six sent after it in the same batch are reported as out of order
+    assert summary.out_of_order == (6 if fifo else 0)
+
+
+def test_fifo_group_behind_a_skipped_message_stays_in_order_for_the_next_run(local_sqs, sqs, make_queues):
+    # GIVEN a FIFO DLQ: group "a" whose 3rd message is an invoice, and group "b" of orders only
+    url, dlq = make_queues(fifo=True)
+    bodies = [f"a-{n}" if n != 2 else "a-2-invoice" for n in range(6)] + [f"b-{n}" for n in range(6)]
+    dead_letter(sqs, dlq, bodies, source=url, group_ids=["a"] * 6 + ["b"] * 6)
+
+    # WHEN replaying everything but invoices
+    result = run_dlq(local_sqs, "replay", "--dlq-url", dlq, "--yes", "--match-body", "^[ab]-[0-9]$")
+
+    # THEN group b moves whole; group a moves only up to the skipped message, which holds the rest back
+    assert result.returncode == 0, result.stderr
+    summary = summary_of(result)
+    assert (summary["replayed"], summary["skipped"]) == (8, 4)
+    assert summary["skip_reasons"] == {"match_body": 1, "behind_in_group": 3}
+    arrived = defaultdict(list)
+    for message in drain_fifo(sqs, url):
+        arrived[message["Attributes"]["MessageGroupId"]].append(message["Body"])
+    assert arrived == {"a": ["a-0", "a-1"], "b": [f"b-{n}" for n in range(6)]}
+    assert [m["Body"] for m in drain_fifo(sqs, dlq)] == ["a-2-invoice", "a-3", "a-4", "a-5"]
