@@ -9,7 +9,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from poller.crypto import CryptoConfig
 from poller.errors import ConfigError
+from poller.idempotency import IdempotencyConfig
+from poller.secrets import SecretsConfig
 
 DEFAULT_PATH = "/etc/sqs-poller/poller.toml"
 ENV_PATH = "SQS_POLLER_CONFIG"
@@ -90,6 +93,9 @@ class Config:
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
+    crypto: CryptoConfig = CryptoConfig()
+    secrets: SecretsConfig = SecretsConfig()
+    idempotency: IdempotencyConfig = IdempotencyConfig()
     source: str = ""
 
 
@@ -185,7 +191,38 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
 }
 
+SCHEMA["crypto"] = {
+    "enabled": Key(bool, False),
+    "provider": Key(str, "kms", choices=("kms", "local")),
+    "key_id": Key(str, ""),
+    "keyring_path": Key(str, ""),
+    "region": Key(str, ""),
+    "endpoint_url": Key(str, "", check=_check_endpoint),
+    "require_encryption": Key(bool, False),
+    "data_key_max_age": Key(float, 300.0, low=1, high=86400),
+    "data_key_max_messages": Key(int, 1000, low=1, high=1_000_000),
+}
+SCHEMA["secrets"] = {
+    "ssm_paths": Key(list, None),
+    "secrets_manager": Key(dict, None),
+    "ttl": Key(float, 300.0, low=0, high=86400),
+    "region": Key(str, ""),
+    "endpoint_url": Key(str, "", check=_check_endpoint),
+}
+SCHEMA["idempotency"] = {
+    "enabled": Key(bool, False),
+    "table": Key(str, ""),
+    "key_field": Key(str, ""),
+    "ttl_seconds": Key(int, 86400, low=60, high=31_536_000),
+    "in_progress_timeout": Key(float, 0.0, low=0, high=43200),
+    "region": Key(str, ""),
+    "endpoint_url": Key(str, "", check=_check_endpoint),
+}
+
 SECTION_TYPES = {
+    "crypto": CryptoConfig,
+    "secrets": SecretsConfig,
+    "idempotency": IdempotencyConfig,
     "queue": QueueConfig,
     "retry": RetryConfig,
     "workers": WorkersConfig,

@@ -78,7 +78,17 @@ class Worker:
         cfg = self.config
         self.metrics = Metrics()
         self.sqs = Sqs(client_for(cfg.queue, cfg.workers.concurrency + 2), self.metrics.count_request)
-        self.handler = handler or load_handler(cfg.handler.target, cfg.handler.options)
+        from poller.crypto import build_decryptor
+        from poller.idempotency import build_idempotency_store
+        from poller.secrets import build_secrets
+
+        self.decryptor = build_decryptor(cfg.crypto)
+        self.secrets = build_secrets(cfg.secrets)
+        self.idempotency = build_idempotency_store(cfg.idempotency, cfg.handler.timeout)
+        options = dict(cfg.handler.options)
+        if self.secrets is not None:
+            options["secrets"] = self.secrets
+        self.handler = handler or load_handler(cfg.handler.target, options)
         self.house = Housekeeper(self)
         for n in range(cfg.workers.concurrency):
             thread = threading.Thread(target=self._run_tasks, name=f"handler-{n}", daemon=True)
@@ -212,7 +222,13 @@ class Worker:
         entry.deadline = entry.started + self.config.handler.timeout
         error: BaseException | None = None
         try:
-            self.handler.handle(message)
+            if self.secrets is not None:
+                self.secrets.refresh_if_stale()
+            plain = self.decryptor.decrypt_message(message) if self.decryptor else message
+            if self.idempotency is not None:
+                self.idempotency.run_once(plain, self.handler.handle)
+            else:
+                self.handler.handle(plain)
         except BaseException as exc:  # one catch point: every outcome is settled below
             error = exc
         elapsed = time.monotonic() - entry.started
