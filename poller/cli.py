@@ -71,6 +71,17 @@ def demo(messages: int, processes: int) -> int:
 )
 @click.option("--delay", type=click.IntRange(0, 900), default=0, help="Delay seconds.")
 @click.option("--count", type=click.IntRange(1, 1_000_000), default=1, help="Send BODY N times.")
+@click.option(
+    "--encrypt",
+    is_flag=True,
+    help="Envelope-encrypt bodies with the config's [crypto] key (or --keyring/--kms-key-id).",
+)
+@click.option(
+    "--keyring",
+    type=click.Path(exists=True, dir_okay=False),
+    help="With --encrypt: a local keyring file instead of [crypto].",
+)
+@click.option("--kms-key-id", help="With --encrypt: a KMS key id, ARN or alias instead of [crypto].")
 @click.argument("body", required=False)
 def send(
     config_path: str | None,
@@ -83,6 +94,9 @@ def send(
     attributes: Sequence[str],
     delay: int,
     count: int,
+    encrypt: bool,
+    keyring: str | None,
+    kms_key_id: str | None,
     body: str | None,
 ) -> int:
     """Enqueue BODY (COUNT times), or every line of a JSONL file.
@@ -94,7 +108,12 @@ def send(
 
     if (body is None) == (jsonl is None):
         raise click.UsageError("give a BODY or --file FILE.jsonl (one of them)")
+    if (keyring or kms_key_id) and not encrypt:
+        raise click.UsageError("--keyring and --kms-key-id only make sense with --encrypt")
     url, sqs = queue_target(config_path, queue_url, endpoint_url, region)
+    encryptor = None
+    if encrypt:
+        encryptor = make_encryptor(config_path, queue_url, keyring, kms_key_id, region)
     if jsonl is not None:
         entries = read_jsonl(jsonl)
     else:
@@ -109,7 +128,7 @@ def send(
             }
             for _ in range(count)
         )
-    sent, failed = send_messages(sqs, url, entries)
+    sent, failed = send_messages(sqs, url, entries, encryptor)
     from poller.output import emit_json
 
     emit_json({"event": "sent", "queue_url": url, "sent": sent, "failed": len(failed)})
@@ -133,6 +152,29 @@ def queue_target(
     endpoint = endpoint_url if endpoint_url is not None else (config.queue.endpoint_url if config else "")
     region = region or (config.queue.region if config else "")
     return url, Sqs(make_client(url, region, endpoint, read_timeout=30))
+
+
+def make_encryptor(
+    config_path: str | None,
+    queue_url: str | None,
+    keyring: str | None,
+    kms_key_id: str | None,
+    region: str | None,
+) -> Any:
+    from poller.crypto import CryptoConfig, build_encryptor
+
+    if keyring and kms_key_id:
+        raise click.UsageError("give --keyring or --kms-key-id, not both")
+    if keyring:
+        return build_encryptor(CryptoConfig(enabled=True, provider="local", keyring_path=keyring))
+    if kms_key_id:
+        return build_encryptor(CryptoConfig(enabled=True, key_id=kms_key_id, region=region or ""))
+    config = optional_config(config_path, required=not queue_url)
+    if config is None or not config.crypto.enabled:
+        raise ConfigError("--encrypt needs [crypto] enabled in the config, or --keyring/--kms-key-id")
+    if config.crypto.provider == "kms" and not config.crypto.key_id:
+        raise ConfigError("--encrypt with crypto.provider = 'kms' needs crypto.key_id")
+    return build_encryptor(config.crypto)
 
 
 def optional_config(config_path: str | None, required: bool) -> Config | None:

@@ -44,12 +44,15 @@ def to_attribute(value: Any) -> dict[str, Any]:
     return {"DataType": "Number", "StringValue": str(value)}
 
 
-def to_entry(record: dict[str, Any], fifo: bool) -> dict[str, Any]:
+def to_entry(record: dict[str, Any], fifo: bool, encryptor: Any = None) -> dict[str, Any]:
     body = record["body"]
     if not isinstance(body, str):
         body = json.dumps(body, separators=(",", ":"))
-    entry: dict[str, Any] = {"MessageBody": body}
     attributes = {k: to_attribute(v) for k, v in (record.get("attributes") or {}).items()}
+    if encryptor is not None:
+        body, marker = encryptor.encrypt(body)
+        attributes.update(marker)
+    entry: dict[str, Any] = {"MessageBody": body}
     if attributes:
         entry["MessageAttributes"] = attributes
     if record.get("delay"):
@@ -75,12 +78,15 @@ def pack_batches(entries: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, A
         yield batch
 
 
-def send_messages(sqs: Sqs, url: str, records: Iterable[dict[str, Any]]) -> tuple[int, list[tuple[int, str]]]:
-    """Send records in batches; returns (sent, [(record number, error)])."""
+def send_messages(
+    sqs: Sqs, url: str, records: Iterable[dict[str, Any]], encryptor: Any = None
+) -> tuple[int, list[tuple[int, str]]]:
+    """Send records in batches (bodies encrypted when an Encryptor is given);
+    returns (sent, [(record number, error)])."""
     fifo = url.endswith(".fifo")
     sent = 0
     failed: list[tuple[int, str]] = []
-    numbered = ({**to_entry(record, fifo), "Id": str(n)} for n, record in enumerate(records, 1))
+    numbered = ({**to_entry(record, fifo, encryptor), "Id": str(n)} for n, record in enumerate(records, 1))
     for batch in pack_batches(numbered):
         try:
             failures = sqs.send_batch(url, batch)
