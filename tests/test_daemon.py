@@ -25,8 +25,8 @@ def test_each_message_is_handled_exactly_once_by_two_processes(
     daemon = daemon_factory(config)
     wait_until(lambda: len(daemon.handled()) >= 500 and queue_total(sqs, url) == 0, timeout=120)
     metrics = wait_until(
-        lambda: (m := daemon.scrape()).get('sqs_poller_messages_total{outcome="deleted"}') == 500 and m,
-        timeout=10,
+        lambda: (m := daemon.scrape()).get('sqs_poller_messages_total{outcome="deleted"}', 0) >= 500 and m,
+        timeout=30,
     )
 
     # THEN every message was handled exactly once, by both processes, and deleted
@@ -35,6 +35,7 @@ def test_each_message_is_handled_exactly_once_by_two_processes(
     assert len(counts) == 500 and set(counts.values()) == {1}
     assert len({r["pid"] for r in handled}) == 2
     assert queue_total(sqs, url) == 0 and queue_total(sqs, dlq) == 0
+    assert metrics['sqs_poller_messages_total{outcome="deleted"}'] == 500
     assert metrics["sqs_poller_received_total"] == 500
     assert daemon.stop() == 0
 
