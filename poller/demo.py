@@ -17,7 +17,14 @@ from typing import Any
 
 from poller.message import Message, Poison, Retry
 
-KINDS = (("ok", 0.80), ("flaky", 0.10), ("later", 0.03), ("poison", 0.04), ("broken", 0.03))
+KINDS = (
+    ("ok", 0.79),
+    ("flaky", 0.10),
+    ("later", 0.03),
+    ("poison", 0.04),
+    ("broken", 0.03),
+    ("tampered", 0.01),
+)
 
 
 class LegacySystemDown(Exception):
@@ -40,23 +47,26 @@ def handle(message: Message) -> None:
         raise ValueError("transform failed: quota_mb is not a number")
 
 
-def sample_records(count: int, seed: int = 7) -> list[dict[str, Any]]:
+def sample_records(count: int, encryptor: Any, seed: int = 7) -> list[dict[str, Any]]:
+    """Envelope-encrypted requests, as an API would enqueue them; a few tampered with on the way."""
     rng = random.Random(seed)
     names, weights = zip(*KINDS, strict=True)
     records = []
     for n in range(count):
         kind = rng.choices(names, weights)[0]
+        plaintext = json.dumps({"kind": kind, "request": n, "username": f"user{n}"})
+        body, marker = encryptor.encrypt(plaintext)
+        if kind == "tampered":
+            body = body[:-8] + ("A" if body[-8] != "A" else "B") + body[-7:]
         records.append(
-            {
-                "body": {"kind": kind, "request": n, "username": f"user{n}"},
-                "attributes": {"source": "demo-api", "request-id": f"req-{n:05d}"},
-            }
+            {"body": body, "attributes": {"source": "demo-api", "request-id": f"req-{n:05d}", **marker}}
         )
     return records
 
 
 def run_demo(messages: int = 300, processes: int = 2) -> int:
     from poller.config import build_config
+    from poller.crypto import CryptoConfig, build_encryptor, create_keyring
     from poller.localsqs import LocalSqs, create_queue_pair, free_port
     from poller.log import configure_logging
     from poller.metrics import ENV_DIR, render_metrics
@@ -67,6 +77,9 @@ def run_demo(messages: int = 300, processes: int = 2) -> int:
 
     metrics_dir = tempfile.mkdtemp(prefix="sqs-poller-demo-metrics-")
     os.environ[ENV_DIR] = metrics_dir
+    keyring = os.path.join(metrics_dir, "keyring.json")  # the demo's local stand-in for KMS
+    create_keyring(keyring, key_id="demo-key")
+    crypto = {"enabled": True, "provider": "local", "keyring_path": keyring}
     with LocalSqs() as local:
         client = local.client()
         url, dlq_url = create_queue_pair(client, "demo-jobs", max_receive_count=10, visibility=10)
@@ -86,15 +99,17 @@ def run_demo(messages: int = 300, processes: int = 2) -> int:
                 "handler": {"target": "poller.demo:handle", "timeout": 30},
                 "metrics": {"listen": f"127.0.0.1:{free_port()}"},
                 "logging": {"level": "info", "format": "console" if is_terminal() else "json"},
+                "crypto": crypto,
             },
             env={},
             source="(demo)",
         )
         configure_logging(config.logging.level, config.logging.format)
         sqs = Sqs(client)
-        sent, failed = send_messages(sqs, url, sample_records(messages))
+        encryptor = build_encryptor(CryptoConfig(**crypto))
+        sent, failed = send_messages(sqs, url, sample_records(messages, encryptor))
         emit_note(
-            f"demo: sent {sent} messages to {url} on {local.endpoint_url}; "
+            f"demo: sent {sent} encrypted messages to {url} on {local.endpoint_url}; "
             f"metrics on http://{config.metrics.listen}/metrics"
         )
         supervisor = Supervisor(config)
