@@ -206,7 +206,12 @@ class Hold:
         now = time.monotonic()
         due = [(i, r) for i, (r, until) in self.receipts.items() if until - now < self.visibility / 2]
         for batch in chunks(due):
-            failures = self.sqs.change_visibility_batch(self.url, [(i, r, self.visibility) for i, r in batch])
+            try:
+                failures = self.sqs.change_visibility_batch(
+                    self.url, [(i, r, self.visibility) for i, r in batch]
+                )
+            except SqsError:
+                continue  # tried again next time; if it expires, it is seen again and held again
             failed = {f.id for f in failures}
             for i, r in batch:
                 if i in failed:
@@ -298,9 +303,11 @@ class Receiver:
             try:
                 return self.sqs.receive(self.url, n, self.polling.wait, self.polling.visibility)
             except SqsError as exc:
-                if not exc.transient or attempt == 4 or self.stop():
+                if not exc.transient or attempt == 4:
                     raise
                 self.hold.sleep(2**attempt, self.stop)
+                if self.stop():
+                    break
         return []
 
 

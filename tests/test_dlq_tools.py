@@ -265,6 +265,9 @@ def test_export_then_replay_from_file_round_trips(local_sqs, sqs, make_queues, t
     records = [json.loads(line) for line in moved.read_text().splitlines()]
     assert sorted(r["body"] for r in records) == sorted(bodies)
     assert all(r["failure"]["type"] == "TimeoutError" and r["attributes"]["SentTimestamp"] for r in records)
+    preview = run_dlq(local_sqs, "replay", "--from-file", str(moved), "--to", url, "--dry-run", "--max", "15")
+    assert preview.returncode == 0, preview.stderr
+    assert (summary_of(preview)["would_replay"], queue_total(sqs, url)) == (15, 0)
     replayed = run_dlq(local_sqs, "replay", "--from-file", str(moved), "--to", url, "--yes")
 
     # THEN the main queue has every body with its attributes, poller.failure gone
