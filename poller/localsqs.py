@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import urllib.request
 from typing import Any
@@ -13,6 +14,36 @@ from typing import Any
 from poller.errors import PollerError
 
 LOCAL_REGION = "us-east-1"
+
+
+_receive_lock = threading.Lock()
+
+
+def make_receives_atomic() -> None:
+    """moto scans and marks messages without a lock, so two concurrent receives can both get
+    the same message; real SQS never hands one message to two receivers inside its visibility
+    timeout. Serialise the scan (the long-poll wait stays outside the lock)."""
+    from moto.sqs.models import SQSBackend
+
+    original = SQSBackend.receive_message
+    if getattr(original, "_atomic", False):
+        return
+
+    def receive_message(self, queue_name, count, wait_seconds_timeout, visibility_timeout, *args, **kwargs):  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + wait_seconds_timeout
+        while True:
+            with _receive_lock:
+                result = original(self, queue_name, count, 0, visibility_timeout, *args, **kwargs)
+            left = deadline - time.monotonic()
+            if result or left <= 0:
+                return result
+            began = time.monotonic()
+            self.get_queue(queue_name).wait_for_messages(min(1.0, left))
+            if time.monotonic() - began < 0.01:  # visible but not receivable (FIFO group busy)
+                time.sleep(min(0.05, max(left, 0)))
+
+    receive_message._atomic = True  # type: ignore[attr-defined]
+    SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
 
 
 def free_port() -> int:
@@ -52,6 +83,7 @@ class LocalSqs:
     def start(self) -> None:
         use_fake_credentials()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+        make_receives_atomic()
         self._server.start()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -97,3 +129,22 @@ def create_queue_pair(
         },
     )["QueueUrl"]
     return url, dlq_url
+
+
+def main() -> None:
+    """`python -m poller.localsqs [PORT]`: the endpoint in its own process, until SIGTERM."""
+    import signal
+    import sys
+
+    server = LocalSqs(int(sys.argv[1]) if len(sys.argv) > 1 else None)
+    server.start()
+    print(server.endpoint_url, flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
