@@ -18,6 +18,8 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from poller.errors import SqsError
 
 MAX_BATCH = 10
+READ_SLACK = 10  # seconds a long poll may take beyond WaitTimeSeconds before it counts as hung
+CONNECT_TIMEOUT = 5
 MAX_BATCH_BYTES = 1024 * 1024  # SendMessageBatch: all bodies and attributes together
 
 # Error codes worth waiting out; anything else (missing queue, access denied) is reported too,
@@ -54,6 +56,7 @@ def make_client(
     endpoint_url: str = "",
     read_timeout: float = 30,
     pool_size: int = 10,
+    attempts: int = 3,
 ) -> Any:
     """A new boto3 session and SQS client: call it in the process that uses the client."""
     session = boto3.session.Session()
@@ -61,8 +64,8 @@ def make_client(
         region or region_from_url(queue_url) or session.region_name or ("us-east-1" if endpoint_url else None)
     )
     config = BotoConfig(
-        retries={"max_attempts": 3, "mode": "standard"},
-        connect_timeout=5,
+        retries={"max_attempts": attempts, "mode": "standard"},
+        connect_timeout=CONNECT_TIMEOUT,
         read_timeout=read_timeout,
         max_pool_connections=max(pool_size, 10),
         tcp_keepalive=True,
@@ -70,13 +73,14 @@ def make_client(
     return session.client("sqs", region_name=region, endpoint_url=endpoint_url or None, config=config)
 
 
-def client_for(queue_cfg: Any, pool_size: int = 10) -> Any:
+def client_for(queue_cfg: Any, pool_size: int = 10, attempts: int = 3) -> Any:
     return make_client(
         queue_cfg.url,
         queue_cfg.region,
         queue_cfg.endpoint_url,
-        read_timeout=queue_cfg.wait_time_seconds + 10,
+        read_timeout=queue_cfg.wait_time_seconds + READ_SLACK,
         pool_size=pool_size,
+        attempts=attempts,
     )
 
 

@@ -27,6 +27,7 @@ from poller.metrics import (
     remove_multiproc_dir,
     serve_metrics,
 )
+from poller.sqs import CONNECT_TIMEOUT, READ_SLACK
 from poller.systemd import Notifier
 from poller.worker import RECEIVE_BACKOFF_MAX, run_worker
 
@@ -254,7 +255,8 @@ class Supervisor:
 
     def health(self) -> tuple[bool, str]:
         """Every worker alive and polled within one long poll plus the receive backoff."""
-        window = self.config.queue.wait_time_seconds + RECEIVE_BACKOFF_MAX + 5
+        # The longest a healthy loop goes between beats: one hung long poll, then a backoff.
+        window = self.config.queue.wait_time_seconds + READ_SLACK + CONNECT_TIMEOUT + RECEIVE_BACKOFF_MAX + 5
         now = time.time()
         problems = []
         for slot in list(self.slots):

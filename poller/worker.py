@@ -77,7 +77,10 @@ class Worker:
     def initialize(self, handler: LoadedHandler | None = None) -> None:
         cfg = self.config
         self.metrics = Metrics()
-        self.sqs = Sqs(client_for(cfg.queue, cfg.workers.concurrency + 2), self.metrics.count_request)
+        # One attempt a call: our own loops retry (receive backoff, pending deletes), and a
+        # call never blocks the loop longer than one long poll plus its timeouts.
+        client = client_for(cfg.queue, cfg.workers.concurrency + 2, attempts=1)
+        self.sqs = Sqs(client, self.metrics.count_request)
         from poller.crypto import build_decryptor
         from poller.idempotency import build_idempotency_store
         from poller.secrets import build_secrets
