@@ -330,13 +330,14 @@ def show_plan(plan: list[dict[str, Any]]) -> None:
 @with_target
 def purge(target: Any, yes: bool) -> int:
     """Delete every message on the DLQ (after showing the approximate count and asking)."""
-    from poller.output import emit_json
+    from poller.output import emit_json, is_terminal
 
     counts = target.counts()
     total = sum(counts.values())
     confirm(f"Purge about {total} message(s) ({counts}) from {target.url}? This cannot be undone.", yes)
     target.sqs.purge(target.url)
-    emit_json({"event": "purged", "queue_url": target.url, "approximate_messages": total, **counts})
+    report = {"queue_url": target.url, "approximate_messages": total, **counts}
+    show_summary("purged", report) if is_terminal() else emit_json({"event": "purged", **report})
     return EXIT_OK
 
 
