@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -558,3 +559,45 @@ def test_fifo_group_behind_a_skipped_message_stays_in_order_for_the_next_run(loc
         arrived[message["Attributes"]["MessageGroupId"]].append(message["Body"])
     assert arrived == {"a": ["a-0", "a-1"], "b": [f"b-{n}" for n in range(6)]}
     assert [m["Body"] for m in drain_fifo(sqs, dlq)] == ["a-2-invoice", "a-3", "a-4", "a-5"]
+
+
+def test_replay_entries_route_and_annotate_as_documented():
+    from poller.dlqtools import Candidate, ReplayOptions, decide, replay_entry
+
+    # GIVEN a message the daemon dead-lettered from "jobs.fifo", and one from SQS's redrive backstop
+    def message(attrs: dict[str, dict[str, Any]], group: str | None = "g1") -> Candidate:
+        system = {"MessageGroupId": group} if group else {}
+        return Candidate("id-1", "body", system, attrs)
+
+    failed = message(
+        {
+            FAILURE: {"DataType": "String", "StringValue": failure("https://q/jobs.fifo", error="boom")},
+            REPLAYS: {"DataType": "Number", "StringValue": "1"},
+            "tenant": {"DataType": "String", "StringValue": "acme"},
+        }
+    )
+    backstop = message({}, group=None)
+    full = message({f"a{n}": {"DataType": "String", "StringValue": "v"} for n in range(10)}, group=None)
+
+    # WHEN routed: THEN --to wins, then the failure's source queue, then the config's queue
+    assert decide(failed, ReplayOptions(to="https://q/other")) == ("https://q/other", None)
+    assert decide(failed, ReplayOptions(default_destination="https://q/main")) == (
+        "https://q/jobs.fifo",
+        None,
+    )
+    assert decide(backstop, ReplayOptions(default_destination="https://q/main")) == ("https://q/main", None)
+    assert decide(backstop, ReplayOptions()) == (None, "no_destination")
+    assert decide(failed, ReplayOptions(max_replays=1, to="x")) == (None, "max_replays")
+    assert decide(backstop, ReplayOptions(match_error=re.compile("boom"), to="x")) == (None, "match_error")
+
+    # WHEN built into entries: THEN failure stripped, replays counted up, FIFO group kept, dedup fresh
+    first, second = (replay_entry(failed, "https://q/jobs.fifo", "0") for _ in range(2))
+    assert set(first["MessageAttributes"]) == {"tenant", REPLAYS}
+    assert first["MessageAttributes"][REPLAYS] == {"DataType": "Number", "StringValue": "2"}
+    assert (
+        first["MessageGroupId"] == "g1"
+        and first["MessageDeduplicationId"] != second["MessageDeduplicationId"]
+    )
+    assert "MessageGroupId" not in replay_entry(failed, "https://q/standard", "0")
+    # AND a message already at SQS's ten attributes is sent without the counter rather than refused
+    assert len(replay_entry(full, "https://q/x", "0")["MessageAttributes"]) == 10
