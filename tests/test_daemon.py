@@ -127,7 +127,7 @@ def test_always_failing_message_reaches_the_dlq_after_max_receives(
 
     # THEN it was tried exactly three times, then moved with the last error
     assert [r["receive_count"] for r in daemon.handled()] == [1, 2, 3]
-    assert queue_total(sqs, url) == 0
+    wait_until(lambda: queue_total(sqs, url) == 0, timeout=5)  # sent first, deleted second
     [moved] = receive_all(sqs, dlq)
     failure = json.loads(moved["MessageAttributes"]["poller.failure"]["StringValue"])
     assert failure["type"] == "ValueError" and "boom" in failure["error"]
