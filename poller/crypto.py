@@ -59,6 +59,7 @@ import structlog
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from poller.aws import aws_client, section_from_mapping
 from poller.errors import ConfigError
 from poller.message import Message, Poison
 
@@ -215,19 +216,7 @@ class KmsKeyProvider:
     def client(self) -> Any:
         with self._client_lock:
             if self._client is None:
-                import boto3
-                from botocore.config import Config
-
-                self._client = boto3.session.Session().client(
-                    "kms",
-                    region_name=self._region,
-                    endpoint_url=self._endpoint_url,
-                    config=Config(
-                        connect_timeout=5,
-                        read_timeout=10,
-                        retries={"mode": "standard", "max_attempts": 3},
-                    ),
-                )
+                self._client = aws_client("kms", self._region, self._endpoint_url)
             return self._client
 
     def generate_data_key(self) -> tuple[str, bytes, bytes]:
@@ -573,11 +562,7 @@ class CryptoConfig:
 
     @classmethod
     def from_mapping(cls, section: Mapping[str, Any]) -> CryptoConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ConfigError(f"crypto.{unknown[0]}: unknown key")
-        return cls(**section)
+        return section_from_mapping(cls, "crypto", section)
 
 
 def build_provider(cfg: CryptoConfig) -> KeyProvider:

@@ -32,7 +32,6 @@ Terraform module). ``IdempotencyConfig`` is the ``[idempotency]`` section and
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -43,6 +42,7 @@ from typing import Any
 
 import structlog
 
+from poller.aws import aws_client, section_from_mapping
 from poller.errors import ConfigError
 from poller.message import Message, Poison, Retry
 
@@ -94,19 +94,7 @@ class IdempotencyStore:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            self._client = boto3.session.Session().client(
-                "dynamodb",
-                region_name=self._region,
-                endpoint_url=self._endpoint_url,
-                config=Config(
-                    connect_timeout=5,
-                    read_timeout=10,
-                    retries={"mode": "standard", "max_attempts": 3},
-                ),
-            )
+            self._client = aws_client("dynamodb", self._region, self._endpoint_url)
         return self._client
 
     def key_for(self, message: Message) -> str:
@@ -301,11 +289,7 @@ class IdempotencyConfig:
 
     @classmethod
     def from_mapping(cls, section: Mapping[str, Any]) -> IdempotencyConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ConfigError(f"idempotency.{unknown[0]}: unknown key")
-        return cls(**section)
+        return section_from_mapping(cls, "idempotency", section)
 
 
 def build_idempotency_store(

@@ -9,8 +9,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-import boto3
-
+from poller.aws import aws_client
 from poller.config import LifecycleConfig
 
 TOKEN_TTL = 21600
@@ -67,9 +66,7 @@ class LifecycleWatcher:
     def client(self) -> Any:
         if self._client is None:
             region = self.imds.get("/latest/meta-data/placement/region")
-            self._client = boto3.session.Session().client(
-                "autoscaling", region_name=region, endpoint_url=self.cfg.endpoint_url or None
-            )
+            self._client = aws_client("autoscaling", region, self.cfg.endpoint_url)
         return self._client
 
     def instance_id(self) -> str:

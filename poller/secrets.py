@@ -29,7 +29,6 @@ loaded ``Secrets`` (or None when the section names no source).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
 import time
@@ -41,6 +40,7 @@ from typing import Any
 
 import structlog
 
+from poller.aws import aws_client, section_from_mapping
 from poller.errors import ConfigError, PollerError
 
 log = structlog.get_logger(__name__)
@@ -194,20 +194,7 @@ class Secrets(Mapping[str, str]):
     def _client(self, service: str) -> Any:
         attr = "_ssm" if service == "ssm" else "_secretsmanager"
         if getattr(self, attr) is None:
-            import boto3
-            from botocore.config import Config
-
-            client = boto3.session.Session().client(
-                service,
-                region_name=self._region,
-                endpoint_url=self._endpoint_url,
-                config=Config(
-                    connect_timeout=5,
-                    read_timeout=10,
-                    retries={"mode": "standard", "max_attempts": 3},
-                ),
-            )
-            setattr(self, attr, client)
+            setattr(self, attr, aws_client(service, self._region, self._endpoint_url))
         return getattr(self, attr)
 
 
@@ -268,11 +255,7 @@ class SecretsConfig:
 
     @classmethod
     def from_mapping(cls, section: Mapping[str, Any]) -> SecretsConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ConfigError(f"secrets.{unknown[0]}: unknown key")
-        return cls(**section)
+        return section_from_mapping(cls, "secrets", section)
 
 
 def build_secrets(cfg: SecretsConfig, **clients: Any) -> Secrets | None:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from poller.aws import aws_client
 from poller.errors import SqsError
 
 MAX_BATCH = 10
@@ -59,18 +59,16 @@ def make_client(
     attempts: int = 3,
 ) -> Any:
     """A new boto3 session and SQS client: call it in the process that uses the client."""
-    session = boto3.session.Session()
-    region = (
-        region or region_from_url(queue_url) or session.region_name or ("us-east-1" if endpoint_url else None)
-    )
-    config = BotoConfig(
-        retries={"max_attempts": attempts, "mode": "standard"},
+    region = region or region_from_url(queue_url) or boto3.session.Session().region_name
+    return aws_client(
+        "sqs",
+        region or ("us-east-1" if endpoint_url else None),
+        endpoint_url,
         connect_timeout=CONNECT_TIMEOUT,
         read_timeout=read_timeout,
-        max_pool_connections=max(pool_size, 10),
-        tcp_keepalive=True,
+        attempts=attempts,
+        pool_size=pool_size,
     )
-    return session.client("sqs", region_name=region, endpoint_url=endpoint_url or None, config=config)
 
 
 def client_for(queue_cfg: Any, pool_size: int = 10, attempts: int = 3) -> Any:
