@@ -1,8 +1,9 @@
 """The worker's housekeeping thread: batched deletes, the visibility heartbeat, timeouts.
 
-Deletes wait up to DELETE_LINGER to fill a batch of ten (a full batch goes at once, from the
-thread that filled it). Running messages get their visibility extended, ten a request, before
-it runs out, until handler.timeout; then they count as failed.
+Deletes wait up to DELETE_LINGER to fill a batch of ten; a full batch goes at once, sent by this
+thread so the handler thread that filled it is free for the next message. Running messages get
+their visibility extended, ten a request, before it runs out, until handler.timeout; then they
+count as failed.
 """
 
 from __future__ import annotations
@@ -65,9 +66,8 @@ class Housekeeper:
         with self._lock:
             self._deletes.append(PendingDelete(entry, outcome, now + DELETE_LINGER, now))
             count = len(self._deletes)
-        if count >= MAX_BATCH:
-            self.flush_deletes(everything=True)
-        elif count == 1:
+        if count == 1 or count >= MAX_BATCH:
+            # The housekeeper sends it: the handler thread (and its slot) must not wait on SQS.
             self._wake.set()
 
     def flush_deletes(self, everything: bool = False) -> None:
@@ -76,7 +76,9 @@ class Housekeeper:
             if everything:
                 batch, self._deletes = self._deletes, []
             else:
-                if not self._deletes or min(p.due for p in self._deletes) > now:
+                if not self._deletes:
+                    return
+                if len(self._deletes) < MAX_BATCH and min(p.due for p in self._deletes) > now:
                     return
                 batch, self._deletes = self._deletes, []
         retry: list[PendingDelete] = []
