@@ -1,0 +1,460 @@
+"""`make bench`: sqs-poller's overhead, request cost, latency, concurrency, memory and start-up,
+measured side by side with a bare boto3 loop against moto's SQS server on loopback.
+
+Figures, never timed assertions. Sizes come from the environment (defaults in brackets):
+BENCH_MESSAGES [2000] and BENCH_RATE [100 msg/s] for the CPU runs, BENCH_RUNS [3] (median),
+BENCH_SOAK [20000] messages and BENCH_SOAK_SECONDS [150] (the soak is cut to what fits),
+BENCH_LATENCY_MESSAGES [300] at BENCH_LATENCY_RATE [20 msg/s], BENCH_IO_SECONDS [10],
+BENCH_BACKLOG [300] x BENCH_BACKLOG_ROUNDS [3] for requests at saturation.
+`python -m bench --quick` runs everything small, to check the bench itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.harness import (
+    BareLoop,
+    Daemon,
+    Feeder,
+    client,
+    memory,
+    new_queues,
+    preload,
+    requests_total,
+    send_paced,
+    wait_drained,
+    write_config,
+)
+from bench.server import MotoProcess
+
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+MB = 1024 * 1024
+
+
+def setting(name: str, default: float, quick: float) -> float:
+    return float(os.environ.get(name, quick if QUICK else default))
+
+
+QUICK = False
+SHALLOW = 30  # messages kept visible by the feeder: moto's receive slows ~1 ms per message queued
+_PROFILE_ENV: dict[str, str] = {}
+
+
+# --- 1 and 2: CPU per message, requests per message ------------------------------------------
+
+
+def cpu_run(
+    moto: MotoProcess, kind: str, workdir: Path, messages: int, rate: float, processes: int = 1
+) -> dict[str, Any]:
+    """One consumer, fresh queue, paced traffic: CPU and requests of the tree per message."""
+    sqs = client(moto.endpoint_url)
+    url, dlq = new_queues(sqs)
+    if kind.startswith("sqs-poller"):
+        config = write_config(
+            workdir, moto.endpoint_url, url, dlq, "bench.handlers:noop", workers={"processes": processes}
+        )
+        consumer: Any = Daemon(config, workdir, env=_PROFILE_ENV).start()
+
+        def requests() -> float:
+            return requests_total(consumer.scrape())
+    else:
+        consumer = BareLoop(moto.endpoint_url, url, workdir).start()
+        requests = consumer.requests
+    try:
+        consumer.wait_ready()
+        send_paced(sqs, url, min(500, messages // 4), rate)  # warm-up: imports, connections, caches
+        wait_drained(sqs, url)
+        time.sleep(0.5)
+        requests_before = requests()
+        cpu_before = consumer.cpu()
+        started = time.monotonic()
+        send_paced(sqs, url, messages, rate)
+        wait_drained(sqs, url, interval=0.05)
+        cpu_after = consumer.cpu()
+        elapsed = time.monotonic() - started
+        requests_after = requests()
+        pids = consumer.workers() if kind.startswith("sqs-poller") else [consumer.pid]
+        peak = max(memory(p).get("VmHWM", 0) for p in pids)
+    finally:
+        consumer.stop(wake=lambda: preload(sqs, url, 40))
+    return {
+        "cpu_ms_per_message": round((cpu_after - cpu_before) * 1000 / messages, 4),
+        "requests_per_message": round((requests_after - requests_before) / messages, 4),
+        "peak_rss_mb": round(peak / MB, 1),
+        "seconds": round(elapsed, 1),
+    }
+
+
+def bench_cpu(moto: MotoProcess, workdir: Path) -> dict[str, Any]:
+    messages = int(setting("BENCH_MESSAGES", 2000, 300))
+    rate = setting("BENCH_RATE", 100, 100)
+    runs = int(setting("BENCH_RUNS", 3, 1))
+    # One poller each is like for like; two processes show what a second long poll costs.
+    kinds = {"bare boto3 loop": 1, "sqs-poller": 1, "sqs-poller 2 processes": 2}
+    results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+    for n in range(runs):  # alternate, so drift on the machine hits all alike
+        for kind, processes in kinds.items():
+            results[kind].append(cpu_run(moto, kind, workdir, messages, rate, processes))
+            print(f"  cpu run {n + 1}/{runs} {kind}: {results[kind][-1]}", file=sys.stderr)
+    out: dict[str, Any] = {"messages": messages, "rate": rate, "runs": runs}
+    for kind, rows in results.items():
+        out[kind] = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
+        out[kind]["all_runs"] = rows
+    for kind in ("sqs-poller", "sqs-poller 2 processes"):
+        out[kind]["cpu_ratio"] = round(
+            out[kind]["cpu_ms_per_message"] / out["bare boto3 loop"]["cpu_ms_per_message"], 3
+        )
+    return out
+
+
+# --- 2 and 5: saturation and the soak ---------------------------------------------------------
+
+
+def bench_soak(moto: MotoProcess, workdir: Path) -> dict[str, Any]:
+    """The daemon on a queue kept shallow but never empty: throughput, requests per message,
+    and worker RSS across the soak after a warm-up."""
+    soak = int(setting("BENCH_SOAK", 20000, 1000))
+    budget = setting("BENCH_SOAK_SECONDS", 150, 30)
+    warmup = int(setting("BENCH_SOAK_WARMUP", 2000, 300))
+    sqs = client(moto.endpoint_url)
+    url, dlq = new_queues(sqs)
+    config = write_config(workdir, moto.endpoint_url, url, dlq, "bench.handlers:noop")
+    daemon = Daemon(config, workdir).start()
+    feeder = Feeder(moto.endpoint_url, url, depth=SHALLOW, interval=0.05)
+    note = ""
+    try:
+        daemon.wait_ready()
+        feeder.start()
+        warm_started = time.monotonic()
+        deleted = _wait_deleted(daemon, warmup, timeout=budget)
+        warm_rate = deleted / (time.monotonic() - warm_started)
+        if soak / warm_rate > budget:
+            note = (
+                f"the {soak}-message soak would take {soak / warm_rate:.0f}s at moto's "
+                f"{warm_rate:.0f} msg/s; measured {int(warm_rate * budget)} messages instead"
+            )
+            soak = int(warm_rate * budget)
+        workers = daemon.workers()
+        metrics = daemon.scrape()
+        rss_before = {p: memory(p)["VmRSS"] for p in workers}
+        requests_before = requests_total(metrics)
+        deleted_before = metrics.get('sqs_poller_messages_total{outcome="deleted"}', 0)
+        started = time.monotonic()
+        _wait_deleted(daemon, deleted_before + soak, timeout=budget * 2)
+        elapsed = time.monotonic() - started
+        metrics = daemon.scrape()
+        after = {p: memory(p) for p in workers}
+        handled = metrics['sqs_poller_messages_total{outcome="deleted"}'] - deleted_before
+        requests = requests_total(metrics) - requests_before
+        restarts = metrics.get("sqs_poller_worker_restarts_total", 0)
+    finally:
+        feeder.stop()
+        daemon.stop(wake=lambda: None)
+    growth = max((after[p]["VmRSS"] - rss_before[p]) / rss_before[p] for p in workers)
+    return {
+        "messages": int(handled),
+        "warmup": warmup,
+        "note": note,
+        "throughput_per_s": round(handled / elapsed, 1),
+        "requests_per_message": round(requests / handled, 4),
+        "worker_rss_mb_after_warmup": [round(rss_before[p] / MB, 1) for p in workers],
+        "worker_rss_mb_after_soak": [round(after[p]["VmRSS"] / MB, 1) for p in workers],
+        "worker_peak_rss_mb": max(round(after[p]["VmHWM"] / MB, 1) for p in workers),
+        "rss_growth_pct": round(growth * 100, 2),
+        "worker_restarts": restarts,
+    }
+
+
+def _wait_deleted(daemon: Daemon, count: float, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while True:
+        deleted = daemon.scrape().get('sqs_poller_messages_total{outcome="deleted"}', 0)
+        if deleted >= count:
+            return deleted
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {deleted} of {count} messages deleted within {timeout}s")
+        time.sleep(0.5)
+
+
+def bench_saturation(moto: MotoProcess, workdir: Path) -> dict[str, Any]:
+    """A backlog waiting before the daemon starts, so every receive can be full: requests per
+    message from sqs_poller_sqs_requests_total once it is drained."""
+    backlog = int(setting("BENCH_BACKLOG", 300, 200))
+    rounds = int(setting("BENCH_BACKLOG_ROUNDS", 3, 1))
+    sqs = client(moto.endpoint_url)
+    per_message = []
+    for _ in range(rounds):
+        url, dlq = new_queues(sqs)
+        preload(sqs, url, backlog)
+        config = write_config(workdir, moto.endpoint_url, url, dlq, "bench.handlers:noop")
+        daemon = Daemon(config, workdir).start()
+        try:
+            daemon.wait_ready()
+            wait_drained(sqs, url, interval=0.2)
+            metrics = daemon.scrape()
+        finally:
+            daemon.stop(wake=lambda: None)
+        requests = {
+            k.split('"')[1]: v for k, v in metrics.items() if k.startswith("sqs_poller_sqs_requests_total{")
+        }
+        per_message.append(round(sum(requests.values()) / backlog, 4))
+    return {
+        "backlog": backlog,
+        "rounds": per_message,
+        "requests_per_message": statistics.median(per_message),
+        "last_round_requests": requests,
+    }
+
+
+# --- 3: latency -------------------------------------------------------------------------------
+
+
+def bench_latency(moto: MotoProcess, workdir: Path) -> dict[str, Any]:
+    """Light load, one message at a time: send -> handler start."""
+    messages = int(setting("BENCH_LATENCY_MESSAGES", 300, 60))
+    rate = setting("BENCH_LATENCY_RATE", 20, 20)
+    sqs = client(moto.endpoint_url)
+    url, dlq = new_queues(sqs)
+    record = workdir / "latency.txt"
+    config = write_config(workdir, moto.endpoint_url, url, dlq, "bench.handlers:stamp")
+    daemon = Daemon(config, workdir, {"BENCH_RECORD": str(record)}).start()
+    try:
+        daemon.wait_ready()
+        next_at = time.monotonic()
+        for _ in range(messages):
+            sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"t": time.time()}))
+            next_at += 1 / rate
+            time.sleep(max(0.0, next_at - time.monotonic()))
+        wait_drained(sqs, url)
+    finally:
+        daemon.stop(wake=lambda: None)
+    latencies = sorted(float(x) for x in record.read_text().split())
+    return {
+        "messages": len(latencies),
+        "rate": rate,
+        "p50_ms": round(_percentile(latencies, 50) * 1000, 1),
+        "p99_ms": round(_percentile(latencies, 99) * 1000, 1),
+        "max_ms": round(latencies[-1] * 1000, 1),
+    }
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    return values[min(len(values) - 1, int(len(values) * pct / 100))]
+
+
+# --- 4: an I/O-bound handler ------------------------------------------------------------------
+
+
+def bench_io(moto: MotoProcess, workdir: Path) -> dict[str, Any]:
+    """A 100 ms handler on a queue kept shallow: throughput against processes x concurrency / 0.1 s.
+    A slot is idle from its handler's end until the next receive returns, so the driver also
+    times moto's ReceiveMessage round trip meanwhile."""
+    seconds = setting("BENCH_IO_SECONDS", 10, 5)
+    processes, concurrency = 2, 10
+    sqs = client(moto.endpoint_url)
+    url, dlq = new_queues(sqs)
+    config = write_config(
+        workdir,
+        moto.endpoint_url,
+        url,
+        dlq,
+        "bench.handlers:sleep_100ms",
+        workers={"processes": processes, "concurrency": concurrency},
+    )
+    daemon = Daemon(config, workdir).start()
+    feeder = Feeder(moto.endpoint_url, url, depth=SHALLOW, interval=0.05)
+    probe_url, _ = new_queues(sqs)
+    preload(sqs, probe_url, 10)
+    try:
+        daemon.wait_ready()
+        feeder.start()
+        time.sleep(3)  # warm-up
+        before, started = daemon.scrape(), time.monotonic()
+        round_trips = []
+        while time.monotonic() - started < seconds:
+            asked = time.monotonic()
+            sqs.receive_message(QueueUrl=probe_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+            round_trips.append(time.monotonic() - asked)
+            time.sleep(0.25)
+        after, ended = daemon.scrape(), time.monotonic()
+    finally:
+        feeder.stop()
+        daemon.stop(wake=lambda: None)
+    key = 'sqs_poller_messages_total{outcome="deleted"}'
+    throughput = (after[key] - before[key]) / (ended - started)
+    ideal = processes * concurrency / 0.1
+    return {
+        "processes": processes,
+        "concurrency": concurrency,
+        "throughput_per_s": round(throughput, 1),
+        "ideal_per_s": ideal,
+        "efficiency": round(throughput / ideal, 3),
+        "slot_idle_ms_per_message": round((processes * concurrency / throughput - 0.1) * 1000, 1),
+        "moto_receive_round_trip_ms_p50": round(statistics.median(round_trips) * 1000, 1),
+    }
+
+
+# --- 6: start-up ------------------------------------------------------------------------------
+
+
+def bench_ready(moto: MotoProcess, workdir: Path) -> dict[str, Any]:
+    runs = int(setting("BENCH_READY_RUNS", 3, 1))
+    sqs = client(moto.endpoint_url)
+    times = []
+    for _ in range(runs):
+        url, dlq = new_queues(sqs)  # the wake-up messages stay behind, released
+        daemon = Daemon(write_config(workdir, moto.endpoint_url, url, dlq, "bench.handlers:noop"), workdir)
+        daemon.start()
+        try:
+            times.append(daemon.wait_ready())
+        finally:
+            daemon.stop(wake=lambda url=url: preload(sqs, url, 20))
+    return {"runs": [round(t, 3) for t in times], "median_s": round(statistics.median(times), 3)}
+
+
+# --- the table --------------------------------------------------------------------------------
+
+
+def table(r: dict[str, Any]) -> str:
+    cpu, sat, soak, lat, io, ready = (r[k] for k in ("cpu", "saturation", "soak", "latency", "io", "ready"))
+    bare, ours, two = cpu["bare boto3 loop"], cpu["sqs-poller"], cpu["sqs-poller 2 processes"]
+
+    def mark(ok: bool) -> str:
+        return "ok" if ok else "MISS"
+
+    rows = [
+        ("Figure", "bare boto3 loop", "sqs-poller", "target", ""),
+        (
+            f"CPU per message, ms, process tree (paced {cpu['rate']:.0f} msg/s, one poller each)",
+            f"{bare['cpu_ms_per_message']:.3f}",
+            f"{ours['cpu_ms_per_message']:.3f} ({ours['cpu_ratio']:.2f}x)",
+            "<= 1.25x",
+            mark(ours["cpu_ratio"] <= 1.25),
+        ),
+        (
+            "  the same, sqs-poller with 2 worker processes",
+            "",
+            f"{two['cpu_ms_per_message']:.3f} ({two['cpu_ratio']:.2f}x)",
+            "",
+            "",
+        ),
+        (
+            f"SQS requests per message (paced {cpu['rate']:.0f} msg/s; 1 / 2 processes)",
+            f"{bare['requests_per_message']:.3f}",
+            f"{ours['requests_per_message']:.3f} / {two['requests_per_message']:.3f}",
+            "",
+            "",
+        ),
+        (
+            f"SQS requests per message at saturation ({sat['backlog']}-message backlog)",
+            "",
+            f"{sat['requests_per_message']:.3f}",
+            "<= 0.22 (floor 0.2)",
+            mark(sat["requests_per_message"] <= 0.22),
+        ),
+        (
+            f"SQS requests per message, shallow queue kept fed ({soak['throughput_per_s']:.0f} msg/s)",
+            "",
+            f"{soak['requests_per_message']:.3f}",
+            "",
+            "",
+        ),
+        (
+            f"Latency send -> handler start, p50 / p99, ms ({lat['rate']:.0f} msg/s)",
+            "",
+            f"{lat['p50_ms']:.1f} / {lat['p99_ms']:.1f}",
+            "p50 < 50",
+            mark(lat["p50_ms"] < 50),
+        ),
+        (
+            f"100 ms I/O handler: msg/s / ideal ({io['processes']} x {io['concurrency']} / 0.1 s)",
+            "",
+            f"{io['throughput_per_s']:.0f} / {io['ideal_per_s']:.0f} = {io['efficiency']:.2f}",
+            ">= 0.9",
+            mark(io["efficiency"] >= 0.9),
+        ),
+        (
+            "  slot idle per message / moto ReceiveMessage round trip, ms",
+            "",
+            f"{io['slot_idle_ms_per_message']:.1f} / {io['moto_receive_round_trip_ms_p50']:.1f}",
+            "",
+            "",
+        ),
+        (
+            "Peak RSS per process, MB",
+            f"{bare['peak_rss_mb']:.0f}",
+            f"{soak['worker_peak_rss_mb']:.0f} per worker",
+            "",
+            "",
+        ),
+        (
+            f"Worker RSS growth over a {soak['messages']}-message soak after warm-up",
+            "",
+            f"{soak['rss_growth_pct']:.2f} %",
+            "< 5 %",
+            mark(soak["rss_growth_pct"] < 5),
+        ),
+        ("Start to READY=1, s (median)", "", f"{ready['median_s']:.2f}", "", ""),
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    global QUICK
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: check the bench itself")
+    parser.add_argument("--output", default=str(RESULTS), help="where to write the JSON results")
+    args = parser.parse_args(argv)
+    QUICK = args.quick
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "when": datetime.now(tz=UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "system": platform.platform(),
+            "load_average_at_start": os.getloadavg(),
+        },
+        "quick": QUICK,
+    }
+    with tempfile.TemporaryDirectory(prefix="sqs-poller-bench-") as tmp, MotoProcess() as moto:
+        workdir = Path(tmp)
+        for name, run in (
+            ("ready", bench_ready),
+            ("latency", bench_latency),
+            ("io", bench_io),
+            ("cpu", bench_cpu),
+            ("saturation", bench_saturation),
+            ("soak", bench_soak),
+        ):
+            print(f"bench: {name} ...", file=sys.stderr, flush=True)
+            results[name] = run(moto, workdir)
+            print(f"bench: {name}: {json.dumps(results[name])}", file=sys.stderr, flush=True)
+    results["seconds"] = round(time.monotonic() - started)
+    results["table"] = table(results)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(results["table"])
+    if results["soak"]["note"]:
+        print(f"\nnote: {results['soak']['note']}")
+    print(f"\n{results['seconds']}s; results in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
