@@ -25,7 +25,7 @@ deploy-tools:
 	bash scripts/install-deploy-tools.sh
 
 test: $(VENV)/.installed-dev deploy-tools
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check poller tests
