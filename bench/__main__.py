@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
 import tempfile
@@ -329,6 +330,7 @@ def bench_ready(moto: MotoProcess, workdir: Path) -> dict[str, Any]:
 def table(r: dict[str, Any]) -> str:
     cpu, sat, soak, lat, io, ready = (r[k] for k in ("cpu", "saturation", "soak", "latency", "io", "ready"))
     bare, ours, two = cpu["bare boto3 loop"], cpu["sqs-poller"], cpu["sqs-poller 2 processes"]
+    bound = 0.1 / (0.1 + io["moto_receive_round_trip_ms_p50"] / 1000)
 
     def mark(ok: bool) -> str:
         return "ok" if ok else "MISS"
@@ -392,6 +394,13 @@ def table(r: dict[str, Any]) -> str:
             "",
         ),
         (
+            "  bound for any consumer that receives only into free slots: 0.1 / (0.1 + round trip)",
+            "",
+            f"{bound:.2f} (reached {io['efficiency'] / bound:.0%} of it)",
+            "",
+            "",
+        ),
+        (
             "Peak RSS per process, MB",
             f"{bare['peak_rss_mb']:.0f}",
             f"{soak['worker_peak_rss_mb']:.0f} per worker",
@@ -418,8 +427,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: check the bench itself")
     parser.add_argument("--output", default=str(RESULTS), help="where to write the JSON results")
+    parser.add_argument("--table", metavar="JSON", help="only print the table of earlier results")
     args = parser.parse_args(argv)
+    if args.table:
+        print(table(json.loads(Path(args.table).read_text())))
+        return 0
     QUICK = args.quick
+    # A SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so no daemon or moto outlives the bench.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
     results: dict[str, Any] = {
         "when": datetime.now(tz=UTC).isoformat(timespec="seconds"),
