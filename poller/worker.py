@@ -29,7 +29,8 @@ from poller.sqs import Sqs, client_for
 from poller.visibility import Housekeeper
 
 RECEIVE_BACKOFF_MAX = 10.0  # seconds between attempts while SQS cannot be reached
-SLOT_LINGER = 0.02  # wait this long for a full batch of free slots before a partial receive
+SLOT_LINGER = 0.02  # wait at least this long for a full batch of free slots before a partial receive
+LINGER_MAX = 0.25  # and at most this long, however slow receives are
 
 
 class HandlerTimeout(Exception):
@@ -70,6 +71,7 @@ class Worker:
         self._tasks: queue.SimpleQueue[list[InFlight] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._parent = os.getppid()
+        self._round_trip = 0.0  # the last receive that returned messages took this long
         self.log = get_logger("poller.worker")
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -134,6 +136,7 @@ class Worker:
         self.beat()
         if not raw:
             return
+        self._round_trip = time.monotonic() - received_at
         visible_until = received_at + cfg.visibility_timeout
         now_ms = time.time() * 1000
         held = [InFlight(Message.from_sqs(m, cfg.url), visible_until) for m in raw]
@@ -174,7 +177,12 @@ class Worker:
         )
 
     def _wait_for_slots(self) -> int:
-        """Free slots to receive into: a full batch, or fewer once SLOT_LINGER has passed."""
+        """Free slots to receive into: a full batch, or fewer once the linger has passed.
+
+        The linger is two receive round trips (within SLOT_LINGER..LINGER_MAX): a slot held one
+        round trip longer than its batch (a DLQ send, a retry's visibility change) still rejoins
+        it, instead of splitting the worker's receives into two out-of-step halves for good.
+        """
         cfg = self.config
         concurrency = cfg.workers.concurrency
         want = min(cfg.queue.batch_size, concurrency)
@@ -186,7 +194,8 @@ class Worker:
                     return min(free, cfg.queue.batch_size)
                 now = time.monotonic()
                 if free > 0:
-                    linger_until = linger_until or now + SLOT_LINGER
+                    linger = max(SLOT_LINGER, min(LINGER_MAX, 2 * self._round_trip))
+                    linger_until = linger_until or now + linger
                     if now >= linger_until:
                         return free
                 self._held_lock.wait(timeout=(linger_until - now) if linger_until else 1.0)
