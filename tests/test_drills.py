@@ -199,23 +199,30 @@ def run_traffic(
     return result, count / result.seconds
 
 
+def poison_drill(local_sqs, sqs, make_queues, tmp_path, daemon_factory, capsys, count: int) -> float:
+    """A clean run and a run with 1 % poison, same traffic; returns poison / clean throughput."""
+    # GIVEN the same messages twice: clean, then with 1 % poison mixed in
+    clean, clean_rate = run_traffic(local_sqs, sqs, make_queues, tmp_path, daemon_factory, count, set())
+    poison = set(random.Random(1).sample(range(count), count // 100))
+
+    # WHEN the daemon runs through both
+    result, poison_rate = run_traffic(local_sqs, sqs, make_queues, tmp_path, daemon_factory, count, poison)
+
+    # THEN all poison is in the DLQ and the rest handled
+    report(capsys, f"clean run ({clean_rate:.0f} msg/s)", clean)
+    report(capsys, f"1 % poison ({poison_rate:.0f} msg/s, {poison_rate / clean_rate:.0%} of clean)", result)
+    assert clean.lost == 0 and clean.handled == count
+    assert result.lost == 0 and result.in_dlq == len(poison) and result.handled == count - len(poison)
+    return poison_rate / clean_rate
+
+
 def test_one_percent_poison_goes_to_the_dlq_without_slowing_the_rest(
     local_sqs, sqs, make_queues, tmp_path, daemon_factory, capsys
 ):
-    # GIVEN 600 messages twice: clean, then with 1 % poison mixed in
-    clean, clean_rate = run_traffic(local_sqs, sqs, make_queues, tmp_path, daemon_factory, 600, set())
-    poison = set(random.Random(1).sample(range(600), 6))
-
-    # WHEN the daemon runs through both
-    result, poison_rate = run_traffic(local_sqs, sqs, make_queues, tmp_path, daemon_factory, 600, poison)
-
-    # THEN all poison is in the DLQ, the rest handled, and throughput held (no head-of-line blocking)
-    report(capsys, f"clean run ({clean_rate:.0f} msg/s)", clean)
-    report(capsys, f"1 % poison ({poison_rate:.0f} msg/s, {poison_rate / clean_rate:.0%} of clean)", result)
-    assert clean.lost == 0 and clean.handled == 600
-    assert result.lost == 0 and result.in_dlq == 6 and result.handled == 594
-    # The issue's bar is 10 %; a shared machine needs headroom. A blocked head would be far worse.
-    assert poison_rate >= 0.75 * clean_rate
+    ratio = poison_drill(local_sqs, sqs, make_queues, tmp_path, daemon_factory, capsys, 600)
+    # A few-second run on a shared machine is noisy: this catches head-of-line blocking, which
+    # would be far worse; the long drill below holds the issue's 10 % bar.
+    assert ratio >= 0.8
 
 
 def test_handlers_slower_than_the_visibility_timeout_run_once(
@@ -277,6 +284,14 @@ def test_sqs_endpoint_down_for_5s_loses_nothing(
 
 
 # --- long drills (make drill) --------------------------------------------------------------------
+
+
+@pytest.mark.drill
+def test_one_percent_poison_costs_under_ten_percent_throughput(
+    local_sqs, sqs, make_queues, tmp_path, daemon_factory, capsys
+):
+    ratio = poison_drill(local_sqs, sqs, make_queues, tmp_path, daemon_factory, capsys, 2000)
+    assert ratio >= 0.9
 
 
 @pytest.mark.drill
