@@ -37,6 +37,7 @@ from bench.harness import (
     wait_drained,
     write_config,
 )
+from bench.kms import measure_kms
 from bench.server import MotoProcess
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -327,6 +328,10 @@ def bench_ready(moto: MotoProcess, workdir: Path) -> dict[str, Any]:
 # --- the table --------------------------------------------------------------------------------
 
 
+def bench_kms(moto: MotoProcess, workdir: Path) -> dict[str, Any]:
+    return measure_kms(moto.endpoint_url, 200 if QUICK else 5000)
+
+
 def table(r: dict[str, Any]) -> str:
     cpu, sat, soak, lat, io, ready = (r[k] for k in ("cpu", "saturation", "soak", "latency", "io", "ready"))
     bare, ours, two = cpu["bare boto3 loop"], cpu["sqs-poller"], cpu["sqs-poller 2 processes"]
@@ -416,6 +421,19 @@ def table(r: dict[str, Any]) -> str:
         ),
         ("Start to READY=1, s (median)", "", f"{ready['median_s']:.2f}", "", ""),
     ]
+    if "kms" in r:
+        kms = r["kms"]
+        cached, uncached = kms["cached"], kms["uncached"]
+        rows.append(
+            (
+                f"KMS calls per message, producer / one consumer process ({kms['messages']} messages)",
+                f"{uncached['producer_calls_per_message']:.2f} / "
+                f"{uncached['consumer_calls_per_message']:.2f} uncached",
+                f"{cached['producer_calls_per_message']:.4f} / {cached['consumer_calls_per_message']:.4f}",
+                "",
+                "",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -455,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
             ("cpu", bench_cpu),
             ("saturation", bench_saturation),
             ("soak", bench_soak),
+            ("kms", bench_kms),
         ):
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
             results[name] = run(moto, workdir)

@@ -32,6 +32,7 @@ from poller.systemd import Notifier
 from poller.worker import RECEIVE_BACKOFF_MAX, run_worker
 
 TICK = 1.0
+STARTING_TICK = 0.05  # look often until READY=1: start-up time is what a cold start costs
 RESTART_BACKOFF_MAX = 30.0
 STABLE_AFTER = 60.0  # a worker that lived this long resets the restart backoff
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
@@ -94,7 +95,7 @@ class Supervisor:
             self.slots = [WorkerSlot(n, self.config) for n in range(self.config.workers.processes)]
             self.manage_workers()
             while not self._stopping:
-                self._wait(TICK)
+                self._wait(TICK if self._ready_sent else STARTING_TICK)
                 self.dispatch_signals()
                 self.reap_workers()
                 if self._stopping:
