@@ -102,7 +102,8 @@ class Worker:
         self.house.start()
         self._receive = tenacity.Retrying(
             retry=tenacity.retry_if_exception(lambda exc: isinstance(exc, SqsError) and not self.stopping),
-            wait=tenacity.wait_exponential_jitter(initial=0.5, max=RECEIVE_BACKOFF_MAX),
+            wait=tenacity.wait_exponential(multiplier=0.5, max=RECEIVE_BACKOFF_MAX)
+            + tenacity.wait_random(0, 0.5),
             sleep=self._pause,
             before_sleep=self._log_receive_error,
             reraise=True,
