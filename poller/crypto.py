@@ -56,8 +56,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from poller.aws import aws_client, section_from_mapping
 from poller.errors import ConfigError
@@ -79,6 +77,19 @@ REASON_MALFORMED = "encrypted body is malformed"
 REASON_AUTH = "authentication failed: body tampered or wrong key"
 REASON_NOT_UTF8 = "decrypted body is not valid UTF-8"
 REASON_NOT_ENCRYPTED = "message is not encrypted and [crypto] require_encryption is on"
+
+
+def _aesgcm(key: bytes) -> Any:
+    # cryptography costs a worker ~7 MB: load it only in processes that encrypt or decrypt.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
+
+
+def _invalid_tag() -> type[Exception]:
+    from cryptography.exceptions import InvalidTag
+
+    return InvalidTag
 
 
 class KeyServiceError(Exception):
@@ -130,9 +141,9 @@ class LocalKeyring:
 
     def generate_data_key(self) -> tuple[str, bytes, bytes]:
         self.calls["generate_data_key"] += 1
-        data_key = AESGCM.generate_key(bit_length=256)
+        data_key = os.urandom(DATA_KEY_SIZE)
         nonce = os.urandom(NONCE_SIZE)
-        wrapped = AESGCM(self._keys[self.key_id]).encrypt(nonce, data_key, _wrap_aad(self.key_id))
+        wrapped = _aesgcm(self._keys[self.key_id]).encrypt(nonce, data_key, _wrap_aad(self.key_id))
         return self.key_id, data_key, nonce + wrapped
 
     def decrypt_data_key(self, key_id: str, encrypted_key: bytes) -> bytes:
@@ -144,8 +155,8 @@ class LocalKeyring:
         if len(nonce) != NONCE_SIZE or len(wrapped) != DATA_KEY_SIZE + TAG_SIZE:
             raise KeyUnwrapError(key_id)
         try:
-            return AESGCM(master).decrypt(nonce, wrapped, _wrap_aad(key_id))
-        except InvalidTag:
+            return _aesgcm(master).decrypt(nonce, wrapped, _wrap_aad(key_id))
+        except _invalid_tag():
             raise KeyUnwrapError(key_id) from None
 
 
@@ -182,7 +193,7 @@ def create_keyring(path: str | os.PathLike[str], key_id: str = "local-1") -> str
         raise ValueError(f"key id {key_id!r} may only hold letters, digits and :/_.+=@-")
     content = {
         "primary": key_id,
-        "keys": {key_id: base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()},
+        "keys": {key_id: base64.b64encode(os.urandom(DATA_KEY_SIZE)).decode()},
     }
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -390,7 +401,7 @@ def _pack(provider: str, key_id: str, encrypted_key: bytes, data_key: bytes, pla
     ).encode()
     aad = MAGIC + _HEADER_LEN.pack(len(header)) + header
     nonce = os.urandom(NONCE_SIZE)
-    ciphertext = AESGCM(data_key).encrypt(nonce, plaintext, aad)
+    ciphertext = _aesgcm(data_key).encrypt(nonce, plaintext, aad)
     return base64.b64encode(aad + nonce + ciphertext).decode("ascii")
 
 
@@ -518,8 +529,8 @@ class Decryptor:
         if len(data_key) != DATA_KEY_SIZE:
             raise Poison(REASON_AUTH)
         try:
-            data = AESGCM(data_key).decrypt(envelope.nonce, envelope.ciphertext, envelope.aad)
-        except InvalidTag:
+            data = _aesgcm(data_key).decrypt(envelope.nonce, envelope.ciphertext, envelope.aad)
+        except _invalid_tag():
             raise Poison(REASON_AUTH) from None
         try:
             return data.decode("utf-8")
