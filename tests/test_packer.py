@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.hcl import load_hcl
+
 try:
-    import hcl2
+    import hcl2  # noqa: F401 - a missing python-hcl2 is reported below
 except ImportError:  # pragma: no cover - the [dev] extras install it
     if os.environ.get("CI"):
         raise
@@ -48,23 +50,8 @@ def require_packer() -> str:
     pytest.skip("packer is not installed (outside CI only): run `make deploy-tools`")
 
 
-def unquote(value):
-    if isinstance(value, dict):
-        return {
-            unquote(k): unquote(v)
-            for k, v in value.items()
-            if not (isinstance(k, str) and k.startswith("__"))
-        }
-    if isinstance(value, list):
-        return [unquote(item) for item in value]
-    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
-    return value
-
-
 def load(path: Path) -> dict:
-    with path.open() as handle:
-        return unquote(hcl2.load(handle))
+    return load_hcl(path)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.hcl import unquote
+
 try:
     import hcl2
 except ImportError:  # pragma: no cover - the [dev] extras install it
@@ -50,21 +52,6 @@ CONFIG_KEYS = {
 
 
 # --- loading -------------------------------------------------------------------------------
-
-
-def unquote(value):
-    """python-hcl2 keeps string quotes and adds bookkeeping keys; drop both."""
-    if isinstance(value, dict):
-        return {
-            unquote(key): unquote(item)
-            for key, item in value.items()
-            if not (isinstance(key, str) and key.startswith("__"))
-        }
-    if isinstance(value, list):
-        return [unquote(item) for item in value]
-    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
-    return value
 
 
 def load_dir(directory: Path) -> dict:
