@@ -7,7 +7,6 @@ import json
 import struct
 import threading
 import time
-from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -35,22 +34,13 @@ from poller.crypto import (
     encrypt_body,
 )
 from poller.errors import ConfigError
+from tests.messages import message
 
 SECRET_TEXT = '{"username": "alice", "password": "hunter2-PLAINTEXT-MARKER"}'
 
 
 def make_message(body: str, attributes: dict | None = None) -> Message:
-    return Message(
-        message_id="m-1",
-        body=body,
-        receive_count=1,
-        group_id=None,
-        sent_at=datetime(2026, 1, 1, tzinfo=UTC),
-        attributes={},
-        message_attributes=attributes or {},
-        queue_url="https://sqs.local/q",
-        receipt_handle="rh",
-    )
+    return message(body, message_attributes=attributes or {})
 
 
 def encrypted_message(plaintext: str, provider, cache=None) -> Message:

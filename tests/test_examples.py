@@ -7,7 +7,6 @@ import base64
 import json
 import threading
 import time
-from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 import boto3
@@ -21,6 +20,7 @@ from poller import Message, Poison, Retry
 from poller.crypto import DataKeyCache, Decryptor, Encryptor, KmsKeyProvider, LocalKeyring, create_keyring
 from poller.handlers.http import ForwardError
 from poller.idempotency import IdempotencyStore, create_table
+from tests.messages import message
 
 GOOD = {
     "username": "alice",
@@ -32,17 +32,7 @@ GOOD = {
 
 
 def make_message(body: str, message_id: str = "m-1", attributes: dict | None = None) -> Message:
-    return Message(
-        message_id=message_id,
-        body=body,
-        receive_count=1,
-        group_id=None,
-        sent_at=datetime(2026, 1, 1, tzinfo=UTC),
-        attributes={},
-        message_attributes=attributes or {},
-        queue_url="https://sqs.local/q",
-        receipt_handle="rh",
-    )
+    return message(body, message_id=message_id, message_attributes=attributes or {})
 
 
 @pytest.fixture

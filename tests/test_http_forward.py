@@ -13,22 +13,13 @@ from examples.legacy_stub import HANG, LegacyStub
 from poller import Message, Poison, Retry
 from poller.errors import ConfigError
 from poller.handlers.http import Forward, ForwardError, display_url, parse_retry_after
+from tests.messages import message
 
 SENT_AT = datetime(2026, 3, 1, 12, 30, 15, tzinfo=UTC)
 
 
 def make_message(body: str = '{"hello": "world"}', group_id: str | None = None) -> Message:
-    return Message(
-        message_id="0f1e2d3c-msg",
-        body=body,
-        receive_count=3,
-        group_id=group_id,
-        sent_at=SENT_AT,
-        attributes={},
-        message_attributes={},
-        queue_url="https://sqs.local/q",
-        receipt_handle="rh",
-    )
+    return message(body, message_id="0f1e2d3c-msg", receive_count=3, group_id=group_id, sent_at=SENT_AT)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -20,6 +19,7 @@ from poller.idempotency import (
     build_idempotency_store,
     create_table,
 )
+from tests.messages import message
 
 TABLE = "sqs-poller-idempotency"
 
@@ -44,17 +44,7 @@ class CountingHandler:
 
 
 def make_message(message_id: str = "m-1", body: str = '{"request_id": "r-1"}') -> Message:
-    return Message(
-        message_id=message_id,
-        body=body,
-        receive_count=1,
-        group_id=None,
-        sent_at=datetime(2026, 1, 1, tzinfo=UTC),
-        attributes={},
-        message_attributes={},
-        queue_url="https://sqs.local/q",
-        receipt_handle="rh",
-    )
+    return message(body, message_id=message_id)
 
 
 @pytest.fixture
