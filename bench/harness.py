@@ -19,7 +19,7 @@ from typing import Any
 
 import boto3
 
-from poller.localsqs import create_queue_pair, free_port, use_fake_credentials
+from poller.dev.localsqs import create_queue_pair, free_port, use_fake_credentials
 
 REPO = Path(__file__).resolve().parent.parent
 TICK = os.sysconf("SC_CLK_TCK")

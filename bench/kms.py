@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from poller.crypto import CryptoConfig, Decryptor, Encryptor, KmsKeyProvider, build_cache
+from poller.crypto.envelope import CryptoConfig, Decryptor, Encryptor, KmsKeyProvider, build_cache
 from poller.message import Message
 
 
@@ -32,7 +32,7 @@ def _message(body: str, attributes: dict[str, Any], n: int) -> Message:
 def measure_kms(endpoint_url: str, messages: int = 5000) -> dict[str, Any]:
     import boto3
 
-    from poller.localsqs import use_fake_credentials
+    from poller.dev.localsqs import use_fake_credentials
 
     use_fake_credentials()
     kms = boto3.session.Session().client("kms", region_name="us-east-1", endpoint_url=endpoint_url)

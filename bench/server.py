@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from poller.localsqs import LocalSqs, free_port
+from poller.dev.localsqs import LocalSqs, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,6 +1,6 @@
 """Example handler: "create mailbox" for a slow legacy mail system behind HTTP.
 
-The pipeline: an API encrypts a request (``poller.crypto.encrypt_body``) and enqueues it;
+The pipeline: an API encrypts a request (``poller.crypto.envelope.encrypt_body``) and enqueues it;
 sqs-poller decrypts it (``[crypto]``) and, with ``[idempotency]``, makes sure a redelivered
 request is not applied twice; this handler validates the payload, transforms it into the
 legacy system's form-encoded format, and POSTs it through ``poller.handlers.http.Forward``.

@@ -3,7 +3,7 @@
     python -m examples.send_mailbox QUEUE_URL --keyring keyring.json [--endpoint-url URL]
     python -m examples.send_mailbox QUEUE_URL --kms-key alias/mailbox   # with AWS credentials
 
-What an API does with ``poller.crypto``: one ``Encryptor`` per process, so the data key is
+What an API does with ``poller.crypto.envelope``: one ``Encryptor`` per process, so the data key is
 reused (bounded by age and count) and KMS sees a handful of calls, not one per request.
 """
 
@@ -16,7 +16,7 @@ import uuid
 import boto3
 
 from examples.mailbox import SAMPLE_REQUESTS
-from poller.crypto import DataKeyCache, Encryptor, KmsKeyProvider, LocalKeyring
+from poller.crypto.envelope import DataKeyCache, Encryptor, KmsKeyProvider, LocalKeyring
 
 
 def send_requests(sqs, queue_url: str, encryptor: Encryptor, payloads: list[dict]) -> list[str]:
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Send encrypted sample create-mailbox requests")
     parser.add_argument("queue_url")
     key = parser.add_mutually_exclusive_group(required=True)
-    key.add_argument("--keyring", help="a local keyring file (poller.crypto.create_keyring)")
+    key.add_argument("--keyring", help="a local keyring file (poller.crypto.envelope.create_keyring)")
     key.add_argument("--kms-key", help="a KMS key id, ARN or alias")
     parser.add_argument("--endpoint-url", default=None, help="a local SQS-compatible endpoint")
     parser.add_argument("--region", default=None)

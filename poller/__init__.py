@@ -1,6 +1,10 @@
-"""sqs-poller: a long-lived, multiprocess Amazon SQS poller daemon."""
+"""sqs-poller: a long-lived, multiprocess Amazon SQS poller daemon.
 
-from poller.message import Message, Poison, Retry
+The handler contract: `Message` in; return to delete it, raise `Retry`, `Poison` or
+`Unavailable` to say otherwise (see DESIGN "Handler contract").
+"""
 
-__version__ = "0.1.0"
-__all__ = ["Message", "Poison", "Retry", "__version__"]
+from poller.message import Message, Poison, Retry, Unavailable
+
+__version__ = "0.2.0.dev0"
+__all__ = ["Message", "Poison", "Retry", "Unavailable", "__version__"]

@@ -9,10 +9,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from poller.crypto import CryptoConfig
+from poller.crypto.envelope import CryptoConfig
 from poller.errors import ConfigError
-from poller.idempotency import IdempotencyConfig
-from poller.secrets import SecretsConfig
+from poller.pipeline.idempotency import IdempotencyConfig
+from poller.pipeline.secrets import SecretsConfig
 
 DEFAULT_PATH = "/etc/sqs-poller/poller.toml"
 ENV_PATH = "SQS_POLLER_CONFIG"

@@ -1,4 +1,4 @@
-"""The handler contract: the Message a handler receives and the two outcomes it can raise."""
+"""The handler contract: the Message a handler receives and the outcomes it can raise."""
 
 from __future__ import annotations
 
@@ -61,3 +61,18 @@ class Poison(Exception):  # noqa: N818 - the contract's name
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class Unavailable(Exception):  # noqa: N818 - the contract's name
+    """Raise from a handler when the downstream is down: the message is not at fault.
+
+    It is retried after the flow-control cooldown (or `retry_after`, when larger) and is never
+    dead-lettered for this failure; enough of them open the host's circuit breaker.
+    """
+
+    def __init__(self, reason: str = "downstream unavailable", retry_after: float | None = None):
+        super().__init__(reason)
+        if retry_after is not None and not 0 <= retry_after <= 43200:
+            raise ValueError(f"Unavailable retry_after must be within 0..43200 seconds, got {retry_after}")
+        self.reason = reason
+        self.retry_after = retry_after

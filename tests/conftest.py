@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from poller.localsqs import LocalSqs, create_queue_pair, free_port, use_fake_credentials
+from poller.dev.localsqs import LocalSqs, create_queue_pair, free_port, use_fake_credentials
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from poller import Message, Poison
-from poller.crypto import (
+from poller.crypto.envelope import (
     ATTRIBUTE,
     REASON_AUTH,
     REASON_MALFORMED,

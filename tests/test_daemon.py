@@ -467,7 +467,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30):
 
 
 def test_daemon_survives_the_sqs_endpoint_going_away_and_coming_back(tmp_path, daemon_factory):
-    from poller.localsqs import LocalSqs, create_queue_pair
+    from poller.dev.localsqs import LocalSqs, create_queue_pair
 
     # GIVEN a daemon working through 100 messages on its own SQS endpoint
     server = LocalSqs()

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from poller.localsqs import LocalSqs, free_port
+from poller.dev.localsqs import LocalSqs, free_port
 from tests.conftest import queue_total, receive_all, send_bodies, wait_until, write_config
 
 HANDLER = "tests.drill_handlers:scripted"

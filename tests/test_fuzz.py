@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from poller.config import build_config
-from poller.dlq import FAILURE_ATTRIBUTE
-from poller.handler import LoadedHandler
-from poller.localsqs import create_queue_pair
+from poller.daemon.settle import FAILURE_ATTRIBUTE
+from poller.handlers.load import LoadedHandler
+from poller.dev.localsqs import create_queue_pair
 from poller.message import Message, Poison, Retry
-from poller.worker import Worker
+from poller.daemon.worker import Worker
 from tests.conftest import queue_total
 
 CASE_ATTRIBUTE = "fuzz.case"

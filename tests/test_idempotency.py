@@ -12,7 +12,7 @@ from moto import mock_aws
 
 from poller import Message, Poison, Retry
 from poller.errors import ConfigError
-from poller.idempotency import (
+from poller.pipeline.idempotency import (
     IdempotencyConfig,
     IdempotencyError,
     IdempotencyStore,

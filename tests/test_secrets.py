@@ -13,7 +13,7 @@ import structlog
 from moto import mock_aws
 
 from poller.errors import ConfigError
-from poller.secrets import Secrets, SecretsConfig, SecretsError, build_secrets
+from poller.pipeline.secrets import Secrets, SecretsConfig, SecretsError, build_secrets
 
 TOKEN = "tok-SECRET-VALUE-1"
 
@@ -96,7 +96,7 @@ def test_both_sources_together_and_duplicate_names_are_refused(aws):
 def test_repr_str_and_logs_never_show_values(aws, caplog):
     # GIVEN loaded secrets
     secrets = Secrets(ssm_paths=["/mailbox/prod"], secrets_manager={"api": "prod/api"})
-    # (botocore's own DEBUG log prints response bodies; poller.log pins botocore at ERROR)
+    # (botocore's own DEBUG log prints response bodies; poller.daemon.log pins botocore at ERROR)
     caplog.set_level(logging.DEBUG, logger="poller")
     with structlog.testing.capture_logs() as logs:
         secrets.refresh()

@@ -9,7 +9,7 @@ For teams whose logic lives in any language behind HTTP. Target
 - ``method``: ``POST`` (default), ``PUT`` or ``PATCH``.
 - ``content_type``: default ``application/json``.
 - ``headers``: extra headers; a value may name a secret as ``${secret:NAME}``, resolved on
-  every request from ``options["secrets"]`` (a ``poller.secrets.Secrets``) so refreshed
+  every request from ``options["secrets"]`` (a ``poller.pipeline.secrets.Secrets``) so refreshed
   secrets apply at once and never sit in the config.
 - ``pool_size`` (default 10, 1..1000): pooled keep-alive connections; match
   ``workers.concurrency``.

@@ -1,6 +1,6 @@
 """`sqs-poller demo`: the daemon on an embedded local SQS endpoint with sample traffic.
 
-Also the demo's handler (`poller.demo:handle`): most messages succeed, some fail twice then
+Also the demo's handler (`poller.dev.demo:handle`): most messages succeed, some fail twice then
 succeed, some ask to be retried later, some are poison, some always fail.
 """
 
@@ -66,14 +66,14 @@ def sample_records(count: int, encryptor: Any, seed: int = 7) -> list[dict[str, 
 
 def run_demo(messages: int = 300, processes: int = 2) -> int:
     from poller.config import build_config
-    from poller.crypto import CryptoConfig, build_encryptor, create_keyring
-    from poller.localsqs import LocalSqs, create_queue_pair, free_port
-    from poller.log import configure_logging
-    from poller.metrics import ENV_DIR, render_metrics
-    from poller.output import emit_note, emit_table, is_terminal
-    from poller.send import send_messages
+    from poller.crypto.envelope import CryptoConfig, build_encryptor, create_keyring
+    from poller.dev.localsqs import LocalSqs, create_queue_pair, free_port
+    from poller.daemon.log import configure_logging
+    from poller.daemon.metrics import ENV_DIR, render_metrics
+    from poller.cli.output import emit_note, emit_table, is_terminal
+    from poller.ops.send import send_messages
     from poller.sqs import Sqs
-    from poller.supervisor import Supervisor
+    from poller.daemon.supervisor import Supervisor
 
     metrics_dir = tempfile.mkdtemp(prefix="sqs-poller-demo-metrics-")
     os.environ[ENV_DIR] = metrics_dir
@@ -96,7 +96,7 @@ def run_demo(messages: int = 300, processes: int = 2) -> int:
                 },
                 "retry": {"backoff_base": 0.5, "backoff_max": 4},
                 "workers": {"processes": processes, "concurrency": 10, "shutdown_grace": 10},
-                "handler": {"target": "poller.demo:handle", "timeout": 30},
+                "handler": {"target": "poller.dev.demo:handle", "timeout": 30},
                 "metrics": {"listen": f"127.0.0.1:{free_port()}"},
                 "logging": {"level": "info", "format": "console" if is_terminal() else "json"},
                 "crypto": crypto,

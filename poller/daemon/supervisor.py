@@ -19,8 +19,8 @@ from typing import Any
 
 from poller.config import Config, load_config
 from poller.errors import EXIT_FAILURE, EXIT_HANDLER, EXIT_OK, ConfigError
-from poller.log import configure_logging, get_logger
-from poller.metrics import (
+from poller.daemon.log import configure_logging, get_logger
+from poller.daemon.metrics import (
     Metrics,
     mark_process_dead,
     prepare_multiproc_dir,
@@ -28,8 +28,8 @@ from poller.metrics import (
     serve_metrics,
 )
 from poller.sqs import CONNECT_TIMEOUT, READ_SLACK
-from poller.systemd import Notifier
-from poller.worker import RECEIVE_BACKOFF_MAX, run_worker
+from poller.daemon.systemd import Notifier
+from poller.daemon.worker import RECEIVE_BACKOFF_MAX, run_worker
 
 TICK = 1.0
 STARTING_TICK = 0.05  # look often until READY=1: start-up time is what a cold start costs
@@ -55,7 +55,7 @@ class Supervisor:
         self.config = config
         self.config_path = config_path
         self.notifier = notifier or Notifier()
-        self.log = get_logger("poller.supervisor")
+        self.log = get_logger("poller.daemon.supervisor")
         self.slots: list[WorkerSlot] = []
         self.retiring: list[WorkerSlot] = []
         self._signals: deque[int] = deque()
@@ -291,7 +291,7 @@ class Supervisor:
 
     def _start_lifecycle(self) -> None:
         if self.config.lifecycle.enabled:
-            from poller.lifecycle import LifecycleWatcher
+            from poller.daemon.lifecycle import LifecycleWatcher
 
             self.lifecycle = LifecycleWatcher(self.config.lifecycle, self.log)
 

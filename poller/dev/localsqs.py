@@ -132,7 +132,7 @@ def create_queue_pair(
 
 
 def main() -> None:
-    """`python -m poller.localsqs [PORT]`: the endpoint in its own process, until SIGTERM."""
+    """`python -m poller.dev.localsqs [PORT]`: the endpoint in its own process, until SIGTERM."""
     import signal
     import sys
 

@@ -59,8 +59,8 @@ class Target:
     """The DLQ, an Sqs to reach it, the default replay destination, and the polling settings."""
 
     def __init__(self, kwargs: dict[str, Any]):
-        from poller.cli import optional_config, queue_target
-        from poller.dlqtools import Polling
+        from poller.cli.main import optional_config, queue_target
+        from poller.ops.dlq import Polling
 
         config_path = kwargs.pop("config_path")
         dlq_url = kwargs.pop("dlq_url")
@@ -77,7 +77,7 @@ class Target:
 
     def counts(self) -> dict[str, int]:
         """The DLQ's counters; also the check that it can be reached at all."""
-        from poller.dlqtools import queue_counts
+        from poller.ops.dlq import queue_counts
 
         return queue_counts(self.sqs, self.url)
 
@@ -112,8 +112,8 @@ def dlq() -> None:
 @with_target
 def stats(target: Any, sample: int) -> int:
     """Approximate visible / in-flight / delayed counts, and a failure breakdown with --sample."""
-    from poller.dlqtools import stats as dlq_stats
-    from poller.output import emit_table
+    from poller.ops.dlq import stats as dlq_stats
+    from poller.cli.output import emit_table
 
     result = dlq_stats(target.sqs, target.url, sample, target.polling)
     emit_table(
@@ -144,8 +144,8 @@ def peek(target: Any, limit: int, as_json: bool, full: bool) -> int:
     messages are hidden from other consumers until released (at once, or after --visibility if this
     process is killed).
     """
-    from poller.dlqtools import peek as dlq_peek
-    from poller.output import emit_json, emit_table
+    from poller.ops.dlq import peek as dlq_peek
+    from poller.cli.output import emit_json, emit_table
 
     messages = dlq_peek(target.sqs, target.url, limit, target.polling)
     if as_json:
@@ -187,8 +187,8 @@ def export(target: Any, out: Path, delete: bool) -> int:
     Messages stay hidden while it runs and are released at the end; with --delete each one is
     deleted only after the file is flushed and synced. An existing file is never overwritten.
     """
-    from poller.dlqtools import export as dlq_export
-    from poller.output import emit_json, is_terminal
+    from poller.ops.dlq import export as dlq_export
+    from poller.cli.output import emit_json, is_terminal
 
     if out.exists():
         raise click.UsageError(f"{out} exists: choose a new file (an export is never overwritten)")
@@ -263,8 +263,8 @@ def replay(
     replayed --max-replays times, are released untouched and counted as skipped. Ctrl-C stops after
     the current batch. --dry-run still receives (SQS has no peek) unless used with --from-file.
     """
-    from poller.dlqtools import ReplayOptions, replay_file, replay_queue
-    from poller.output import emit_json, is_terminal
+    from poller.ops.dlq import ReplayOptions, replay_file, replay_queue
+    from poller.cli.output import emit_json, is_terminal
 
     if to and to == target.url and not from_file:
         raise click.UsageError("--to is the DLQ itself")
@@ -315,7 +315,7 @@ def replay(
 
 
 def show_plan(plan: list[dict[str, Any]]) -> None:
-    from poller.output import emit_table
+    from poller.cli.output import emit_table
 
     rows = [[p["id"], p["action"], p["detail"], p["type"]] for p in plan[:50]]
     emit_table(f"Dry run (first {len(rows)} of {len(plan)})", ["id", "action", "to / reason", "type"], rows)
@@ -330,7 +330,7 @@ def show_plan(plan: list[dict[str, Any]]) -> None:
 @with_target
 def purge(target: Any, yes: bool) -> int:
     """Delete every message on the DLQ (after showing the approximate count and asking)."""
-    from poller.output import emit_json, is_terminal
+    from poller.cli.output import emit_json, is_terminal
 
     counts = target.counts()
     total = sum(counts.values())
@@ -387,7 +387,7 @@ class Progress:
         self.bar: Any = None
 
     def __enter__(self) -> Progress:
-        from poller.output import is_terminal
+        from poller.cli.output import is_terminal
 
         if is_terminal():
             from rich.progress import (
@@ -426,7 +426,7 @@ class Progress:
         now = time.monotonic()
         if now - self.last >= 1:
             self.last = now
-            from poller.output import emit_json
+            from poller.cli.output import emit_json
 
             emit_json({"event": "progress", "command": self.label, **self.fields})
 
@@ -436,6 +436,6 @@ class Progress:
 
 
 def show_summary(title: str, report: dict[str, Any]) -> None:
-    from poller.output import emit_table
+    from poller.cli.output import emit_table
 
     emit_table(title, ["", "value"], [[k, v] for k, v in report.items()])

@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from poller.dlq import FAILURE_ATTRIBUTE, MAX_ATTRIBUTES, REPLAYS_ATTRIBUTE
+from poller.daemon.settle import FAILURE_ATTRIBUTE, MAX_ATTRIBUTES, REPLAYS_ATTRIBUTE
 from poller.errors import ConfigError, SqsError
-from poller.send import pack_batches
+from poller.ops.send import pack_batches
 from poller.sqs import MAX_BATCH, Sqs, chunks, sendable_attributes
 
 COUNTERS = {

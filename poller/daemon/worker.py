@@ -19,14 +19,14 @@ from typing import Any
 import tenacity
 
 from poller.config import Config
-from poller.dlq import backoff_seconds, move_to_dlq
+from poller.daemon.settle import backoff_seconds, move_to_dlq
 from poller.errors import EXIT_FAILURE, EXIT_HANDLER, EXIT_OK, HandlerLoadError, SqsError
-from poller.handler import LoadedHandler, load_handler
-from poller.log import configure_logging, get_logger
+from poller.handlers.load import LoadedHandler, load_handler
+from poller.daemon.log import configure_logging, get_logger
 from poller.message import Message, Poison, Retry
-from poller.metrics import Metrics
+from poller.daemon.metrics import Metrics
 from poller.sqs import Sqs, client_for
-from poller.visibility import Housekeeper
+from poller.daemon.housekeeper import Housekeeper
 
 RECEIVE_BACKOFF_MAX = 10.0  # seconds between attempts while SQS cannot be reached
 SLOT_LINGER = 0.02  # wait at least this long for a full batch of free slots before a partial receive
@@ -72,7 +72,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._parent = os.getppid()
         self._round_trip = 0.0  # the last receive that returned messages took this long
-        self.log = get_logger("poller.worker")
+        self.log = get_logger("poller.daemon.worker")
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -83,9 +83,9 @@ class Worker:
         # call never blocks the loop longer than one long poll plus its timeouts.
         client = client_for(cfg.queue, cfg.workers.concurrency + 2, attempts=1)
         self.sqs = Sqs(client, self.metrics.count_request)
-        from poller.crypto import build_decryptor
-        from poller.idempotency import build_idempotency_store
-        from poller.secrets import build_secrets
+        from poller.crypto.envelope import build_decryptor
+        from poller.pipeline.idempotency import build_idempotency_store
+        from poller.pipeline.secrets import build_secrets
 
         self.decryptor = build_decryptor(cfg.crypto)
         self.secrets = build_secrets(cfg.secrets)

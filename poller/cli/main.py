@@ -27,8 +27,8 @@ def cli() -> None:
 @config_option
 def run(config_path: str | None) -> int:
     """Run the daemon in the foreground until SIGTERM/SIGINT (SIGHUP reloads)."""
-    from poller.log import configure_logging
-    from poller.supervisor import Supervisor
+    from poller.daemon.log import configure_logging
+    from poller.daemon.supervisor import Supervisor
 
     config = load_config(config_path)
     configure_logging(config.logging.level, config.logging.format)
@@ -39,7 +39,7 @@ def run(config_path: str | None) -> int:
 @config_option
 def check(config_path: str | None) -> int:
     """Validate the config, load the handler, reach the queues; say what is wrong."""
-    from poller.check import run_checks
+    from poller.ops.check import run_checks
 
     return run_checks(config_path)
 
@@ -49,7 +49,7 @@ def check(config_path: str | None) -> int:
 @click.option("--processes", default=2, show_default=True, help="Worker processes.")
 def demo(messages: int, processes: int) -> int:
     """Run everything on an embedded local SQS endpoint with sample traffic."""
-    from poller.demo import run_demo
+    from poller.dev.demo import run_demo
 
     return run_demo(messages=messages, processes=processes)
 
@@ -104,7 +104,7 @@ def send(
     A JSONL line is {"body": ..., "attributes": {...}, "group_id": ..., "deduplication_id": ...,
     "delay": N}; a body that is not a string is sent as compact JSON.
     """
-    from poller.send import parse_attribute_options, read_jsonl, send_messages
+    from poller.ops.send import parse_attribute_options, read_jsonl, send_messages
 
     if (body is None) == (jsonl is None):
         raise click.UsageError("give a BODY or --file FILE.jsonl (one of them)")
@@ -129,7 +129,7 @@ def send(
             for _ in range(count)
         )
     sent, failed = send_messages(sqs, url, entries, encryptor)
-    from poller.output import emit_json
+    from poller.cli.output import emit_json
 
     emit_json({"event": "sent", "queue_url": url, "sent": sent, "failed": len(failed)})
     for failure in failed[:20]:
@@ -161,7 +161,7 @@ def make_encryptor(
     kms_key_id: str | None,
     region: str | None,
 ) -> Any:
-    from poller.crypto import CryptoConfig, build_encryptor
+    from poller.crypto.envelope import CryptoConfig, build_encryptor
 
     if keyring and kms_key_id:
         raise click.UsageError("give --keyring or --kms-key-id, not both")
@@ -184,7 +184,7 @@ def optional_config(config_path: str | None, required: bool) -> Config | None:
     return load_config(config_path)
 
 
-from poller.dlq_cli import dlq  # noqa: E402 - after the helpers it uses
+from poller.cli.dlq import dlq  # noqa: E402 - after the helpers it uses
 
 cli.add_command(dlq)
 

@@ -6,8 +6,8 @@ import json
 
 from poller.config import load_config
 from poller.errors import EXIT_FAILURE, EXIT_OK, HandlerLoadError, SqsError
-from poller.handler import load_handler
-from poller.output import emit_table
+from poller.handlers.load import load_handler
+from poller.cli.output import emit_table
 from poller.sqs import Sqs, client_for
 
 

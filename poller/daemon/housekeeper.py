@@ -17,7 +17,7 @@ from poller.errors import EXIT_FAILURE, SqsError
 from poller.sqs import MAX_BATCH, BatchFailure, chunks
 
 if TYPE_CHECKING:
-    from poller.worker import InFlight, Worker
+    from poller.daemon.worker import InFlight, Worker
 
 DELETE_LINGER = 0.05  # seconds a partial delete batch waits for company
 DELETE_GIVE_UP = 900.0  # after this a delete stops being retried: the message may come back
@@ -236,7 +236,7 @@ class Housekeeper:
             receive_count=entry.message.receive_count,
             timeout=timeout,
         )
-        from poller.worker import HandlerTimeout
+        from poller.daemon.worker import HandlerTimeout
 
         self.worker.settle_failure(entry, HandlerTimeout(f"handler ran past {timeout}s"))
 
