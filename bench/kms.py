@@ -12,7 +12,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from poller.crypto.envelope import CryptoConfig, Decryptor, Encryptor, KmsKeyProvider, build_cache
+from poller.config import CryptoConfig
+from poller.crypto.envelope import Decryptor, Encryptor, build_cache
+from poller.crypto.keys import KmsKeyProvider
 from poller.message import Message
 
 

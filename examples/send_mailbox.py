@@ -16,7 +16,7 @@ import uuid
 import boto3
 
 from examples.mailbox import SAMPLE_REQUESTS
-from poller.crypto.envelope import DataKeyCache, Encryptor, KmsKeyProvider, LocalKeyring
+from poller.crypto import DataKeyCache, Encryptor, KmsKeyProvider, LocalKeyring
 
 
 def send_requests(sqs, queue_url: str, encryptor: Encryptor, payloads: list[dict]) -> list[str]:

@@ -1,4 +1,4 @@
-from poller.cli.main import main
+from poller.cli import main
 
 if __name__ == "__main__":  # spawned worker processes import this module as __mp_main__
     raise SystemExit(main())

@@ -1,13 +1,16 @@
 """The only code that speaks to SQS: receive, batched delete and visibility, send, attributes.
 
 Every call is counted (`count(action, outcome)`), and botocore's errors become `SqsError`,
-marked transient when waiting and trying again can help.
+marked transient when waiting and trying again can help. It also owns the rules every sender
+shares: entry building (`send_entry`: FIFO group and deduplication ids), batch packing by
+count and bytes (`pack_batches`), and the receive retry (`receive_retrying`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,6 +115,74 @@ def chunks(items: Sequence[Any], size: int = MAX_BATCH) -> Iterable[Sequence[Any
         yield items[start : start + size]
 
 
+def send_entry(
+    queue_url: str,
+    body: str,
+    attributes: dict[str, dict[str, Any]] | None = None,
+    *,
+    group_id: str | None = None,
+    dedup_id: str | None = None,
+    delay: int = 0,
+    entry_id: str | None = None,
+) -> dict[str, Any]:
+    """A SendMessage(Batch) entry. FIFO queues get a group ("default" if none is given) and a
+    deduplication id (a fresh one if none is given, so content-based deduplication never
+    swallows a deliberate resend); standard queues get neither."""
+    entry: dict[str, Any] = {"MessageBody": body}
+    if entry_id is not None:
+        entry["Id"] = entry_id
+    if attributes:
+        entry["MessageAttributes"] = attributes
+    if delay:
+        entry["DelaySeconds"] = int(delay)
+    if queue_url.endswith(".fifo"):
+        entry["MessageGroupId"] = group_id or "default"
+        entry["MessageDeduplicationId"] = dedup_id or uuid.uuid4().hex
+    return entry
+
+
+def pack_batches(entries: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Group prepared entries into batches of at most ten and at most 1 MiB, keeping order."""
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for entry in entries:
+        n = entry_size(entry["MessageBody"], entry.get("MessageAttributes", {}))
+        if batch and (len(batch) == MAX_BATCH or size + n > MAX_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(entry)
+        size += n
+    if batch:
+        yield batch
+
+
+def receive_retrying(
+    stop: Callable[[], bool],
+    sleep: Callable[[float], None],
+    before_sleep: Callable[[Any], None] | None = None,
+    max_attempts: int | None = None,
+    backoff_max: float = 10.0,
+) -> Any:
+    """The one receive retry: exponential backoff with jitter on SqsError until `stop()` (and,
+    with `max_attempts`, only transient errors, at most that many tries). Call it with the
+    receive: `receive_retrying(...)(sqs.receive, url, n, wait, visibility)`."""
+    import tenacity
+
+    def retryable(exc: BaseException) -> bool:
+        if not isinstance(exc, SqsError) or stop():
+            return False
+        return max_attempts is None or exc.transient
+
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(retryable),
+        stop=tenacity.stop_after_attempt(max_attempts) if max_attempts else tenacity.stop_never,
+        wait=tenacity.wait_exponential(multiplier=0.5, max=backoff_max) + tenacity.wait_random(0, 0.5),
+        sleep=sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
 class Sqs:
     def __init__(self, client: Any, count: Counter | None = None):
         self.client = client
@@ -193,25 +264,9 @@ class Sqs:
 
     # --- send -------------------------------------------------------------------------------
 
-    def send(
-        self,
-        url: str,
-        body: str,
-        attributes: dict[str, dict[str, Any]] | None = None,
-        group_id: str | None = None,
-        dedup_id: str | None = None,
-        delay: int = 0,
-    ) -> str:
-        kwargs: dict[str, Any] = {"QueueUrl": url, "MessageBody": body}
-        if attributes:
-            kwargs["MessageAttributes"] = attributes
-        if group_id:
-            kwargs["MessageGroupId"] = group_id
-        if dedup_id:
-            kwargs["MessageDeduplicationId"] = dedup_id
-        if delay:
-            kwargs["DelaySeconds"] = delay
-        return self._call("SendMessage", self.client.send_message, **kwargs)["MessageId"]
+    def send(self, url: str, entry: dict[str, Any]) -> str:
+        """Send one entry built by `send_entry`; returns the new message id."""
+        return self._call("SendMessage", self.client.send_message, QueueUrl=url, **entry)["MessageId"]
 
     def send_batch(self, url: str, entries: Sequence[dict[str, Any]]) -> list[BatchFailure]:
         """Send up to ten prepared entries (each with an "Id"); returns the failed ones."""

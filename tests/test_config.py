@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from poller.config import build_config, load_config
+from poller.configload import build_config, load_config
 from poller.errors import ConfigError
 
 BASE = {

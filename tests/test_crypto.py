@@ -16,12 +16,8 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from poller import Message, Poison
-from poller.crypto.envelope import (
+from poller.crypto import (
     ATTRIBUTE,
-    REASON_AUTH,
-    REASON_MALFORMED,
-    REASON_NOT_ENCRYPTED,
-    CryptoConfig,
     DataKeyCache,
     Decryptor,
     Encryptor,
@@ -33,7 +29,9 @@ from poller.crypto.envelope import (
     create_keyring,
     encrypt_body,
 )
+from poller.crypto.envelope import REASON_AUTH, REASON_MALFORMED, REASON_NOT_ENCRYPTED
 from poller.errors import ConfigError
+from tests.configs import section
 from tests.messages import message
 
 SECRET_TEXT = '{"username": "alice", "password": "hunter2-PLAINTEXT-MARKER"}'
@@ -602,30 +600,31 @@ def test_kms_provider_needs_a_key_to_encrypt():
 def test_config_validation_names_the_key():
     # GIVEN / WHEN invalid [crypto] sections THEN errors name the key
     with pytest.raises(ConfigError, match="crypto.provider"):
-        CryptoConfig(provider="vault")
+        section("crypto", {"provider": "vault"})
     with pytest.raises(ConfigError, match="crypto.keyring_path"):
-        CryptoConfig(enabled=True, provider="local")
+        section("crypto", {"enabled": True, "provider": "local"})
     with pytest.raises(ConfigError, match="crypto.data_key_max_age"):
-        CryptoConfig(data_key_max_age=0)
+        section("crypto", {"data_key_max_age": 0})
     with pytest.raises(ConfigError, match="crypto.data_key_max_messages"):
-        CryptoConfig(data_key_max_messages=0)
+        section("crypto", {"data_key_max_messages": 0})
     with pytest.raises(ConfigError, match="crypto.require_encryption"):
-        CryptoConfig(require_encryption=True)
+        section("crypto", {"require_encryption": True})
     with pytest.raises(ConfigError, match="crypto.colour"):
-        CryptoConfig.from_mapping({"colour": "blue"})
+        section("crypto", {"colour": "blue"})
 
 
 def test_factories_build_working_pair(tmp_path):
     # GIVEN a [crypto] section for a local keyring
     path = tmp_path / "k.json"
     create_keyring(path)
-    cfg = CryptoConfig.from_mapping(
+    cfg = section(
+        "crypto",
         {
             "enabled": True,
             "provider": "local",
             "keyring_path": str(path),
             "require_encryption": True,
-        }
+        },
     )
     # WHEN an encryptor and a decryptor are built from it
     enc, dec = build_encryptor(cfg), build_decryptor(cfg)
@@ -634,7 +633,7 @@ def test_factories_build_working_pair(tmp_path):
     with pytest.raises(Poison):
         dec.decrypt_message(make_message("plain"))
     # AND a disabled section builds no decryptor
-    assert build_decryptor(CryptoConfig()) is None
+    assert build_decryptor(section("crypto")) is None
 
 
 # --- properties ------------------------------------------------------------------------------
@@ -689,16 +688,9 @@ def test_property_any_edit_of_a_valid_envelope_is_poison_without_plaintext(keyri
     assert_no_leak(info.value.reason)
 
 
-# --- the daemon end to end (runs once [crypto] is wired into poller.config) -----------------
+# --- the daemon end to end ------------------------------------------------------------------
 
 
-def _crypto_wired() -> bool:
-    from poller import config
-
-    return "crypto" in getattr(config, "SCHEMA", {})
-
-
-@pytest.mark.skipif(not _crypto_wired(), reason="[crypto] is not wired into poller.config yet")
 def test_daemon_decrypts_and_dead_letters_bad_envelopes_without_plaintext(
     local_sqs, sqs, make_queues, tmp_path, daemon_factory
 ):

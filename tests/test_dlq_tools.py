@@ -520,7 +520,8 @@ class FailingSends:
 @pytest.mark.parametrize("fifo", [False, True])
 def test_partly_failed_batches_delete_only_what_was_sent(local_sqs, sqs, make_queues, fifo):
     # GIVEN 10 messages of one group on the DLQ, the 4th of which the destination will refuse
-    from poller.ops.dlq import Polling, ReplayOptions, replay_queue
+    from poller.ops.dlq import Polling
+    from poller.ops.replay import ReplayOptions, replay_queue
     from poller.sqs import Sqs
 
     url, dlq = make_queues(fifo=fifo)
@@ -562,12 +563,14 @@ def test_fifo_group_behind_a_skipped_message_stays_in_order_for_the_next_run(loc
 
 
 def test_replay_entries_route_and_annotate_as_documented():
-    from poller.ops.dlq import Candidate, ReplayOptions, decide, replay_entry
+    from poller.message import Message
+    from poller.ops.replay import ReplayOptions, decide, replay_entry
 
     # GIVEN a message the daemon dead-lettered from "jobs.fifo", and one from SQS's redrive backstop
-    def message(attrs: dict[str, dict[str, Any]], group: str | None = "g1") -> Candidate:
+    def message(attrs: dict[str, dict[str, Any]], group: str | None = "g1") -> Message:
         system = {"MessageGroupId": group} if group else {}
-        return Candidate("id-1", "body", system, attrs)
+        raw = {"MessageId": "id-1", "Body": "body", "Attributes": system, "MessageAttributes": attrs}
+        return Message.from_sqs({**raw, "ReceiptHandle": "r"}, "https://q/jobs-dlq.fifo")
 
     failed = message(
         {

@@ -17,7 +17,7 @@ from moto import mock_aws
 from examples.legacy_stub import HANG, LegacyStub
 from examples.mailbox import SAMPLE_REQUESTS, CreateMailbox, parse_request, to_legacy_form
 from poller import Message, Poison, Retry
-from poller.crypto.envelope import DataKeyCache, Decryptor, Encryptor, KmsKeyProvider, LocalKeyring, create_keyring
+from poller.crypto import DataKeyCache, Decryptor, Encryptor, KmsKeyProvider, LocalKeyring, create_keyring
 from poller.handlers.http import ForwardError
 from poller.pipeline.idempotency import IdempotencyStore, create_table
 from tests.messages import message

@@ -11,13 +11,15 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
-from poller.config import build_config
-from poller.daemon.settle import FAILURE_ATTRIBUTE
-from poller.handlers.load import LoadedHandler
-from poller.dev.localsqs import create_queue_pair
-from poller.message import Message, Poison, Retry
+from poller.configload import build_config
+from poller.daemon.metrics import Metrics
 from poller.daemon.worker import Worker
+from poller.dev.localsqs import create_queue_pair
+from poller.failure import FAILURE_ATTRIBUTE
+from poller.handlers.load import LoadedHandler
+from poller.message import Message, Poison, Retry
 from tests.conftest import queue_total
 
 CASE_ATTRIBUTE = "fuzz.case"
@@ -85,7 +87,7 @@ def act(outcome: tuple) -> None:
     raise outcome[1]("fuzz: handler failed")
 
 
-def make_worker(local_sqs: Any, url: str, dlq: str, max_receives: int) -> Worker:
+def make_worker(local_sqs: Any, url: str, dlq: str, max_receives: int, handler: LoadedHandler) -> Worker:
     raw = {
         "queue": {
             "url": url,
@@ -102,16 +104,7 @@ def make_worker(local_sqs: Any, url: str, dlq: str, max_receives: int) -> Worker
         "metrics": {"listen": ""},
         "logging": {"level": "warning"},
     }
-    return Worker(build_config(raw, {}))
-
-
-def forget_metrics() -> None:
-    """Each Worker registers its metrics in prometheus_client's global registry: unregister them."""
-    from prometheus_client import REGISTRY
-
-    for collector in list(REGISTRY._collector_to_names):  # noqa: SLF001 - no public listing
-        if any(name.startswith("sqs_poller_") for name in REGISTRY._collector_to_names[collector]):
-            REGISTRY.unregister(collector)
+    return Worker(build_config(raw, {}), handler=handler, metrics=Metrics(CollectorRegistry()))
 
 
 def receive_every(sqs: Any, url: str, count: int) -> list[dict[str, Any]]:
@@ -163,18 +156,15 @@ def test_worker_settles_every_message(local_sqs, sqs, batch, earlier_receives, m
         calls.append((n, message.receive_count))
         act(batch[n].outcome)
 
-    worker = make_worker(local_sqs, url, dlq, max_receives)
-    try:
-        worker.initialize(handler=LoadedHandler(handle, lambda: None, "fuzz"))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            worker.loop()  # never raises, whatever the handler did
-            if {n for n, _ in calls} == set(range(len(batch))) and not worker.held():
-                break
-        worker.begin_stop("test over")
-        assert worker.shutdown() == 0
-    finally:
-        forget_metrics()
+    worker = make_worker(local_sqs, url, dlq, max_receives, LoadedHandler(handle, lambda: None, "fuzz"))
+    worker.initialize()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        worker.loop()  # never raises, whatever the handler did
+        if {n for n, _ in calls} == set(range(len(batch))) and not len(worker.held):
+            break
+    worker.begin_stop("test over")
+    assert worker.shutdown() == 0
 
     # THEN each message's last outcome decided where it is: deleted, DLQ, or back on the queue
     assert {n for n, _ in calls} == set(range(len(batch)))

@@ -13,12 +13,12 @@ from moto import mock_aws
 from poller import Message, Poison, Retry
 from poller.errors import ConfigError
 from poller.pipeline.idempotency import (
-    IdempotencyConfig,
     IdempotencyError,
     IdempotencyStore,
     build_idempotency_store,
     create_table,
 )
+from tests.configs import section
 from tests.messages import message
 
 TABLE = "sqs-poller-idempotency"
@@ -299,33 +299,26 @@ def test_create_table_enables_ttl_and_is_repeatable(ddb):
 def test_config_and_factory(ddb):
     # GIVEN invalid sections THEN errors name the key
     with pytest.raises(ConfigError, match="idempotency.table"):
-        IdempotencyConfig(enabled=True)
+        section("idempotency", {"enabled": True})
     with pytest.raises(ConfigError, match="idempotency.ttl_seconds"):
-        IdempotencyConfig(ttl_seconds=10)
+        section("idempotency", {"ttl_seconds": 10})
     with pytest.raises(ConfigError, match="idempotency.in_progress_timeout"):
-        IdempotencyConfig(in_progress_timeout=50000)
+        section("idempotency", {"in_progress_timeout": 50000})
     with pytest.raises(ConfigError, match="idempotency.key_field"):
-        IdempotencyConfig(key_field="a..b")
+        section("idempotency", {"key_field": "a..b"})
     with pytest.raises(ConfigError, match="idempotency.tabel"):
-        IdempotencyConfig.from_mapping({"tabel": "x"})
+        section("idempotency", {"tabel": "x"})
     # AND a disabled section builds nothing; an enabled one defaults the lock to handler.timeout
-    assert build_idempotency_store(IdempotencyConfig(), 300) is None
-    cfg = IdempotencyConfig.from_mapping({"enabled": True, "table": TABLE})
+    assert build_idempotency_store(section("idempotency"), 300) is None
+    cfg = section("idempotency", {"enabled": True, "table": TABLE})
     store = build_idempotency_store(cfg, handler_timeout=120, client=ddb)
     assert store.in_progress_timeout == 120 and store.key_field is None
     assert store.run_once(make_message(), CountingHandler()) is True
 
 
-# --- the daemon end to end (runs once [idempotency] is wired into poller.config) -------------
+# --- the daemon end to end ------------------------------------------------------------------
 
 
-def _idempotency_wired() -> bool:
-    from poller import config
-
-    return "idempotency" in getattr(config, "SCHEMA", {})
-
-
-@pytest.mark.skipif(not _idempotency_wired(), reason="[idempotency] is not wired into poller.config yet")
 def test_daemon_runs_a_duplicated_request_once(local_sqs, sqs, make_queues, tmp_path, daemon_factory):
     import json
 

@@ -290,7 +290,7 @@ def test_configure_script_fills_the_template(tmp_path):
 def test_example_config_is_one_the_daemon_accepts():
     raw = tomllib.loads((FILES / "poller.toml.example").read_text())
     try:
-        from poller.config import build_config
+        from poller.configload import build_config
     except ImportError:
         if os.environ.get("CI"):
             raise

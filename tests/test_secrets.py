@@ -13,7 +13,8 @@ import structlog
 from moto import mock_aws
 
 from poller.errors import ConfigError
-from poller.pipeline.secrets import Secrets, SecretsConfig, SecretsError, build_secrets
+from poller.pipeline.secrets import Secrets, SecretsError, build_secrets
+from tests.configs import section
 
 TOKEN = "tok-SECRET-VALUE-1"
 
@@ -232,19 +233,20 @@ def test_snapshot_is_one_whole_generation_during_refresh(aws, clock):
 
 def test_config_validation_and_factory(aws):
     with pytest.raises(ConfigError, match="secrets.ssm_paths"):
-        SecretsConfig(ssm_paths=("relative/path",))
+        section("secrets", {"ssm_paths": ["relative/path"]})
     with pytest.raises(ConfigError, match="secrets.ttl"):
-        SecretsConfig(ttl=5)
+        section("secrets", {"ttl": 5})
     with pytest.raises(ConfigError, match="secrets.secrets_manager"):
-        SecretsConfig(secrets_manager={"api": ""})
+        section("secrets", {"secrets_manager": {"api": ""}})
     with pytest.raises(ConfigError, match="secrets.path"):
-        SecretsConfig.from_mapping({"path": "/x"})
+        section("secrets", {"path": "/x"})
     # GIVEN paths as one comma-separated string (an environment override) THEN they are split
-    assert SecretsConfig(ssm_paths="/a, /b/").ssm_paths == ("/a", "/b/")
+    env = {"SQS_POLLER_SECRETS_SSM_PATHS": "/a, /b/"}
+    assert section("secrets", env=env).ssm_paths == ("/a", "/b/")
     # GIVEN a section with no source THEN nothing is built
-    assert build_secrets(SecretsConfig()) is None
+    assert build_secrets(section("secrets")) is None
     # GIVEN a section with sources THEN the factory returns loaded secrets
-    cfg = SecretsConfig.from_mapping({"ssm_paths": ["/mailbox/prod"], "secrets_manager": {"api": "prod/api"}})
+    cfg = section("secrets", {"ssm_paths": ["/mailbox/prod"], "secrets_manager": {"api": "prod/api"}})
     secrets = build_secrets(cfg)
     assert secrets["legacy/user"] == "svc-mail" and "api" in secrets
 
@@ -289,7 +291,7 @@ def test_concurrent_stale_checks_refresh_once_and_never_wait(clock):
     assert secrets["api"] == "v2"
 
 
-# --- the daemon end to end (runs once [secrets] is wired into poller.config) ------------------
+# --- the daemon end to end ------------------------------------------------------------------
 
 
 class SecretRecorder:
@@ -304,13 +306,6 @@ class SecretRecorder:
         record(message, token_generation=self.secrets["legacy/token"].split("-")[0])
 
 
-def _secrets_wired() -> bool:
-    from poller import config
-
-    return "secrets" in getattr(config, "SCHEMA", {})
-
-
-@pytest.mark.skipif(not _secrets_wired(), reason="[secrets] is not wired into poller.config yet")
 def test_daemon_hands_secrets_to_handlers_and_refreshes_them_on_sighup(
     local_sqs, sqs, make_queues, tmp_path, daemon_factory
 ):

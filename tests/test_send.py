@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from poller.crypto.envelope import create_keyring
+from poller.crypto import create_keyring
 from tests.conftest import receive_all, wait_until, write_config
 from tests.test_daemon import run_cli
 

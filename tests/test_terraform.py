@@ -610,7 +610,7 @@ def test_daemon_accepts_the_rendered_config(rendered):
     # GIVEN the config user data writes
     raw = tomllib.loads(rendered["config"])
     try:
-        from poller.config import build_config
+        from poller.configload import build_config
     except ImportError:
         if os.environ.get("CI"):
             raise

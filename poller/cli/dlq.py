@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from poller.cli.common import optional_config, queue_target
 from poller.errors import EXIT_FAILURE, EXIT_OK
 
 PREVIEW_CHARS = 80
@@ -59,7 +60,6 @@ class Target:
     """The DLQ, an Sqs to reach it, the default replay destination, and the polling settings."""
 
     def __init__(self, kwargs: dict[str, Any]):
-        from poller.cli.main import optional_config, queue_target
         from poller.ops.dlq import Polling
 
         config_path = kwargs.pop("config_path")
@@ -112,8 +112,8 @@ def dlq() -> None:
 @with_target
 def stats(target: Any, sample: int) -> int:
     """Approximate visible / in-flight / delayed counts, and a failure breakdown with --sample."""
-    from poller.ops.dlq import stats as dlq_stats
     from poller.cli.output import emit_table
+    from poller.ops.dlq import stats as dlq_stats
 
     result = dlq_stats(target.sqs, target.url, sample, target.polling)
     emit_table(
@@ -144,25 +144,34 @@ def peek(target: Any, limit: int, as_json: bool, full: bool) -> int:
     messages are hidden from other consumers until released (at once, or after --visibility if this
     process is killed).
     """
-    from poller.ops.dlq import peek as dlq_peek
     from poller.cli.output import emit_json, emit_table
+    from poller.failure import read_failure
+    from poller.ops.dlq import peek as dlq_peek
+    from poller.ops.dlq import to_record
 
     messages = dlq_peek(target.sqs, target.url, limit, target.polling)
     if as_json:
         for message in messages:
-            emit_json(message.record())
+            emit_json(to_record(message))
         return EXIT_OK
     rows = []
     for message in messages:
-        failure = message.failure or {}
+        failure = read_failure(message.message_attributes) or {}
         body = message.body if full else preview(message.body)
         error = str(failure.get("error", "")) if full else preview(str(failure.get("error", "")))
         rows.append(
-            [message.message_id, message.sent_at, message.receive_count, failure.get("type", ""), error, body]
+            [
+                failure.get("message_id", ""),
+                message.sent_at.isoformat(timespec="seconds"),
+                message.receive_count,
+                failure.get("type", ""),
+                error,
+                body,
+            ]
         )
     emit_table(
         f"{len(messages)} message(s) from {target.url}",
-        ["id", "sent", "receives", "type", "error", "body"],
+        ["original id", "sent", "receives", "type", "error", "body"],
         rows,
     )
     return EXIT_OK
@@ -187,8 +196,8 @@ def export(target: Any, out: Path, delete: bool) -> int:
     Messages stay hidden while it runs and are released at the end; with --delete each one is
     deleted only after the file is flushed and synced. An existing file is never overwritten.
     """
-    from poller.ops.dlq import export as dlq_export
     from poller.cli.output import emit_json, is_terminal
+    from poller.ops.dlq import export as dlq_export
 
     if out.exists():
         raise click.UsageError(f"{out} exists: choose a new file (an export is never overwritten)")
@@ -263,8 +272,8 @@ def replay(
     replayed --max-replays times, are released untouched and counted as skipped. Ctrl-C stops after
     the current batch. --dry-run still receives (SQS has no peek) unless used with --from-file.
     """
-    from poller.ops.dlq import ReplayOptions, replay_file, replay_queue
     from poller.cli.output import emit_json, is_terminal
+    from poller.ops.replay import ReplayOptions, replay_file, replay_queue
 
     if to and to == target.url and not from_file:
         raise click.UsageError("--to is the DLQ itself")

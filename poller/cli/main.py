@@ -3,18 +3,16 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import click
 
 from poller import __version__
-from poller.config import DEFAULT_PATH, ENV_PATH, Config, load_config, resolve_path
+from poller.cli.common import config_option, make_encryptor, queue_target
+from poller.cli.dlq import dlq
+from poller.configload import load_config
 from poller.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, PollerError, SqsError
-
-CONFIG_HELP = f"Config file (default: ${ENV_PATH}, else {DEFAULT_PATH})."
-config_option = click.option("--config", "config_path", metavar="PATH", help=CONFIG_HELP)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -104,7 +102,7 @@ def send(
     A JSONL line is {"body": ..., "attributes": {...}, "group_id": ..., "deduplication_id": ...,
     "delay": N}; a body that is not a string is sent as compact JSON.
     """
-    from poller.ops.send import parse_attribute_options, read_jsonl, send_messages
+    from poller.ops.send import read_jsonl, send_messages
 
     if (body is None) == (jsonl is None):
         raise click.UsageError("give a BODY or --file FILE.jsonl (one of them)")
@@ -137,56 +135,17 @@ def send(
     return EXIT_FAILURE if failed else EXIT_OK
 
 
-def queue_target(
-    config_path: str | None,
-    queue_url: str | None,
-    endpoint_url: str | None,
-    region: str | None,
-    which: str = "url",
-) -> tuple[str, Any]:
-    """The queue URL and an Sqs for commands that may run with or without a config file."""
-    from poller.sqs import Sqs, make_client
-
-    config = optional_config(config_path, required=not queue_url)
-    url = queue_url or getattr(config.queue, which)
-    endpoint = endpoint_url if endpoint_url is not None else (config.queue.endpoint_url if config else "")
-    region = region or (config.queue.region if config else "")
-    return url, Sqs(make_client(url, region, endpoint, read_timeout=30))
-
-
-def make_encryptor(
-    config_path: str | None,
-    queue_url: str | None,
-    keyring: str | None,
-    kms_key_id: str | None,
-    region: str | None,
-) -> Any:
-    from poller.crypto.envelope import CryptoConfig, build_encryptor
-
-    if keyring and kms_key_id:
-        raise click.UsageError("give --keyring or --kms-key-id, not both")
-    if keyring:
-        return build_encryptor(CryptoConfig(enabled=True, provider="local", keyring_path=keyring))
-    if kms_key_id:
-        return build_encryptor(CryptoConfig(enabled=True, key_id=kms_key_id, region=region or ""))
-    config = optional_config(config_path, required=not queue_url)
-    if config is None or not config.crypto.enabled:
-        raise ConfigError("--encrypt needs [crypto] enabled in the config, or --keyring/--kms-key-id")
-    if config.crypto.provider == "kms" and not config.crypto.key_id:
-        raise ConfigError("--encrypt with crypto.provider = 'kms' needs crypto.key_id")
-    return build_encryptor(config.crypto)
-
-
-def optional_config(config_path: str | None, required: bool) -> Config | None:
-    path = resolve_path(config_path)
-    if not required and not config_path and ENV_PATH not in os.environ and not os.path.exists(path):
-        return None
-    return load_config(config_path)
-
-
-from poller.cli.dlq import dlq  # noqa: E402 - after the helpers it uses
-
 cli.add_command(dlq)
+
+
+def parse_attribute_options(pairs: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise click.UsageError(f"--attribute {pair!r}: expected NAME=VALUE")
+        out[name] = value
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

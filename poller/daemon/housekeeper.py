@@ -3,25 +3,25 @@
 Deletes wait up to DELETE_LINGER to fill a batch of ten; a full batch goes at once, sent by this
 thread so the handler thread that filled it is free for the next message. Running messages get
 their visibility extended, ten a request, before it runs out, until handler.timeout; then they
-count as failed.
+count as failed, and the failure is handed back (`on_timeout`) to be settled on a handler
+thread: this thread never makes a slow call for one message while others wait on it.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
-from poller.errors import EXIT_FAILURE, SqsError
-from poller.sqs import MAX_BATCH, BatchFailure, chunks
-
-if TYPE_CHECKING:
-    from poller.daemon.worker import InFlight, Worker
+from poller.daemon.heartbeat import IDLE_TICK, Heartbeat
+from poller.daemon.inflight import Held, InFlight
+from poller.errors import SqsError
+from poller.sqs import MAX_BATCH, BatchFailure, Sqs, chunks
 
 DELETE_LINGER = 0.05  # seconds a partial delete batch waits for company
 DELETE_GIVE_UP = 900.0  # after this a delete stops being retried: the message may come back
-IDLE_TICK = 1.0
 
 
 @dataclass(slots=True)
@@ -34,16 +34,36 @@ class PendingDelete:
 
 
 class Housekeeper:
-    def __init__(self, worker: Worker):
-        self.worker = worker
-        self.sqs = worker.sqs
-        self.url = worker.config.queue.url
-        self.metrics = worker.metrics
-        self.log = worker.log
-        visibility = worker.config.queue.visibility_timeout
-        self.visibility = visibility
-        self.margin = max(1.0, min(10.0, visibility / 3))
-        self.stuck_after = max(60.0, float(worker.config.workers.shutdown_grace))
+    def __init__(
+        self,
+        sqs: Sqs,
+        url: str,
+        visibility: int,
+        held: Held,
+        metrics: Any,
+        log: Any,
+        *,
+        on_deleted: Callable[[InFlight, str | None], None],
+        on_timeout: Callable[[InFlight], None],
+        on_stuck: Callable[[InFlight], None],
+        stuck_after: float,
+    ):
+        self.sqs = sqs
+        self.url = url
+        self.heartbeat = Heartbeat(
+            sqs,
+            url,
+            visibility,
+            lambda e, code: self.refused(e.message, code, "visibility_extend_refused"),
+            log,
+        )
+        self.held = held
+        self.metrics = metrics
+        self.log = log
+        self.on_deleted = on_deleted
+        self.on_timeout = on_timeout
+        self.on_stuck = on_stuck
+        self.stuck_after = stuck_after
         self._deletes: list[PendingDelete] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -73,14 +93,11 @@ class Housekeeper:
     def flush_deletes(self, everything: bool = False) -> None:
         now = time.monotonic()
         with self._lock:
-            if everything:
-                batch, self._deletes = self._deletes, []
-            else:
-                if not self._deletes:
-                    return
-                if len(self._deletes) < MAX_BATCH and min(p.due for p in self._deletes) > now:
-                    return
-                batch, self._deletes = self._deletes, []
+            if not self._deletes:
+                return
+            if not everything and len(self._deletes) < MAX_BATCH and min(p.due for p in self._deletes) > now:
+                return
+            batch, self._deletes = self._deletes, []
         retry: list[PendingDelete] = []
         for group in chunks(batch):
             retry += self._delete_batch(group)
@@ -99,31 +116,23 @@ class Housekeeper:
         for n, pending in enumerate(group):
             failure = failed.get(str(n))
             if failure is None:
-                if pending.outcome:
-                    self.metrics.outcome[pending.outcome].inc()
+                self.on_deleted(pending.entry, pending.outcome)
                 continue
-            if self._gave_up(pending, failure, "delete"):
+            if self._gave_up(pending, failure):
                 continue
             pending.attempts += 1
             pending.due = time.monotonic() + min(10.0, 0.5 * 2**pending.attempts)
             retry.append(pending)
         return retry
 
-    def _gave_up(self, pending: PendingDelete, failure: BatchFailure, action: str) -> bool:
+    def _gave_up(self, pending: PendingDelete, failure: BatchFailure) -> bool:
         message = pending.entry.message
         if failure.receipt_invalid:
-            self.metrics.receipt_invalid.inc()
-            self.log.warning(
-                f"{action}_receipt_invalid",
-                message_id=message.message_id,
-                receive_count=message.receive_count,
-                code=failure.code,
-                note="the message may be processed twice",
-            )
+            self.refused(message, failure.code, "delete_receipt_invalid")
             return True
         if time.monotonic() - pending.first > DELETE_GIVE_UP:
             self.log.error(
-                f"{action}_abandoned",
+                "delete_abandoned",
                 message_id=message.message_id,
                 receive_count=message.receive_count,
                 code=failure.code,
@@ -131,7 +140,7 @@ class Housekeeper:
             )
             return True
         self.log.warning(
-            f"{action}_failed",
+            "delete_failed",
             message_id=message.message_id,
             code=failure.code,
             error=failure.message[:300],
@@ -139,36 +148,51 @@ class Housekeeper:
         )
         return False
 
+    def refused(self, message: Any, code: str, event: str) -> None:
+        """SQS no longer knows this receipt: another receive has it, so it may run twice."""
+        self.metrics.receipt_invalid.inc()
+        self.log.warning(
+            event,
+            message_id=message.message_id,
+            receive_count=message.receive_count,
+            code=code,
+            note="the message may be processed twice",
+        )
+
+    def _extension_refused(self, entry: InFlight, code: str) -> None:
+        self.refused(entry.message, code, "visibility_extend_refused")
+
     # --- visibility -------------------------------------------------------------------------
 
-    def set_visibility(self, entry: InFlight, seconds: int) -> None:
+    def set_visibility(self, entry: InFlight, seconds: int) -> bool:
         """One message's visibility, for a retry. On failure it comes back at its old time."""
         try:
             self.sqs.change_visibility(self.url, entry.message.receipt_handle, seconds)
+            return True
         except SqsError as exc:
             if exc.code.split(".")[-1] in ("ReceiptHandleIsInvalid", "MessageNotInflight"):
-                self.metrics.receipt_invalid.inc()
-            self.log.warning(
-                "visibility_change_failed",
-                message_id=entry.message.message_id,
-                receive_count=entry.message.receive_count,
-                error=str(exc),
-            )
+                self.refused(entry.message, exc.code, "visibility_change_refused")
+            else:
+                self.log.warning(
+                    "visibility_change_failed",
+                    message_id=entry.message.message_id,
+                    receive_count=entry.message.receive_count,
+                    error=str(exc),
+                )
+            return False
 
-    def release(self, entries: list[InFlight]) -> None:
-        """Make never-started messages visible again at once, untouched."""
-        if not entries:
-            return
-        for group in chunks(entries):
-            changes = [(str(n), e.message.receipt_handle, 0) for n, e in enumerate(group)]
+    def release(self, entries: list[InFlight], seconds: int = 0) -> int:
+        """Make messages that never ran visible again (after `seconds`), untouched. Entries
+        already claimed by someone else are left alone. Returns how many SQS released."""
+        mine = [e for e in entries if e.claim()]
+        released = 0
+        for group in chunks(mine):
+            changes = [(str(n), e.message.receipt_handle, seconds) for n, e in enumerate(group)]
             try:
                 failures = self.sqs.change_visibility_batch(self.url, changes)
             except SqsError as exc:
                 failures = [BatchFailure(c[0], exc.code, str(exc), False) for c in changes]
-            failed = {f.id for f in failures}
-            released = len(group) - len(failed)
-            if released:
-                self.metrics.outcome["released"].inc(released)
+            released += len(group) - len(failures)
             if failures:
                 self.log.warning(
                     "release_failed",
@@ -176,78 +200,30 @@ class Housekeeper:
                     code=failures[0].code,
                     note="they become visible when their visibility timeout ends",
                 )
-        for entry in entries:
-            entry.settled = True
-            self.worker.forget(entry)
-        self.log.info("messages_released", count=len(entries))
+        if released:
+            self.metrics.outcome["released"].inc(released)
+        for entry in mine:
+            self.held.forget(entry)
+        if mine:
+            self.log.info("messages_released", count=len(mine), visible_in=seconds)
+        return released
 
     def extend_due(self) -> float:
-        """Extend what is about to reappear; time out what ran too long. Returns next wake."""
+        """Time out what ran too long; extend what is about to reappear. Returns next wake."""
         now = time.monotonic()
+        running = []
         wake = now + IDLE_TICK
-        extend: list[InFlight] = []
-        for entry in self.worker.held():
+        for entry in self.held.snapshot():
             if entry.started and now >= entry.deadline:
-                if not entry.settled:
-                    self._time_out(entry)
+                if entry.claim():
+                    self.on_timeout(entry)
                 elif now >= entry.deadline + self.stuck_after:
-                    self._recycle_worker(entry)
+                    self.on_stuck(entry)
                 continue
-            if entry.settled:
-                continue
-            if entry.visible_until - now <= self.margin:
-                extend.append(entry)
-            else:
-                wake = min(wake, entry.visible_until - self.margin)
             if entry.started:
                 wake = min(wake, entry.deadline)
-        for group in chunks(extend):
-            asked = time.monotonic()
-            changes = [(str(n), e.message.receipt_handle, self.visibility) for n, e in enumerate(group)]
-            try:
-                failures = self.sqs.change_visibility_batch(self.url, changes)
-            except SqsError as exc:
-                self.log.warning("visibility_extend_failed", count=len(group), error=str(exc))
-                continue
-            failed = {f.id: f for f in failures}
-            for n, entry in enumerate(group):
-                failure = failed.get(str(n))
-                if failure is None:
-                    entry.visible_until = asked + self.visibility
-                    wake = min(wake, entry.visible_until - self.margin)
-                elif failure.receipt_invalid:
-                    self.metrics.receipt_invalid.inc()
-                    self.log.warning(
-                        "visibility_extend_refused",
-                        message_id=entry.message.message_id,
-                        code=failure.code,
-                        note="the message may be processed twice",
-                    )
-        return wake
-
-    def _time_out(self, entry: InFlight) -> None:
-        if not entry.settle():
-            return
-        timeout = self.worker.config.handler.timeout
-        self.metrics.handler_timeouts.inc()
-        self.log.warning(
-            "handler_timed_out",
-            message_id=entry.message.message_id,
-            receive_count=entry.message.receive_count,
-            timeout=timeout,
-        )
-        from poller.daemon.worker import HandlerTimeout
-
-        self.worker.settle_failure(entry, HandlerTimeout(f"handler ran past {timeout}s"))
-
-    def _recycle_worker(self, entry: InFlight) -> None:
-        if not self.worker.stopping:
-            self.log.error(
-                "handler_stuck",
-                message_id=entry.message.message_id,
-                note="restarting this worker to free its thread",
-            )
-            self.worker.begin_stop("handler stuck", EXIT_FAILURE)
+            running.append(entry)
+        return min(wake, self.heartbeat.extend(running))
 
     # --- the thread -------------------------------------------------------------------------
 

@@ -13,9 +13,10 @@ import tempfile
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 ENV_DIR = "PROMETHEUS_MULTIPROC_DIR"
-OUTCOMES = ("deleted", "retried", "dead_lettered", "released")
+OUTCOMES = ("deleted", "retried", "dead_lettered", "released", "filtered")
 HANDLER_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 AGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
@@ -39,10 +40,22 @@ def remove_multiproc_dir(path: str, owned: bool) -> None:
 
 
 class Metrics:
-    """This process's metric handles, labelled children resolved once (no lookup per message)."""
+    """This process's metric handles, labelled children resolved once (no lookup per message).
 
-    def __init__(self) -> None:
-        from prometheus_client import Counter, Gauge, Histogram
+    `registry`: where they register (prometheus_client's global one by default; a test passes
+    its own `CollectorRegistry()` and reads it with `get_sample_value`).
+    """
+
+    def __init__(self, registry: Any = None) -> None:
+        import functools
+
+        import prometheus_client
+        from prometheus_client import REGISTRY
+
+        registry = REGISTRY if registry is None else registry
+        Counter = functools.partial(prometheus_client.Counter, registry=registry)  # noqa: N806
+        Gauge = functools.partial(prometheus_client.Gauge, registry=registry)  # noqa: N806
+        Histogram = functools.partial(prometheus_client.Histogram, registry=registry)  # noqa: N806
 
         self.received = Counter("sqs_poller_received", "Messages received from SQS")
         messages = Counter("sqs_poller_messages", "Messages settled, by outcome", labelnames=("outcome",))

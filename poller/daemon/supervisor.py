@@ -17,8 +17,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from poller.config import Config, load_config
-from poller.errors import EXIT_FAILURE, EXIT_HANDLER, EXIT_OK, ConfigError
+from poller.config import Config
+from poller.configload import load_config
 from poller.daemon.log import configure_logging, get_logger
 from poller.daemon.metrics import (
     Metrics,
@@ -27,9 +27,10 @@ from poller.daemon.metrics import (
     remove_multiproc_dir,
     serve_metrics,
 )
-from poller.sqs import CONNECT_TIMEOUT, READ_SLACK
 from poller.daemon.systemd import Notifier
 from poller.daemon.worker import RECEIVE_BACKOFF_MAX, run_worker
+from poller.errors import EXIT_FAILURE, EXIT_HANDLER, EXIT_OK, ConfigError
+from poller.sqs import CONNECT_TIMEOUT, READ_SLACK
 
 TICK = 1.0
 STARTING_TICK = 0.05  # look often until READY=1: start-up time is what a cold start costs

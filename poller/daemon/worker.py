@@ -1,8 +1,9 @@
 """One worker process: long-poll, run handlers on a pool of threads, settle every message.
 
 Lifecycle: initialize() -> loop() until stopping -> shutdown(). The main thread receives and
-dispatches; `concurrency` handler threads run messages; one housekeeping thread batches
-deletes and keeps running messages hidden (see visibility.py).
+dispatches; `concurrency` handler threads run messages through the pipeline and the handler
+and settle them (`settle`, after the pure `decide`); one housekeeping thread batches deletes
+and keeps running messages hidden (housekeeper.py).
 """
 
 from __future__ import annotations
@@ -13,103 +14,115 @@ import signal
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-import tenacity
-
 from poller.config import Config
-from poller.daemon.settle import backoff_seconds, move_to_dlq
+from poller.daemon.housekeeper import Housekeeper
+from poller.daemon.inflight import Held, InFlight
+from poller.daemon.log import configure_logging, get_logger
+from poller.daemon.metrics import Metrics
+from poller.daemon.settle import (
+    DEAD_LETTER,
+    DELETE,
+    Decision,
+    HandlerTimeout,
+    backoff_seconds,
+    decide,
+    move_to_dlq,
+)
 from poller.errors import EXIT_FAILURE, EXIT_HANDLER, EXIT_OK, HandlerLoadError, SqsError
 from poller.handlers.load import LoadedHandler, load_handler
-from poller.daemon.log import configure_logging, get_logger
-from poller.message import Message, Poison, Retry
-from poller.daemon.metrics import Metrics
-from poller.sqs import Sqs, client_for
-from poller.daemon.housekeeper import Housekeeper
+from poller.message import Message
+from poller.pipeline import Pipeline, run_sync
+from poller.sqs import Sqs, client_for, receive_retrying
 
 RECEIVE_BACKOFF_MAX = 10.0  # seconds between attempts while SQS cannot be reached
 SLOT_LINGER = 0.02  # wait at least this long for a full batch of free slots before a partial receive
 LINGER_MAX = 0.25  # and at most this long, however slow receives are
 
-
-class HandlerTimeout(Exception):
-    """The handler ran past handler.timeout."""
-
-
-@dataclass(eq=False, slots=True)
-class InFlight:
-    """A message this worker holds, from receive until it is settled."""
-
-    message: Message
-    visible_until: float  # monotonic time SQS will make it visible again
-    started: float = 0.0
-    deadline: float = 0.0
-    settled: bool = False
-    abandoned: bool = False  # timed out: the handler's late result is ignored
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def settle(self) -> bool:
-        """Claim the right to settle; exactly one of handler thread or housekeeper gets it."""
-        with self.lock:
-            if self.settled:
-                return False
-            self.settled = True
-            return True
+Task = list[InFlight] | Callable[[], None] | None
 
 
 class Worker:
-    def __init__(self, config: Config, index: int = 0, beat: Any = None):
+    def __init__(
+        self,
+        config: Config,
+        index: int = 0,
+        beat: Any = None,
+        *,
+        sqs: Sqs | None = None,
+        metrics: Metrics | None = None,
+        handler: LoadedHandler | None = None,
+        pipeline: Pipeline | None = None,
+    ):
         self.config = config
         self.index = index
         self._beat = beat  # a shared double: the supervisor reads when we last polled
+        self.sqs = sqs
+        self.metrics = metrics
+        self.handler = handler
+        self.pipeline = pipeline
         self.stopping = False
         self.exit_code = EXIT_OK
         self._signalled = False
-        self._held: dict[str, InFlight] = {}
-        self._held_lock = threading.Condition()
-        self._tasks: queue.SimpleQueue[list[InFlight] | None] = queue.SimpleQueue()
+        self._tasks: queue.SimpleQueue[Task] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._parent = os.getppid()
         self._round_trip = 0.0  # the last receive that returned messages took this long
-        self.log = get_logger("poller.daemon.worker")
+        self.log = get_logger("poller.worker")
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def initialize(self, handler: LoadedHandler | None = None) -> None:
+    def initialize(self) -> None:
         cfg = self.config
-        self.metrics = Metrics()
-        # One attempt a call: our own loops retry (receive backoff, pending deletes), and a
-        # call never blocks the loop longer than one long poll plus its timeouts.
-        client = client_for(cfg.queue, cfg.workers.concurrency + 2, attempts=1)
-        self.sqs = Sqs(client, self.metrics.count_request)
-        from poller.crypto.envelope import build_decryptor
-        from poller.pipeline.idempotency import build_idempotency_store
-        from poller.pipeline.secrets import build_secrets
+        if self.metrics is None:
+            self.metrics = Metrics()
+        if self.sqs is None:
+            # One attempt a call: our own loops retry (receive backoff, pending deletes), and a
+            # call never blocks the loop longer than one long poll plus its timeouts.
+            client = client_for(cfg.queue, cfg.workers.concurrency + 2, attempts=1)
+            self.sqs = Sqs(client, self.metrics.count_request)
+        secrets = None
+        if self.pipeline is None:
+            from poller.pipeline.build import build_pipeline
 
-        self.decryptor = build_decryptor(cfg.crypto)
-        self.secrets = build_secrets(cfg.secrets)
-        self.idempotency = build_idempotency_store(cfg.idempotency, cfg.handler.timeout)
-        options = dict(cfg.handler.options)
-        if self.secrets is not None:
-            options["secrets"] = self.secrets
-        self.handler = handler or load_handler(cfg.handler.target, options)
-        self.house = Housekeeper(self)
+            self.pipeline, secrets = build_pipeline(cfg)
+        if self.handler is None:
+            options = dict(cfg.handler.options)
+            if secrets is not None:
+                options["secrets"] = secrets
+            self.handler = load_handler(cfg.handler.target, options)
+        self.handle = self.handler.handle
+        self.held = Held(self.metrics.in_flight.set)
+        self.house = Housekeeper(
+            self.sqs,
+            cfg.queue.url,
+            cfg.queue.visibility_timeout,
+            self.held,
+            self.metrics,
+            self.log,
+            on_deleted=self._deleted,
+            on_timeout=self._time_out,
+            on_stuck=self._stuck,
+            stuck_after=max(60.0, float(cfg.workers.shutdown_grace)),
+        )
         for n in range(cfg.workers.concurrency):
             thread = threading.Thread(target=self._run_tasks, name=f"handler-{n}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        self.pipeline.start()
         self.house.start()
-        self._receive = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(lambda exc: isinstance(exc, SqsError) and not self.stopping),
-            wait=tenacity.wait_exponential(multiplier=0.5, max=RECEIVE_BACKOFF_MAX)
-            + tenacity.wait_random(0, 0.5),
+        self._receive = receive_retrying(
+            stop=lambda: self.stopping,
             sleep=self._pause,
             before_sleep=self._log_receive_error,
-            reraise=True,
+            backoff_max=RECEIVE_BACKOFF_MAX,
         )
         self.beat()
-        self.log.info("worker_started", handler=self.handler.name, pid=os.getpid())
+        self.log.info(
+            "worker_started", handler=self.handler.name, pipeline=self.pipeline.names, pid=os.getpid()
+        )
 
     def run(self) -> int:
         while not self.stopping:
@@ -138,23 +151,22 @@ class Worker:
         if not raw:
             return
         self._round_trip = time.monotonic() - received_at
-        visible_until = received_at + cfg.visibility_timeout
-        now_ms = time.time() * 1000
-        held = [InFlight(Message.from_sqs(m, cfg.url), visible_until) for m in raw]
-        self.metrics.received.inc(len(held))
-        for entry in held:
-            sent = entry.message.attributes.get("SentTimestamp")
-            if sent:
-                self.metrics.message_age.observe(max(0.0, (now_ms - int(sent)) / 1000))
-        with self._held_lock:
-            for entry in held:
-                self._held[entry.message.receipt_handle] = entry
-            self.metrics.in_flight.set(len(self._held))
+        held = self._hold(raw, received_at + cfg.visibility_timeout)
         self._notice_stop()
         if self.stopping:  # the poll returned after the signal: these never start
             self.house.release(held)
             return
         self._dispatch(held)
+
+    def _hold(self, raw: list[dict[str, Any]], visible_until: float) -> list[InFlight]:
+        url = self.config.queue.url
+        held = [InFlight(Message.from_sqs(m, url), visible_until) for m in raw]
+        self.metrics.received.inc(len(held))
+        now = time.time()
+        for entry in held:
+            self.metrics.message_age.observe(max(0.0, now - entry.message.sent_at.timestamp()))
+        self.held.add(held)
+        return held
 
     def _poll(self, url: str, count: int, wait: int, visibility: int) -> list[dict[str, Any]]:
         self.beat()
@@ -167,7 +179,7 @@ class Worker:
             self.beat()
             self._notice_stop()
 
-    def _log_receive_error(self, state: tenacity.RetryCallState) -> None:
+    def _log_receive_error(self, state: Any) -> None:
         exc = state.outcome.exception() if state.outcome else None
         self.log.warning(
             "receive_failed",
@@ -188,9 +200,9 @@ class Worker:
         concurrency = cfg.workers.concurrency
         want = min(cfg.queue.batch_size, concurrency)
         linger_until = None
-        with self._held_lock:
+        with self.held.changed:
             while True:
-                free = concurrency - len(self._held)
+                free = concurrency - len(self.held)
                 if free >= want or self.stopping:
                     return min(free, cfg.queue.batch_size)
                 now = time.monotonic()
@@ -199,7 +211,7 @@ class Worker:
                     linger_until = linger_until or now + linger
                     if now >= linger_until:
                         return free
-                self._held_lock.wait(timeout=(linger_until - now) if linger_until else 1.0)
+                self.held.changed.wait(timeout=(linger_until - now) if linger_until else 1.0)
                 self.beat()
                 self._notice_stop()
 
@@ -219,6 +231,9 @@ class Worker:
 
     def _run_tasks(self) -> None:
         while (task := self._tasks.get()) is not None:
+            if callable(task):  # settle work handed over by the housekeeper
+                task()
+                continue
             for n, entry in enumerate(task):
                 if self.stopping:
                     self.house.release(task[n:])
@@ -229,110 +244,109 @@ class Worker:
                     break
 
     def process(self, entry: InFlight) -> bool:
-        """Run the handler on one message and settle it. True if the group may go on."""
-        message = entry.message
-        entry.started = time.monotonic()
-        entry.deadline = entry.started + self.config.handler.timeout
+        """Run the pipeline and the handler on one message and settle it. True if the group
+        may go on (the message was deleted or dead-lettered)."""
+        entry.start(self.config.handler.timeout)
         error: BaseException | None = None
         try:
-            if self.secrets is not None:
-                self.secrets.refresh_if_stale()
-            plain = self.decryptor.decrypt_message(message) if self.decryptor else message
-            if self.idempotency is not None:
-                self.idempotency.run_once(plain, self.handler.handle)
-            else:
-                self.handler.handle(plain)
+            run_sync(self.pipeline, self.handle, entry.message)
         except BaseException as exc:  # one catch point: every outcome is settled below
             error = exc
         elapsed = time.monotonic() - entry.started
         self.metrics.handler_seconds.observe(elapsed)
-        if not entry.settle():  # the housekeeper timed it out meanwhile
+        if not entry.claim():  # the housekeeper timed it out meanwhile, and settles it
             self.log.warning(
                 "handler_finished_after_timeout",
-                message_id=message.message_id,
-                receive_count=message.receive_count,
+                message_id=entry.message.message_id,
+                receive_count=entry.message.receive_count,
                 seconds=round(elapsed, 3),
             )
-            self.forget(entry)
             return False
-        if error is None:
-            self.house.delete(entry)
-            self.forget(entry)
-            return True
-        go_on = self.settle_failure(entry, error)
-        self.forget(entry)
-        return go_on
+        return self.settle(entry, decide(entry.message, error, self.config))
 
-    def settle_failure(self, entry: InFlight, error: BaseException) -> bool:
-        """Retry with backoff, or move to the DLQ. True if the message left the queue."""
-        message = entry.message
-        cfg = self.config
-        if isinstance(error, Poison):
-            return self.dead_letter(entry, error.reason, "Poison")
-        reason = str(error) or type(error).__name__
-        if message.receive_count >= cfg.queue.max_receives:
-            return self.dead_letter(
-                entry,
-                f"failed {message.receive_count} times (max_receives "
-                f"{cfg.queue.max_receives}); last error: {reason}",
-                type(error).__name__,
-            )
-        if isinstance(error, Retry) and error.delay is not None:
-            delay = round(error.delay)
-        else:
-            delay = backoff_seconds(message.receive_count, cfg.retry.backoff_base, cfg.retry.backoff_max)
-        self.log.info(
-            "message_retried",
-            message_id=message.message_id,
-            receive_count=message.receive_count,
-            error_type=type(error).__name__,
-            error=reason[:500],
-            delay=delay,
-        )
-        self.house.set_visibility(entry, delay)
-        self.metrics.outcome["retried"].inc()
-        return False
-
-    def dead_letter(self, entry: InFlight, reason: str, type_: str) -> bool:
+    def settle(self, entry: InFlight, decision: Decision) -> bool:
+        """Carry out a decision. True if the message left the queue."""
         message = entry.message
         try:
-            annotated = move_to_dlq(self.sqs, self.config.queue.dlq_url, message, reason, type_)
-        except SqsError as exc:
-            # Not in the DLQ, so it must stay on the queue: it comes back after a backoff.
-            delay = backoff_seconds(
-                message.receive_count, self.config.retry.backoff_base, self.config.retry.backoff_max
+            if decision.action == DELETE:
+                self.house.delete(entry, decision.outcome)
+                return True
+            if decision.action == DEAD_LETTER and self._dead_letter(entry, decision):
+                return True
+            if decision.action == DEAD_LETTER:  # not in the DLQ, so it stays: back after a backoff
+                retry = self.config.retry
+                delay = backoff_seconds(message.receive_count, retry.backoff_base, retry.backoff_max)
+                decision = Decision("retry", "retried", delay, decision.reason, decision.error_type)
+            self.log.info(
+                "message_retried",
+                message_id=message.message_id,
+                receive_count=message.receive_count,
+                error_type=decision.error_type,
+                error=decision.reason[:500],
+                delay=decision.delay,
             )
+            self.house.set_visibility(entry, decision.delay)
+            self.metrics.outcome["retried"].inc()
+            self.pipeline.settled(message, "retried")
+            return False
+        finally:
+            self.held.forget(entry)
+
+    def _dead_letter(self, entry: InFlight, decision: Decision) -> bool:
+        message = entry.message
+        try:
+            annotated = move_to_dlq(
+                self.sqs, self.config.queue.dlq_url, message, decision.reason, decision.error_type
+            )
+        except SqsError as exc:
             self.log.error(
                 "dead_letter_failed",
                 message_id=message.message_id,
                 receive_count=message.receive_count,
                 error=str(exc),
-                retry_in=delay,
             )
-            self.house.set_visibility(entry, delay)
-            self.metrics.outcome["retried"].inc()
             return False
         self.house.delete(entry, outcome=None)
         self.metrics.outcome["dead_lettered"].inc()
+        self.pipeline.settled(message, "dead_lettered")
         self.log.warning(
             "message_dead_lettered",
             message_id=message.message_id,
             receive_count=message.receive_count,
-            type=type_,
-            reason=reason[:500],
+            type=decision.error_type,
+            reason=decision.reason[:500],
             **({} if annotated else {"note": "ten attributes already: poller.failure omitted"}),
         )
         return True
 
-    def forget(self, entry: InFlight) -> None:
-        with self._held_lock:
-            self._held.pop(entry.message.receipt_handle, None)
-            self.metrics.in_flight.set(len(self._held))
-            self._held_lock.notify()
+    # --- callbacks from the housekeeper -------------------------------------------------------
 
-    def held(self) -> list[InFlight]:
-        with self._held_lock:
-            return list(self._held.values())
+    def _deleted(self, entry: InFlight, outcome: str | None) -> None:
+        if outcome:
+            self.metrics.outcome[outcome].inc()
+            self.pipeline.settled(entry.message, outcome)
+
+    def _time_out(self, entry: InFlight) -> None:
+        """The housekeeper claimed a message that ran too long: settle it on a handler thread."""
+        timeout = self.config.handler.timeout
+        self.metrics.handler_timeouts.inc()
+        self.log.warning(
+            "handler_timed_out",
+            message_id=entry.message.message_id,
+            receive_count=entry.message.receive_count,
+            timeout=timeout,
+        )
+        error = HandlerTimeout(f"handler ran past {timeout}s")
+        self._tasks.put(lambda: self.settle(entry, decide(entry.message, error, self.config)))
+
+    def _stuck(self, entry: InFlight) -> None:
+        if not self.stopping:
+            self.log.error(
+                "handler_stuck",
+                message_id=entry.message.message_id,
+                note="restarting this worker to free its thread",
+            )
+            self.begin_stop("handler stuck", EXIT_FAILURE)
 
     # --- stopping -------------------------------------------------------------------------
 
@@ -348,9 +362,8 @@ class Worker:
         self.exit_code = exit_code
         self.stopping = True
         self._stop_started = time.monotonic()
-        with self._held_lock:
-            self._held_lock.notify_all()
-        self.log.info("worker_stopping", reason=reason, in_flight=len(self._held))
+        self.held.wake()
+        self.log.info("worker_stopping", reason=reason, in_flight=len(self.held))
 
     def shutdown(self) -> int:
         """Release what never started, let running handlers finish within the grace period."""
@@ -358,15 +371,16 @@ class Worker:
         grace_until = started + self.config.workers.shutdown_grace
         for _ in self._threads:
             self._tasks.put(None)
-        with self._held_lock:
-            while self._held and time.monotonic() < grace_until:
-                self._held_lock.wait(timeout=min(0.5, grace_until - time.monotonic()))
-        leftover = self.held()
+        with self.held.changed:
+            while len(self.held) and time.monotonic() < grace_until:
+                self.held.changed.wait(timeout=min(0.5, grace_until - time.monotonic()))
+        leftover = self.held.snapshot()
         if leftover:
             self.log.warning("shutdown_grace_expired", abandoned=len(leftover))
-            self.house.release([e for e in leftover if e.settle()])
+            self.house.release(leftover)
         self.house.stop()
         if not leftover:
+            self.pipeline.close()
             try:
                 self.handler.close()
             except Exception as exc:

@@ -65,15 +65,16 @@ def sample_records(count: int, encryptor: Any, seed: int = 7) -> list[dict[str, 
 
 
 def run_demo(messages: int = 300, processes: int = 2) -> int:
-    from poller.config import build_config
-    from poller.crypto.envelope import CryptoConfig, build_encryptor, create_keyring
-    from poller.dev.localsqs import LocalSqs, create_queue_pair, free_port
+    from poller.cli.output import emit_note, emit_table, is_terminal
+    from poller.config import CryptoConfig
+    from poller.configload import build_config
+    from poller.crypto import build_encryptor, create_keyring
     from poller.daemon.log import configure_logging
     from poller.daemon.metrics import ENV_DIR, render_metrics
-    from poller.cli.output import emit_note, emit_table, is_terminal
+    from poller.daemon.supervisor import Supervisor
+    from poller.dev.localsqs import LocalSqs, create_queue_pair, free_port
     from poller.ops.send import send_messages
     from poller.sqs import Sqs
-    from poller.daemon.supervisor import Supervisor
 
     metrics_dir = tempfile.mkdtemp(prefix="sqs-poller-demo-metrics-")
     os.environ[ENV_DIR] = metrics_dir

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from poller.config import load_config
+from poller.cli.output import emit_table
+from poller.configload import load_config
 from poller.errors import EXIT_FAILURE, EXIT_OK, HandlerLoadError, SqsError
 from poller.handlers.load import load_handler
-from poller.cli.output import emit_table
 from poller.sqs import Sqs, client_for
 
 

@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
-import click
-
 from poller.errors import ConfigError, SqsError
-from poller.sqs import MAX_BATCH, MAX_BATCH_BYTES, Sqs, entry_size
-
-
-def parse_attribute_options(pairs: Sequence[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise click.UsageError(f"--attribute {pair!r}: expected NAME=VALUE")
-        out[name] = value
-    return out
+from poller.sqs import Sqs, pack_batches, send_entry
 
 
 def read_jsonl(stream: TextIO) -> Iterator[dict[str, Any]]:
@@ -44,7 +31,7 @@ def to_attribute(value: Any) -> dict[str, Any]:
     return {"DataType": "Number", "StringValue": str(value)}
 
 
-def to_entry(record: dict[str, Any], fifo: bool, encryptor: Any = None) -> dict[str, Any]:
+def to_entry(record: dict[str, Any], url: str, entry_id: str, encryptor: Any = None) -> dict[str, Any]:
     body = record["body"]
     if not isinstance(body, str):
         body = json.dumps(body, separators=(",", ":"))
@@ -52,30 +39,15 @@ def to_entry(record: dict[str, Any], fifo: bool, encryptor: Any = None) -> dict[
     if encryptor is not None:
         body, marker = encryptor.encrypt(body)
         attributes.update(marker)
-    entry: dict[str, Any] = {"MessageBody": body}
-    if attributes:
-        entry["MessageAttributes"] = attributes
-    if record.get("delay"):
-        entry["DelaySeconds"] = int(record["delay"])
-    if fifo:
-        entry["MessageGroupId"] = record.get("group_id") or "default"
-        entry["MessageDeduplicationId"] = record.get("deduplication_id") or uuid.uuid4().hex
-    return entry
-
-
-def pack_batches(entries: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """Group prepared entries into batches of at most ten and at most 1 MiB, keeping order."""
-    batch: list[dict[str, Any]] = []
-    size = 0
-    for entry in entries:
-        n = entry_size(entry["MessageBody"], entry.get("MessageAttributes", {}))
-        if batch and (len(batch) == MAX_BATCH or size + n > MAX_BATCH_BYTES):
-            yield batch
-            batch, size = [], 0
-        batch.append(entry)
-        size += n
-    if batch:
-        yield batch
+    return send_entry(
+        url,
+        body,
+        attributes,
+        group_id=record.get("group_id"),
+        dedup_id=record.get("deduplication_id"),
+        delay=int(record.get("delay") or 0),
+        entry_id=entry_id,
+    )
 
 
 def send_messages(
@@ -83,10 +55,9 @@ def send_messages(
 ) -> tuple[int, list[tuple[int, str]]]:
     """Send records in batches (bodies encrypted when an Encryptor is given);
     returns (sent, [(record number, error)])."""
-    fifo = url.endswith(".fifo")
     sent = 0
     failed: list[tuple[int, str]] = []
-    numbered = ({**to_entry(record, fifo, encryptor), "Id": str(n)} for n, record in enumerate(records, 1))
+    numbered = (to_entry(record, url, str(n), encryptor) for n, record in enumerate(records, 1))
     for batch in pack_batches(numbered):
         try:
             failures = sqs.send_batch(url, batch)

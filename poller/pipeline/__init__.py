@@ -56,7 +56,9 @@ class Pipeline:
     def names(self) -> list[str]:
         return [type(s).__name__ for s in self.steps]
 
-    def prepare(self, message: Message) -> tuple[Message, list[Callable[[Message, BaseException | None], None]]]:
+    def prepare(
+        self, message: Message
+    ) -> tuple[Message, list[Callable[[Message, BaseException | None], None]]]:
         """Run every ``before``. Returns the handler's message and the ``after`` hooks owed.
 
         On an exception the hooks owed so far have already been run with that exception.

@@ -26,8 +26,8 @@ A body without the key field, or a body that is not JSON, is ``Poison`` (the rea
 field, never a value). DynamoDB being unreachable or throttled before the handler runs
 raises ``IdempotencyError``, a plain exception, so the daemon retries with backoff.
 ``create_table(client, name)`` makes the table (for tests and the demo; production uses the
-Terraform module). ``IdempotencyConfig`` is the ``[idempotency]`` section and
-``build_idempotency_store(cfg, handler_timeout)`` builds the store (or None when disabled).
+Terraform module). ``build_idempotency_store(cfg, handler_timeout)`` builds the store for the
+``[idempotency]`` section (or None when disabled); ``IdempotencyStep`` puts it in the pipeline.
 """
 
 from __future__ import annotations
@@ -36,15 +36,15 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 
-from poller.aws import aws_client, section_from_mapping
-from poller.errors import ConfigError
+from poller.aws import aws_client
+from poller.config import IdempotencyConfig
 from poller.message import Message, Poison, Retry
+from poller.pipeline import Skip
 
 log = structlog.get_logger(__name__)
 
@@ -118,12 +118,28 @@ class IdempotencyStore:
 
     def run_once(self, message: Message, handler: Callable[[Message], Any]) -> bool:
         """Run `handler(message)` unless its key already completed. True if it ran."""
+        claim = self.claim(message)
+        if claim is None:
+            return False
+        try:
+            handler(message)
+        except BaseException as exc:
+            self.finish(claim, message, exc)
+            raise
+        self.finish(claim, message, None)
+        return True
+
+    def claim(self, message: Message) -> tuple[str, str] | None:
+        """Take the key for this run: (key, owner), or None if the key already completed.
+
+        Raises Retry while another worker holds the key, Poison for a body without the key.
+        """
         key = self.key_for(message)
         owner = uuid.uuid4().hex
         for _ in range(_CLAIM_ATTEMPTS):
             existing = self._claim(key, owner, message)
             if existing is None:
-                break
+                return key, owner
             status = existing.get("status", {}).get("S")
             if status == COMPLETED:
                 log.info(
@@ -131,7 +147,7 @@ class IdempotencyStore:
                     message_id=message.message_id,
                     receive_count=message.receive_count,
                 )
-                return False
+                return None
             if status == IN_PROGRESS:
                 locked_until = float(existing.get("locked_until", {}).get("N", "0"))
                 wait = locked_until - self._clock()
@@ -139,15 +155,15 @@ class IdempotencyStore:
                     delay = float(min(43200, max(1, math.ceil(wait))))
                     raise Retry(delay=delay, reason="another worker holds this idempotency key")
             # The record changed between our write and our read: try to claim again.
+        raise IdempotencyError("could not claim the idempotency key: contended")
+
+    def finish(self, claim: tuple[str, str], message: Message, error: BaseException | None) -> None:
+        """After the handler: completed on success; on failure let the next attempt run."""
+        key, owner = claim
+        if error is None:
+            self._complete(key, owner, message)
         else:
-            raise IdempotencyError("could not claim the idempotency key: contended")
-        try:
-            handler(message)
-        except BaseException:
             self._release(key, owner)
-            raise
-        self._complete(key, owner, message)
-        return True
 
     def _claim(self, key: str, owner: str, message: Message) -> dict[str, Any] | None:
         """Write our in-progress record. None if claimed, else the record that stopped us."""
@@ -262,36 +278,6 @@ def create_table(client: Any, name: str) -> None:
     )
 
 
-@dataclass(frozen=True)
-class IdempotencyConfig:
-    """The ``[idempotency]`` section. Validated on construction; errors name the key."""
-
-    enabled: bool = False
-    table: str = ""
-    key_field: str = ""  # "" = the SQS message id
-    ttl_seconds: int = 86400  # how long a completed key is remembered, 60..31536000
-    in_progress_timeout: float = 0  # 0 = handler.timeout; else 1..43200
-    region: str = ""
-    endpoint_url: str = ""
-
-    def __post_init__(self) -> None:
-        if self.enabled and not self.table:
-            raise ConfigError("idempotency.table: required when idempotency.enabled = true")
-        if not 60 <= self.ttl_seconds <= 31_536_000:
-            raise ConfigError(f"idempotency.ttl_seconds: must be within 60..31536000, got {self.ttl_seconds}")
-        if self.in_progress_timeout != 0 and not 1 <= self.in_progress_timeout <= 43200:
-            raise ConfigError(
-                "idempotency.in_progress_timeout: 0 (= handler.timeout) or within 1..43200, "
-                f"got {self.in_progress_timeout}"
-            )
-        if self.key_field and any(part == "" for part in self.key_field.split(".")):
-            raise ConfigError(f"idempotency.key_field: not a dotted field name: {self.key_field!r}")
-
-    @classmethod
-    def from_mapping(cls, section: Mapping[str, Any]) -> IdempotencyConfig:
-        return section_from_mapping(cls, "idempotency", section)
-
-
 def build_idempotency_store(
     cfg: IdempotencyConfig, handler_timeout: float, client: Any = None
 ) -> IdempotencyStore | None:
@@ -307,3 +293,23 @@ def build_idempotency_store(
         region=cfg.region,
         endpoint_url=cfg.endpoint_url,
     )
+
+
+class IdempotencyStep:
+    """The pipeline step: claim before the handler, complete or release after it."""
+
+    def __init__(self, store: IdempotencyStore):
+        self.store = store
+        self._claims: dict[str, tuple[str, str]] = {}  # message id -> claim, while it runs
+
+    def before(self, message: Message) -> Message:
+        claim = self.store.claim(message)
+        if claim is None:
+            raise Skip("deleted", "idempotency key already completed")
+        self._claims[message.message_id] = claim
+        return message
+
+    def after(self, message: Message, error: BaseException | None) -> None:
+        claim = self._claims.pop(message.message_id, None)
+        if claim is not None:
+            self.store.finish(claim, message, error)

@@ -14,6 +14,7 @@ Sources (both optional, both may be used):
     secrets.refresh_if_stale()   # cheap; reloads when older than ttl (call it from the loop)
     secrets["legacy/token"]; secrets.get_json("api")
 
+``SecretsStep`` runs the refreshes on a thread of the worker's own, off the message path.
 ``Secrets`` is a read-only mapping that reads lock-free from a snapshot swapped in whole on
 each successful refresh; ``secrets.snapshot()`` returns that snapshot, for reading several
 related values (a user and its password) from one generation. A failed
@@ -23,8 +24,8 @@ so logging the object (or a handler's options holding it) leaks nothing.
 
 The worker hands the object to a handler class as ``options["secrets"]``;
 ``poller.handlers.http.Forward`` resolves ``${secret:NAME}`` in its headers from it on every
-request. ``SecretsConfig`` is the ``[secrets]`` section; ``build_secrets(cfg)`` returns a
-loaded ``Secrets`` (or None when the section names no source).
+request. ``build_secrets(cfg)`` returns a loaded ``Secrets`` for the ``[secrets]`` section
+(or None when it names no source).
 """
 
 from __future__ import annotations
@@ -34,13 +35,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 import structlog
 
-from poller.aws import aws_client, section_from_mapping
+from poller.aws import aws_client
+from poller.config import SecretsConfig
 from poller.errors import ConfigError, PollerError
 
 log = structlog.get_logger(__name__)
@@ -144,6 +145,10 @@ class Secrets(Mapping[str, str]):
         finally:
             self._refresh_lock.release()
 
+    def seconds_to_refresh(self, at_most: float = 3600.0) -> float:
+        """How long until the next refresh is due (for the refresh thread's sleep)."""
+        return max(0.5, min(at_most, self._next_refresh - self._clock()))
+
     def _refresh_locked(self) -> bool:
         try:
             values = self._load()
@@ -225,39 +230,6 @@ def _normalise_path(path: str) -> str:
     return path if path.endswith("/") else path + "/"
 
 
-@dataclass(frozen=True)
-class SecretsConfig:
-    """The ``[secrets]`` section. Validated on construction; errors name the key."""
-
-    ssm_paths: tuple[str, ...] = ()  # a list, or one comma-separated string
-    secrets_manager: Mapping[str, str] = field(default_factory=dict)  # name -> secret id/ARN
-    ttl: float = 300.0  # seconds between refreshes; 0 = only on SIGHUP/refresh(); else 10..86400
-    region: str = ""
-    endpoint_url: str = ""
-
-    def __post_init__(self) -> None:
-        paths = self.ssm_paths
-        if isinstance(paths, str):  # from an environment override: comma-separated
-            paths = [p.strip() for p in paths.split(",") if p.strip()]
-        object.__setattr__(self, "ssm_paths", tuple(paths))
-        for path in self.ssm_paths:
-            if not isinstance(path, str) or not path.startswith("/"):
-                raise ConfigError(f"secrets.ssm_paths: {path!r} must be a path starting with '/'")
-        for name, secret_id in dict(self.secrets_manager).items():
-            if not (isinstance(name, str) and name and isinstance(secret_id, str) and secret_id):
-                raise ConfigError('secrets.secrets_manager: a table of name = "secret id or ARN"')
-        if self.ttl != 0 and not 10 <= self.ttl <= 86400:
-            raise ConfigError(f"secrets.ttl: 0 or within 10..86400 seconds, got {self.ttl}")
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.ssm_paths or self.secrets_manager)
-
-    @classmethod
-    def from_mapping(cls, section: Mapping[str, Any]) -> SecretsConfig:
-        return section_from_mapping(cls, "secrets", section)
-
-
 def build_secrets(cfg: SecretsConfig, **clients: Any) -> Secrets | None:
     """Loaded secrets for this process (raises SecretsError), or None if no source is set."""
     if not cfg.enabled:
@@ -272,3 +244,23 @@ def build_secrets(cfg: SecretsConfig, **clients: Any) -> Secrets | None:
     )
     secrets.refresh()
     return secrets
+
+
+class SecretsStep:
+    """Keeps the worker's secrets fresh from a thread of its own: no message waits on a refresh,
+    and a handler's timeout never includes one."""
+
+    def __init__(self, secrets: Secrets):
+        self.secrets = secrets
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="secrets-refresh", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.secrets.seconds_to_refresh()):
+            self.secrets.refresh_if_stale()

@@ -1,0 +1,73 @@
+"""The messages a worker holds, from receive until settled: `InFlight` entries in a `Held` set.
+
+Both the handler threads and the housekeeping thread look at an entry; `claim()` decides which
+of them settles it, exactly once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from poller.message import Message
+
+
+@dataclass(eq=False, slots=True)
+class InFlight:
+    """A message this worker holds, from receive until it is settled."""
+
+    message: Message
+    visible_until: float  # monotonic time SQS will make it visible again
+    started: float = 0.0
+    deadline: float = 0.0
+    settled: bool = False  # claimed by whoever settles it; no more visibility extensions
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self, timeout: float) -> None:
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout
+
+    def claim(self) -> bool:
+        """The right to settle; exactly one of handler thread, housekeeper or release gets it."""
+        with self.lock:
+            if self.settled:
+                return False
+            self.settled = True
+            return True
+
+
+class Held:
+    """The entries of one worker, keyed by receipt handle, with a condition to wait for a slot."""
+
+    def __init__(self, on_count: object = None):
+        self._entries: dict[str, InFlight] = {}
+        self.changed = threading.Condition()
+        self._on_count = on_count  # called with the new count (the in-flight gauge)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, entries: list[InFlight]) -> None:
+        with self.changed:
+            for entry in entries:
+                self._entries[entry.message.receipt_handle] = entry
+            self._count()
+
+    def forget(self, entry: InFlight) -> None:
+        with self.changed:
+            self._entries.pop(entry.message.receipt_handle, None)
+            self._count()
+            self.changed.notify_all()
+
+    def snapshot(self) -> list[InFlight]:
+        with self.changed:
+            return list(self._entries.values())
+
+    def wake(self) -> None:
+        with self.changed:
+            self.changed.notify_all()
+
+    def _count(self) -> None:
+        if self._on_count is not None:
+            self._on_count(len(self._entries))  # type: ignore[operator]

@@ -1,0 +1,29 @@
+"""Compose the pipeline of one worker process from the config, once, in a fixed order:
+decrypt, then idempotency. A step whose section is off is not built at all. Secrets are not a
+per-message step: they are handed to the handler and refreshed on a thread of their own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from poller.config import Config
+from poller.pipeline import Pipeline
+
+
+def build_pipeline(config: Config) -> tuple[Pipeline, Any]:
+    """(the pipeline, the worker's Secrets or None). Raises what a step's set-up raises."""
+    from poller.pipeline.decrypt import build_decrypt
+    from poller.pipeline.idempotency import IdempotencyStep, build_idempotency_store
+    from poller.pipeline.secrets import SecretsStep, build_secrets
+
+    steps: list[Any] = []
+    secrets = build_secrets(config.secrets)
+    if secrets is not None:
+        steps.append(SecretsStep(secrets))
+    decrypt = build_decrypt(config.crypto)
+    if decrypt is not None:
+        steps.append(decrypt)
+    store = build_idempotency_store(config.idempotency, config.handler.timeout)
+    if store is not None:
+        steps.append(IdempotencyStep(store))
+    return Pipeline(steps), secrets
