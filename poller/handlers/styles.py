@@ -301,11 +301,11 @@ def check_signature(style: str, target: object) -> str | None:
     if isinstance(target, type):
         return f"the {style} style calls {call}; the target is a class, which is not callable that way"
     fn = resolve_callable(style, target)
-    if not callable(fn):
-        return f"the {style} style calls {call}; {_name(target)} has no such method and is not callable"
     only_handle = fn is target and not inspect.isroutine(target) and callable(getattr(target, "handle", None))
     if style == "batch" and only_handle:
         return f"the batch style calls handle_batch(messages); {_name(target)} has only handle(message)"
+    if not callable(fn):
+        return f"the {style} style calls {call}; {_name(target)} has no such method and is not callable"
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
