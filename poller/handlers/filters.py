@@ -251,7 +251,7 @@ def _anything_but(name: str, arg: Any) -> Matcher:
         if len(arg) != 1 or next(iter(arg)) not in ("prefix", "suffix", "equals-ignore-case", "wildcard"):
             raise _Invalid(
                 f'field {name!r}: "anything-but" takes a value, a list of values, or one of '
-                f'prefix, suffix, equals-ignore-case, wildcard; got {json.dumps(arg)}'
+                f"prefix, suffix, equals-ignore-case, wildcard; got {json.dumps(arg)}"
             )
         op, inner = next(iter(arg.items()))
         values = inner if isinstance(inner, list) and op in ("equals-ignore-case", "wildcard") else [inner]

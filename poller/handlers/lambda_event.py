@@ -22,18 +22,7 @@ from poller.message import Message
 
 EVENT_SOURCE = "aws:sqs"
 
-# Lambda lists the system attributes in this order; any others SQS returned follow.
-_ATTRIBUTE_ORDER = (
-    "ApproximateReceiveCount",
-    "SentTimestamp",
-    "SequenceNumber",
-    "MessageGroupId",
-    "SenderId",
-    "MessageDeduplicationId",
-    "ApproximateFirstReceiveTimestamp",
-    "AWSTraceHeader",
-    "DeadLetterQueueSourceArn",
-)
+_LENGTH = struct.Struct("!I")
 
 
 def partition_of(region: str) -> str:
@@ -77,12 +66,16 @@ def lambda_message_attributes(raw: Mapping[str, Mapping[str, Any]]) -> dict[str,
     out: dict[str, dict[str, Any]] = {}
     for name, value in raw.items():
         entry: dict[str, Any] = {}
-        if value.get("StringValue") is not None:
-            entry["stringValue"] = str(value["StringValue"])
-        if value.get("BinaryValue") is not None:
-            entry["binaryValue"] = _b64(value["BinaryValue"])
-        entry["stringListValues"] = [str(v) for v in value.get("StringListValues") or ()]
-        entry["binaryListValues"] = [_b64(v) for v in value.get("BinaryListValues") or ()]
+        string = value.get("StringValue")
+        if string is not None:
+            entry["stringValue"] = str(string)
+        binary = value.get("BinaryValue")
+        if binary is not None:
+            entry["binaryValue"] = _b64(binary)
+        strings = value.get("StringListValues")
+        entry["stringListValues"] = [str(v) for v in strings] if strings else []
+        binaries = value.get("BinaryListValues")
+        entry["binaryListValues"] = [_b64(v) for v in binaries] if binaries else []
         entry["dataType"] = str(value.get("DataType", "String"))
         out[name] = entry
     return out
@@ -92,38 +85,33 @@ def md5_of_message_attributes(raw: Mapping[str, Mapping[str, Any]]) -> str | Non
     """SQS's MD5OfMessageAttributes: sorted names, each length-prefixed name, type and value."""
     if not raw:
         return None
-    digest = hashlib.md5(usedforsecurity=False)
-
-    def put(data: bytes) -> None:
-        digest.update(struct.pack("!I", len(data)))
-        digest.update(data)
-
+    parts: list[bytes] = []
     for name in sorted(raw):
         value = raw[name]
-        put(name.encode("utf-8"))
-        put(str(value.get("DataType", "String")).encode("utf-8"))
+        for data in (name.encode("utf-8"), str(value.get("DataType", "String")).encode("utf-8")):
+            parts += (_LENGTH.pack(len(data)), data)
         if value.get("StringValue") is not None:
-            digest.update(b"\x01")
-            put(str(value["StringValue"]).encode("utf-8"))
+            data = str(value["StringValue"]).encode("utf-8")
+            parts += (b"\x01", _LENGTH.pack(len(data)), data)
         elif value.get("BinaryValue") is not None:
-            digest.update(b"\x02")
-            put(_as_bytes(value["BinaryValue"]))
-    return digest.hexdigest()
+            data = _as_bytes(value["BinaryValue"])
+            parts += (b"\x02", _LENGTH.pack(len(data)), data)
+    return md5_hex(b"".join(parts))
 
 
 def lambda_attributes(message: Message, sender: str) -> dict[str, str]:
     """The record's system attributes, every value a string, the required ones always present."""
-    given = {k: str(v) for k, v in message.attributes.items() if v is not None}
+    given = message.attributes
     sent = given.get("SentTimestamp") or str(int(message.sent_at.timestamp() * 1000))
-    given["ApproximateReceiveCount"] = str(message.receive_count)
-    given["SentTimestamp"] = sent
-    given.setdefault("SenderId", sender)
-    given.setdefault("ApproximateFirstReceiveTimestamp", sent)
+    out = {"ApproximateReceiveCount": str(message.receive_count), "SentTimestamp": str(sent)}
+    for key, value in given.items():
+        if key not in out and value is not None:
+            out[key] = value if isinstance(value, str) else str(value)
+    out.setdefault("SenderId", sender)
+    out.setdefault("ApproximateFirstReceiveTimestamp", out["SentTimestamp"])
     if message.group_id is not None:
-        given.setdefault("MessageGroupId", message.group_id)
-    ordered = {k: given.pop(k) for k in _ATTRIBUTE_ORDER if k in given}
-    ordered.update(given)
-    return ordered
+        out.setdefault("MessageGroupId", message.group_id)
+    return out
 
 
 class RecordBuilder:
