@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import io
 import json
+import logging
 import threading
 import time
 import uuid
@@ -415,3 +417,52 @@ def test_async_lambda_handler_calls_never_overlap() -> None:
     # THEN they ran one at a time and each got its own result
     assert runner.is_async and running[1] == 1
     assert all(isinstance(r[0], ReportedFailure) for r in results)
+
+
+def test_powertools_logger_reads_the_context() -> None:
+    # GIVEN the orders function, whose Logger is decorated with inject_lambda_context
+    url = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"
+    runner = build_runner(
+        "lambda",
+        orders.lambda_handler,
+        timeout=30,
+        region="eu-west-1",
+        queue_url=url,
+        options={"function_name": "orders", "memory_limit_in_mb": 512},
+    )
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(orders.logger.registered_formatter)
+    orders.logger.addHandler(handler)
+
+    # WHEN it handles an order
+    try:
+        assert runner.call([message('{"order_id": "o-1", "quantity": 2}', queue_url=url)]) == [None]
+    finally:
+        orders.logger.removeHandler(handler)
+
+    # THEN its structured log line carries the context's fields, as in Lambda
+    line = json.loads(lines.getvalue().strip().splitlines()[-1])
+    assert line["message"] == "order accepted" and line["order_id"] == "o-1"
+    assert line["function_name"] == "orders" and line["function_memory_size"] == "512"
+    assert line["function_arn"] == "arn:aws:lambda:eu-west-1:123456789012:function:orders"
+    assert uuid.UUID(line["function_request_id"])
+
+
+@pytest.mark.parametrize("name", ["orders", "ledger_fifo"])
+def test_example_configs_name_lambda_targets_that_fit(name: str) -> None:
+    import tomllib
+    from pathlib import Path
+
+    from poller.handlers.filters import compile_filters
+    from poller.handlers.load import load_target
+    from poller.handlers.styles import check_signature
+
+    config = tomllib.loads(
+        (Path(__file__).parent.parent / f"examples/lambda_powertools/{name}.toml").read_text()
+    )
+    handler = config["handler"]
+    assert handler["style"] == "lambda" and handler["batch_size"] <= config["workers"]["concurrency"]
+    assert check_signature("lambda", load_target(handler["target"], handler.get("options", {})).obj) is None
+    compile_filters(handler.get("filters", []))
+    assert config["queue"]["url"].endswith(".fifo") == (name == "ledger_fifo")
