@@ -154,6 +154,27 @@ def test_attributes_and_message_attributes_in_lambdas_record_shape() -> None:
     assert not matches(both, {**DOC_BODY, "RequestCode": "BBBB"}, **fields)
 
 
+def test_or_across_body_and_message_attributes() -> None:
+    # GIVEN "$or" at the record level: a body rule or a message-attribute rule
+    pattern = {
+        "$or": [
+            {"body": {"RequestCode": ["BBBB"]}},
+            {"messageAttributes": {"kind": {"stringValue": ["urgent"]}}},
+        ]
+    }
+    urgent = {"message_attributes": {"kind": {"DataType": "String", "StringValue": "urgent"}}}
+    # THEN either side lets a record through
+    assert matches(pattern, {**DOC_BODY, "RequestCode": "BBBB"})
+    assert matches(pattern, DOC_BODY, **urgent)
+    assert matches(pattern, "not json", **urgent)
+    assert not matches(pattern, DOC_BODY)
+
+
+def test_body_fields_named_like_operators_are_plain_fields() -> None:
+    assert matches({"body": {"$type": ["order"]}}, {"$type": "order"})
+    assert not matches({"body": {"$type": ["order"]}}, {"type": "order"})
+
+
 def test_patterns_are_ored() -> None:
     # GIVEN two filters, as an event source mapping's Filters list
     match = compile_filters(['{"body": {"RequestCode": ["AAAA"]}}', '{"body": {"RecordNumber": [5]}}'])

@@ -61,11 +61,33 @@ def compile_filters(
 
     Raises FilterPatternError naming the pattern and what is wrong with it.
     """
-    compiled = [compile_pattern(text, f"{key}[{i}]") for i, text in enumerate(patterns)]
-    return lambda record: any(match(record) for match in compiled)
+    compiled = [_compile(text, f"{key}[{i}]") for i, text in enumerate(patterns)]
+
+    def match(record: Mapping[str, Any]) -> bool:
+        view = _Record(record)  # the body is parsed at most once for all patterns
+        return any(m(view) for m in compiled)
+
+    return match
 
 
 def compile_pattern(text: str, key: str = "handler.filters[0]") -> Callable[[Mapping[str, Any]], bool]:
+    """One pattern as a predicate over a Lambda SQS record."""
+    compiled = _compile(text, key)
+    return lambda record: compiled(_Record(record))
+
+
+class _Record(dict):  # type: ignore[type-arg]
+    """A record whose body is parsed as JSON once, when a pattern needs it as an object."""
+
+    _parsed: Any = _MISSING
+
+    def parsed_body(self) -> dict[str, Any] | None:
+        if self._parsed is _MISSING:
+            self._parsed = _json_object(self.get("body"))
+        return self._parsed
+
+
+def _compile(text: str, key: str) -> Callable[[_Record], bool]:
     try:
         pattern = json.loads(text)
     except (TypeError, ValueError) as exc:
@@ -73,28 +95,9 @@ def compile_pattern(text: str, key: str = "handler.filters[0]") -> Callable[[Map
     try:
         if not isinstance(pattern, dict) or not pattern:
             raise _Invalid("a pattern must be a non-empty JSON object")
-        unknown = [f for f in pattern if f != "$or" and f not in _RECORD_FIELDS]
-        if unknown:
-            raise _Invalid(f"unknown field {unknown[0]!r} (a record has {', '.join(_RECORD_FIELDS)})")
-        return _record_matcher(pattern)
+        return _object_matcher(pattern, record=True)
     except _Invalid as exc:
         raise FilterPatternError(f"{key} = {text!r}: {exc}") from None
-
-
-def _record_matcher(pattern: dict[str, Any]) -> Callable[[Mapping[str, Any]], bool]:
-    body = pattern.get("body", _MISSING)
-    if not isinstance(body, dict):
-        return _object_matcher(pattern)
-    rest = _object_matcher({k: v for k, v in pattern.items() if k != "body"}) if len(pattern) > 1 else None
-    body_match = _object_matcher(body)
-
-    def match(record: Mapping[str, Any]) -> bool:
-        parsed = _json_object(record.get("body"))
-        if parsed is None or not body_match(parsed):
-            return False  # an object pattern never matches a body that is not a JSON object
-        return rest is None or rest(record)
-
-    return match
 
 
 def _json_object(body: Any) -> dict[str, Any] | None:
@@ -107,18 +110,24 @@ def _json_object(body: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _object_matcher(pattern: dict[str, Any]) -> Callable[[Any], bool]:
-    fields: list[tuple[str, Callable[[Any], bool]]] = []
+def _object_matcher(pattern: dict[str, Any], record: bool = False) -> Callable[[Any], bool]:
+    """`record`: this level is the SQS record itself (where `body` is a JSON string)."""
+    fields: list[tuple[str | None, Callable[[Any], bool]]] = []  # None: the matcher takes the object
     for name, sub in pattern.items():
+        if record and name != "$or" and name not in _RECORD_FIELDS:
+            raise _Invalid(f"unknown field {name!r} (a record has {', '.join(_RECORD_FIELDS)})")
         if name == "$or":
             if not isinstance(sub, list) or len(sub) < 2 or not all(isinstance(p, dict) and p for p in sub):
                 raise _Invalid('"$or" takes a list of at least two non-empty objects')
-            alternatives = [_object_matcher(p) for p in sub]
-            fields.append(("$or", lambda value, alts=alternatives: any(a(value) for a in alts)))
+            alternatives = [_object_matcher(p, record) for p in sub]
+            fields.append((None, lambda value, alts=alternatives: any(a(value) for a in alts)))
         elif isinstance(sub, dict):
             if not sub:
                 raise _Invalid(f"field {name!r} has an empty object")
-            fields.append((name, _nested(_object_matcher(sub))))
+            if record and name == "body":
+                fields.append((None, _body(_object_matcher(sub))))
+            else:
+                fields.append((name, _nested(_object_matcher(sub))))
         elif isinstance(sub, list):
             if not sub:
                 raise _Invalid(f"field {name!r} has an empty list of values")
@@ -129,7 +138,15 @@ def _object_matcher(pattern: dict[str, Any]) -> Callable[[Any], bool]:
     def match(obj: Any) -> bool:
         if not isinstance(obj, dict):
             obj = {}
-        return all(matcher(obj if name == "$or" else obj.get(name, _MISSING)) for name, matcher in fields)
+        return all(matcher(obj if name is None else obj.get(name, _MISSING)) for name, matcher in fields)
+
+    return match
+
+
+def _body(matcher: Callable[[Any], bool]) -> Matcher:
+    def match(record: _Record) -> bool:
+        parsed = record.parsed_body()
+        return parsed is not None and matcher(parsed)  # an object pattern needs a JSON-object body
 
     return match
 
