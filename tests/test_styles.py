@@ -272,3 +272,19 @@ def test_load_target_constructs_classes_for_any_style_and_load_handler_still_wor
     assert load_handler("tests.test_styles:OnlyHandle", {}).name == "tests.test_styles:OnlyHandle"
     with pytest.raises(HandlerLoadError, match="no handle"):
         load_handler("tests.test_styles:BulkWriter", {})
+
+
+def test_callable_objects_with_async_call_are_awaited() -> None:
+    # GIVEN a lambda target that is an object with an inherited async __call__
+    class Base:
+        async def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+            return {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+
+    class Function(Base):
+        pass
+
+    r = runner("lambda", Function())
+
+    # WHEN it is awaited THEN its response is applied
+    (result,) = asyncio.run(r.call_async(batch("a")))
+    assert r.is_async and type(result).__name__ == "ReportedFailure"

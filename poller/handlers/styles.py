@@ -323,7 +323,7 @@ def check_signature(style: str, target: object) -> str | None:
 
 
 def is_async_callable(fn: Any) -> bool:
-    call = None if inspect.isroutine(fn) else type(fn).__dict__.get("__call__")
+    call = None if inspect.isroutine(fn) else inspect.getattr_static(type(fn), "__call__", None)
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
 
 
