@@ -20,8 +20,22 @@ class LoadedHandler:
     name: str
 
 
-def load_handler(target: str, options: Mapping[str, Any]) -> LoadedHandler:
-    """Import and (for a class) construct the handler. Raises HandlerLoadError saying why."""
+@dataclass(frozen=True)
+class LoadedTarget:
+    """The object `handler.target` names: a function, or an instance of the class it names."""
+
+    obj: Any
+    close: Callable[[], None]
+    name: str
+    is_instance: bool
+
+
+def load_target(target: str, options: Mapping[str, Any]) -> LoadedTarget:
+    """Import the target and construct it when it is a class (with the options mapping).
+
+    Which method is then called depends on `handler.style`: see poller.handlers.styles.
+    Raises HandlerLoadError saying why.
+    """
     module_name, _, attr_path = target.partition(":")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # like `python -m`: handlers next to the config work
@@ -47,14 +61,22 @@ def load_handler(target: str, options: Mapping[str, Any]) -> LoadedHandler:
             raise HandlerLoadError(
                 f"handler class {target} failed to start: {type(exc).__name__}: {exc}"
             ) from exc
-        handle = getattr(instance, "handle", None)
-        if not callable(handle):
-            raise HandlerLoadError(f"handler class {target} has no handle(message) method")
         close = getattr(instance, "close", None)
-        return LoadedHandler(handle, close if callable(close) else _nothing, target)
+        return LoadedTarget(instance, close if callable(close) else _nothing, target, True)
     if callable(obj):
-        return LoadedHandler(obj, _nothing, target)
+        return LoadedTarget(obj, _nothing, target, False)
     raise HandlerLoadError(f"handler.target {target!r} is neither a function nor a class")
+
+
+def load_handler(target: str, options: Mapping[str, Any]) -> LoadedHandler:
+    """Import and (for a class) construct the handler. Raises HandlerLoadError saying why."""
+    loaded = load_target(target, options)
+    if not loaded.is_instance:
+        return LoadedHandler(loaded.obj, loaded.close, target)
+    handle = getattr(loaded.obj, "handle", None)
+    if not callable(handle):
+        raise HandlerLoadError(f"handler class {target} has no handle(message) method")
+    return LoadedHandler(handle, loaded.close, target)
 
 
 def _nothing() -> None:
