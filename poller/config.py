@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field
 from typing import Any
 
+from poller.errors import ConfigError
+
 # --- key declarations -----------------------------------------------------------------------------
 
 
@@ -95,6 +97,16 @@ def _dotted(value: str) -> str | None:
     return None
 
 
+def _filters(patterns: tuple[str, ...]) -> str | None:
+    from poller.handlers.filters import compile_filters
+
+    try:
+        compile_filters(patterns)
+    except ConfigError as exc:  # names the pattern and what is wrong with it
+        return str(exc)
+    return None
+
+
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -141,7 +153,7 @@ class HandlerConfig:
     style: str = key("message", choices=("message", "batch", "lambda"))
     batch_size: int = key(10, low=1, high=10000)
     batch_window: float = key(0.0, low=0, high=300)
-    filters: tuple[str, ...] = key(())
+    filters: tuple[str, ...] = key((), check=_filters, doc="Lambda filter patterns (JSON)")
 
 
 @dataclass(frozen=True)

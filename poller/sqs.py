@@ -53,6 +53,17 @@ def region_from_url(url: str) -> str | None:
     return match.group(1) if match else None
 
 
+def queue_region(queue_cfg: Any) -> str:
+    """The queue's region: configured, else from its URL, else the SDK's, else us-east-1 for a
+    local endpoint (which ignores it)."""
+    return (
+        queue_cfg.region
+        or region_from_url(queue_cfg.url)
+        or boto3.session.Session().region_name
+        or "us-east-1"
+    )
+
+
 def make_client(
     queue_url: str,
     region: str = "",

@@ -1,9 +1,9 @@
 """What happens to a message once its handler is done: a pure decision (`decide`), and the
-move to the dead-letter queue that one of the decisions needs (`move_to_dlq`).
+`Settler` that carries it out (delete, retry, move to the dead-letter queue).
 
 `decide(message, error, config)` turns (message, what the handler raised) into one Decision:
-delete it, retry it after a delay, or dead-letter it with a reason. The worker executes it, on
-a handler thread, never on the housekeeping thread that keeps other messages hidden.
+delete it, retry it after a delay, or dead-letter it with a reason. The Settler runs on a
+handler thread, never on the housekeeping thread that keeps other messages hidden.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from poller.config import Config
+from poller.daemon.inflight import Held, InFlight
+from poller.errors import SqsError
 from poller.failure import FAILURE_ATTRIBUTE, MAX_ATTRIBUTES, failure_record
 from poller.message import Message, Poison, Retry, Unavailable
 from poller.pipeline import Skip
@@ -94,3 +96,77 @@ def move_to_dlq(sqs: Sqs, dlq_url: str, message: Message, reason: str, error_typ
     )
     sqs.send(dlq_url, entry)
     return annotated
+
+
+class Settler:
+    """Carries out decisions for one worker: deletes go to the housekeeper's batches, retries
+    change the visibility, dead letters are sent (then deleted). Every path forgets the entry."""
+
+    def __init__(
+        self, config: Config, sqs: Sqs, house: Any, held: Held, metrics: Any, pipeline: Any, log: Any
+    ):
+        self.config = config
+        self.sqs = sqs
+        self.house = house
+        self.held = held
+        self.metrics = metrics
+        self.pipeline = pipeline
+        self.log = log
+
+    def settle(self, entry: InFlight, error: BaseException | None) -> bool:
+        """Decide and carry out. True if the message left the queue (a FIFO group may go on)."""
+        return self.execute(entry, decide(entry.message, error, self.config))
+
+    def execute(self, entry: InFlight, decision: Decision) -> bool:
+        message = entry.message
+        try:
+            if decision.action == DELETE:
+                self.house.delete(entry, decision.outcome)
+                return True
+            if decision.action == DEAD_LETTER:
+                if self._dead_letter(entry, decision):
+                    return True
+                retry = self.config.retry  # not in the DLQ, so it stays: back after a backoff
+                delay = backoff_seconds(message.receive_count, retry.backoff_base, retry.backoff_max)
+                decision = Decision(RETRY, "retried", delay, decision.reason, decision.error_type)
+            self.log.info(
+                "message_retried",
+                message_id=message.message_id,
+                receive_count=message.receive_count,
+                error_type=decision.error_type,
+                error=decision.reason[:500],
+                delay=decision.delay,
+            )
+            self.house.set_visibility(entry, decision.delay)
+            self.metrics.outcome["retried"].inc()
+            self.pipeline.settled(message, "retried")
+            return False
+        finally:
+            self.held.forget(entry)
+
+    def _dead_letter(self, entry: InFlight, decision: Decision) -> bool:
+        message = entry.message
+        try:
+            annotated = move_to_dlq(
+                self.sqs, self.config.queue.dlq_url, message, decision.reason, decision.error_type
+            )
+        except SqsError as exc:
+            self.log.error(
+                "dead_letter_failed",
+                message_id=message.message_id,
+                receive_count=message.receive_count,
+                error=str(exc),
+            )
+            return False
+        self.house.delete(entry, outcome=None)
+        self.metrics.outcome["dead_lettered"].inc()
+        self.pipeline.settled(message, "dead_lettered")
+        self.log.warning(
+            "message_dead_lettered",
+            message_id=message.message_id,
+            receive_count=message.receive_count,
+            type=decision.error_type,
+            reason=decision.reason[:500],
+            **({} if annotated else {"note": "ten attributes already: poller.failure omitted"}),
+        )
+        return True

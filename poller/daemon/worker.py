@@ -1,47 +1,38 @@
-"""One worker process: long-poll, run handlers on a pool of threads, settle every message.
+"""One worker process: long-poll, run handlers, settle every message.
 
 Lifecycle: initialize() -> loop() until stopping -> shutdown(). The main thread receives and
-dispatches; `concurrency` handler threads run messages through the pipeline and the handler
-and settle them (`settle`, after the pure `decide`); one housekeeping thread batches deletes
-and keeps running messages hidden (housekeeper.py).
+dispatches (for the batch and lambda styles it first gathers a batch, up to `batch_size` or
+`batch_window`); handler threads (or one event loop, for `async def` handlers) run the pipeline
+and the handler style's call and settle each message (execute.py, settle.py); one
+housekeeping thread batches deletes and keeps held messages hidden (housekeeper.py).
 """
 
 from __future__ import annotations
 
+import math
 import os
-import queue
 import signal
-import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from typing import Any
 
 from poller.config import Config
+from poller.daemon.execute import Calls, EventLoop, Threads
 from poller.daemon.housekeeper import Housekeeper
 from poller.daemon.inflight import Held, InFlight
 from poller.daemon.log import configure_logging, get_logger
 from poller.daemon.metrics import Metrics
-from poller.daemon.settle import (
-    DEAD_LETTER,
-    DELETE,
-    Decision,
-    HandlerTimeout,
-    backoff_seconds,
-    decide,
-    move_to_dlq,
-)
+from poller.daemon.settle import HandlerTimeout, Settler
 from poller.errors import EXIT_FAILURE, EXIT_HANDLER, EXIT_OK, HandlerLoadError, SqsError
-from poller.handlers.load import LoadedHandler, load_handler
+from poller.handlers.load import LoadedHandler, load_target
+from poller.handlers.styles import build_runner
 from poller.message import Message
-from poller.pipeline import Pipeline, run_sync
-from poller.sqs import Sqs, client_for, receive_retrying
+from poller.pipeline import Pipeline
+from poller.sqs import Sqs, client_for, queue_region, receive_retrying
 
 RECEIVE_BACKOFF_MAX = 10.0  # seconds between attempts while SQS cannot be reached
 SLOT_LINGER = 0.02  # wait at least this long for a full batch of free slots before a partial receive
 LINGER_MAX = 0.25  # and at most this long, however slow receives are
-
-Task = list[InFlight] | Callable[[], None] | None
 
 
 class Worker:
@@ -66,10 +57,10 @@ class Worker:
         self.stopping = False
         self.exit_code = EXIT_OK
         self._signalled = False
-        self._tasks: queue.SimpleQueue[Task] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
         self._parent = os.getppid()
         self._round_trip = 0.0  # the last receive that returned messages took this long
+        self._pending: list[InFlight] = []  # batch and lambda styles: a batch being gathered
+        self._pending_until = 0.0
         self.log = get_logger("poller.worker")
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -88,12 +79,7 @@ class Worker:
             from poller.pipeline.build import build_pipeline
 
             self.pipeline, secrets = build_pipeline(cfg)
-        if self.handler is None:
-            options = dict(cfg.handler.options)
-            if secrets is not None:
-                options["secrets"] = secrets
-            self.handler = load_handler(cfg.handler.target, options)
-        self.handle = self.handler.handle
+        runner = self._build_runner(secrets)
         self.held = Held(self.metrics.in_flight.set)
         self.house = Housekeeper(
             self.sqs,
@@ -107,10 +93,24 @@ class Worker:
             on_stuck=self._stuck,
             stuck_after=max(60.0, float(cfg.workers.shutdown_grace)),
         )
-        for n in range(cfg.workers.concurrency):
-            thread = threading.Thread(target=self._run_tasks, name=f"handler-{n}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self.settler = Settler(cfg, self.sqs, self.house, self.held, self.metrics, self.pipeline, self.log)
+        self.calls = Calls(
+            runner,
+            self.pipeline,
+            self.settler.settle,
+            self.house.release,
+            cfg.handler.timeout,
+            self.metrics,
+            self.log,
+        )
+        self.per_call = runner.per_call
+        if runner.is_async:
+            self.executor: Any = EventLoop(
+                self.calls, cfg.workers.concurrency, cfg.queue.is_fifo, lambda: self.stopping
+            )
+        else:
+            self.executor = Threads(cfg.workers.concurrency, self._run_task)
+        self.executor.start()
         self.pipeline.start()
         self.house.start()
         self._receive = receive_retrying(
@@ -121,7 +121,32 @@ class Worker:
         )
         self.beat()
         self.log.info(
-            "worker_started", handler=self.handler.name, pipeline=self.pipeline.names, pid=os.getpid()
+            "worker_started",
+            handler=self.handler.name,
+            style=runner.style,
+            is_async=runner.is_async,
+            pipeline=self.pipeline.names,
+            pid=os.getpid(),
+        )
+
+    def _build_runner(self, secrets: Any) -> Any:
+        cfg = self.config
+        if self.handler is None:
+            options = dict(cfg.handler.options)
+            if secrets is not None:
+                options["secrets"] = secrets
+            target = load_target(cfg.handler.target, options)
+            self.handler = LoadedHandler(target.obj, target.close, target.name)
+            style = cfg.handler.style
+        else:
+            style = "message"
+        return build_runner(
+            style,
+            self.handler.handle,
+            timeout=cfg.handler.timeout,
+            region=queue_region(cfg.queue),
+            queue_url=cfg.queue.url,
+            options=cfg.handler.options,
         )
 
     def run(self) -> int:
@@ -138,13 +163,18 @@ class Worker:
     def loop(self) -> None:
         """One iteration: wait for free slots, receive at most that many, dispatch them."""
         self._notice_stop()
+        if self._pending and self._batch_due():
+            self._flush_batch()
         free = self._wait_for_slots()
         if free == 0 or self.stopping:
             return
         cfg = self.config.queue
+        wait = cfg.wait_time_seconds
+        if self._pending:  # never wait past the batch window for more
+            wait = min(wait, max(0, math.ceil(self._pending_until - time.monotonic())))
         try:
             received_at = time.monotonic()
-            raw = self._receive(self._poll, cfg.url, free, cfg.wait_time_seconds, cfg.visibility_timeout)
+            raw = self._receive(self._poll, cfg.url, free, wait, cfg.visibility_timeout)
         except SqsError:
             return  # only when stopping: the retrying above waits out everything else
         self.beat()
@@ -156,7 +186,10 @@ class Worker:
         if self.stopping:  # the poll returned after the signal: these never start
             self.house.release(held)
             return
-        self._dispatch(held)
+        if self.per_call:
+            self._gather(held)
+        else:
+            self._dispatch(held)
 
     def _hold(self, raw: list[dict[str, Any]], visible_until: float) -> list[InFlight]:
         url = self.config.queue.url
@@ -195,15 +228,16 @@ class Worker:
         The linger is two receive round trips (within SLOT_LINGER..LINGER_MAX): a slot held one
         round trip longer than its batch (a DLQ send, a retry's visibility change) still rejoins
         it, instead of splitting the worker's receives into two out-of-step halves for good.
+        While a batch is gathering, any free slot is worth a receive.
         """
         cfg = self.config
         concurrency = cfg.workers.concurrency
-        want = min(cfg.queue.batch_size, concurrency)
+        want = 1 if self._pending else min(cfg.queue.batch_size, concurrency)
         linger_until = None
         with self.held.changed:
             while True:
                 free = concurrency - len(self.held)
-                if free >= want or self.stopping:
+                if free >= want or self.stopping or (self._pending and self._batch_due()):
                     return min(free, cfg.queue.batch_size)
                 now = time.monotonic()
                 if free > 0:
@@ -218,106 +252,50 @@ class Worker:
     def _dispatch(self, held: list[InFlight]) -> None:
         if not self.config.queue.is_fifo:
             for entry in held:
-                self._tasks.put([entry])
+                self.executor.submit([entry])
             return
         # FIFO: one task a group keeps the group's order; groups run in parallel.
         groups: dict[str | None, list[InFlight]] = defaultdict(list)
         for entry in held:
             groups[entry.message.group_id].append(entry)
         for group in groups.values():
-            self._tasks.put(group)
+            self.executor.submit(group)
 
-    # --- handler threads ------------------------------------------------------------------------
+    # --- batches (batch and lambda styles) ---------------------------------------------------------
 
-    def _run_tasks(self) -> None:
-        while (task := self._tasks.get()) is not None:
-            if callable(task):  # settle work handed over by the housekeeper
-                task()
-                continue
-            for n, entry in enumerate(task):
-                if self.stopping:
-                    self.house.release(task[n:])
-                    break
-                if not self.process(entry) and self.config.queue.is_fifo:
-                    # The group's order must hold: the rest of it goes back untouched.
-                    self.house.release(task[n + 1 :])
-                    break
+    def _gather(self, held: list[InFlight]) -> None:
+        if not self._pending:
+            self._pending_until = time.monotonic() + self.config.handler.batch_window
+        self._pending.extend(held)
+        while len(self._pending) >= self.config.handler.batch_size:
+            self._flush_batch(self.config.handler.batch_size)
+        if self._pending and self._batch_due():
+            self._flush_batch()
 
-    def process(self, entry: InFlight) -> bool:
-        """Run the pipeline and the handler on one message and settle it. True if the group
-        may go on (the message was deleted or dead-lettered)."""
-        entry.start(self.config.handler.timeout)
-        error: BaseException | None = None
-        try:
-            run_sync(self.pipeline, self.handle, entry.message)
-        except BaseException as exc:  # one catch point: every outcome is settled below
-            error = exc
-        elapsed = time.monotonic() - entry.started
-        self.metrics.handler_seconds.observe(elapsed)
-        if not entry.claim():  # the housekeeper timed it out meanwhile, and settles it
-            self.log.warning(
-                "handler_finished_after_timeout",
-                message_id=entry.message.message_id,
-                receive_count=entry.message.receive_count,
-                seconds=round(elapsed, 3),
-            )
-            return False
-        return self.settle(entry, decide(entry.message, error, self.config))
-
-    def settle(self, entry: InFlight, decision: Decision) -> bool:
-        """Carry out a decision. True if the message left the queue."""
-        message = entry.message
-        try:
-            if decision.action == DELETE:
-                self.house.delete(entry, decision.outcome)
-                return True
-            if decision.action == DEAD_LETTER and self._dead_letter(entry, decision):
-                return True
-            if decision.action == DEAD_LETTER:  # not in the DLQ, so it stays: back after a backoff
-                retry = self.config.retry
-                delay = backoff_seconds(message.receive_count, retry.backoff_base, retry.backoff_max)
-                decision = Decision("retry", "retried", delay, decision.reason, decision.error_type)
-            self.log.info(
-                "message_retried",
-                message_id=message.message_id,
-                receive_count=message.receive_count,
-                error_type=decision.error_type,
-                error=decision.reason[:500],
-                delay=decision.delay,
-            )
-            self.house.set_visibility(entry, decision.delay)
-            self.metrics.outcome["retried"].inc()
-            self.pipeline.settled(message, "retried")
-            return False
-        finally:
-            self.held.forget(entry)
-
-    def _dead_letter(self, entry: InFlight, decision: Decision) -> bool:
-        message = entry.message
-        try:
-            annotated = move_to_dlq(
-                self.sqs, self.config.queue.dlq_url, message, decision.reason, decision.error_type
-            )
-        except SqsError as exc:
-            self.log.error(
-                "dead_letter_failed",
-                message_id=message.message_id,
-                receive_count=message.receive_count,
-                error=str(exc),
-            )
-            return False
-        self.house.delete(entry, outcome=None)
-        self.metrics.outcome["dead_lettered"].inc()
-        self.pipeline.settled(message, "dead_lettered")
-        self.log.warning(
-            "message_dead_lettered",
-            message_id=message.message_id,
-            receive_count=message.receive_count,
-            type=decision.error_type,
-            reason=decision.reason[:500],
-            **({} if annotated else {"note": "ten attributes already: poller.failure omitted"}),
+    def _batch_due(self) -> bool:
+        """The batch goes when it is full, its window has passed, or no slot is left to fill it."""
+        cfg = self.config
+        return (
+            len(self._pending) >= cfg.handler.batch_size
+            or time.monotonic() >= self._pending_until
+            or len(self.held) >= cfg.workers.concurrency
         )
-        return True
+
+    def _flush_batch(self, size: int | None = None) -> None:
+        size = size or len(self._pending)
+        batch, self._pending = self._pending[:size], self._pending[size:]
+        if self._pending:
+            self._pending_until = time.monotonic() + self.config.handler.batch_window
+        self.executor.submit(batch)
+
+    def _run_task(self, task: list[InFlight]) -> None:
+        """On a handler thread: one call of the batch or lambda style, or messages in order."""
+        if self.per_call:
+            self.calls.run_call(task)
+        elif len(task) == 1 and not self.stopping:
+            self.calls.run_message(task[0])
+        else:
+            self.calls.run_group(task, lambda: self.stopping)
 
     # --- callbacks from the housekeeper -------------------------------------------------------
 
@@ -337,7 +315,7 @@ class Worker:
             timeout=timeout,
         )
         error = HandlerTimeout(f"handler ran past {timeout}s")
-        self._tasks.put(lambda: self.settle(entry, decide(entry.message, error, self.config)))
+        self.executor.submit(lambda: self.settler.settle(entry, error))
 
     def _stuck(self, entry: InFlight) -> None:
         if not self.stopping:
@@ -369,8 +347,11 @@ class Worker:
         """Release what never started, let running handlers finish within the grace period."""
         started = getattr(self, "_stop_started", time.monotonic())
         grace_until = started + self.config.workers.shutdown_grace
-        for _ in self._threads:
-            self._tasks.put(None)
+        if self._pending:
+            self.house.release(self._pending)
+            self._pending = []
+        if isinstance(self.executor, Threads):
+            self.executor.stop()
         with self.held.changed:
             while len(self.held) and time.monotonic() < grace_until:
                 self.held.changed.wait(timeout=min(0.5, grace_until - time.monotonic()))
@@ -378,6 +359,8 @@ class Worker:
         if leftover:
             self.log.warning("shutdown_grace_expired", abandoned=len(leftover))
             self.house.release(leftover)
+        if isinstance(self.executor, EventLoop):
+            self.executor.stop()
         self.house.stop()
         if not leftover:
             self.pipeline.close()

@@ -7,7 +7,8 @@ import json
 from poller.cli.output import emit_table
 from poller.configload import load_config
 from poller.errors import EXIT_FAILURE, EXIT_OK, HandlerLoadError, SqsError
-from poller.handlers.load import load_handler
+from poller.handlers.load import load_target
+from poller.handlers.styles import check_signature
 from poller.sqs import Sqs, client_for
 
 
@@ -17,9 +18,12 @@ def run_checks(config_path: str | None) -> int:
     rows: list[tuple[str, str, str]] = [("config", "ok", config.source)]
     code = EXIT_OK
     try:
-        handler = load_handler(config.handler.target, config.handler.options)
-        handler.close()
-        rows.append(("handler", "ok", config.handler.target))
+        target = load_target(config.handler.target, config.handler.options)
+        problem = check_signature(config.handler.style, target.obj)
+        target.close()
+        if problem:
+            raise HandlerLoadError(f"handler.style = {config.handler.style!r}: {problem}")
+        rows.append(("handler", "ok", f"{config.handler.target} (style {config.handler.style})"))
     except HandlerLoadError as exc:
         rows.append(("handler", "FAILED", str(exc)))
         code = exc.exit_code

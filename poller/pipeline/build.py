@@ -1,5 +1,5 @@
 """Compose the pipeline of one worker process from the config, once, in a fixed order:
-decrypt, then idempotency. A step whose section is off is not built at all. Secrets are not a
+decrypt, filters, idempotency. A step whose section is off is not built at all. Secrets are not a
 per-message step: they are handed to the handler and refreshed on a thread of their own."""
 
 from __future__ import annotations
@@ -23,7 +23,19 @@ def build_pipeline(config: Config) -> tuple[Pipeline, Any]:
     decrypt = build_decrypt(config.crypto)
     if decrypt is not None:
         steps.append(decrypt)
+    if config.handler.filters:
+        steps.append(build_filters(config))
     store = build_idempotency_store(config.idempotency, config.handler.timeout)
     if store is not None:
         steps.append(IdempotencyStep(store))
     return Pipeline(steps), secrets
+
+
+def build_filters(config: Config) -> Any:
+    """Lambda's filter criteria, matched against the message in Lambda's record shape."""
+    from poller.handlers.filters import FilterMessages
+    from poller.handlers.lambda_event import RecordBuilder
+    from poller.sqs import queue_region
+
+    records = RecordBuilder(config.queue.url, queue_region(config.queue))
+    return FilterMessages(config.handler.filters, records.record)

@@ -1,0 +1,235 @@
+"""Running handler calls: the pipeline around the handler style's call, then the settlement.
+
+`Calls` knows one call: a single message (`run_message`, the hot path of the message style) or
+a list (`run_call`, the batch and lambda styles, and FIFO groups). `Threads` runs calls on
+`concurrency` handler threads; `EventLoop` runs them as coroutines on one event loop for
+`async def` handlers, with the blocking parts (pipeline steps, settling) on a thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from poller.daemon.inflight import InFlight
+from poller.handlers.styles import Released
+from poller.message import Message
+from poller.pipeline import Pipeline, finish
+
+Owed = list[Callable[[Message, BaseException | None], None]]
+
+
+class Calls:
+    def __init__(
+        self,
+        runner: Any,
+        pipeline: Pipeline,
+        settle: Callable[[InFlight, BaseException | None], bool],
+        release: Callable[[list[InFlight]], Any],
+        timeout: float,
+        metrics: Any,
+        log: Any,
+    ):
+        self.runner = runner
+        self.pipeline = pipeline
+        self.settle = settle
+        self.release = release
+        self.timeout = timeout
+        self.metrics = metrics
+        self.log = log
+        self.handle = runner.fn
+        self._exclusive = threading.Lock() if runner.exclusive else None
+
+    # --- one message (message style) ----------------------------------------------------------
+
+    def run_message(self, entry: InFlight) -> bool:
+        """Run one message and settle it. True if its FIFO group may go on."""
+        entry.start(self.timeout)
+        error: BaseException | None = None
+        try:
+            if self.pipeline.empty:
+                self.handle(entry.message)
+            else:
+                message, owed = self.pipeline.prepare(entry.message)
+                try:
+                    self.handle(message)
+                except BaseException as exc:
+                    finish(owed, message, exc)
+                    raise
+                finish(owed, message, None)
+        except BaseException as exc:  # one catch point: every outcome is settled below
+            error = exc
+        return self.conclude(entry, error)
+
+    def conclude(self, entry: InFlight, error: BaseException | None) -> bool:
+        elapsed = time.monotonic() - entry.started
+        self.metrics.handler_seconds.observe(elapsed)
+        if not entry.claim():  # the housekeeper timed it out meanwhile, and settles it
+            self.log.warning(
+                "handler_finished_after_timeout",
+                message_id=entry.message.message_id,
+                receive_count=entry.message.receive_count,
+                seconds=round(elapsed, 3),
+            )
+            return False
+        return self.settle(entry, error)
+
+    def run_group(self, entries: Sequence[InFlight], stopping: Callable[[], bool]) -> None:
+        """A FIFO group's messages one at a time; after a failure the rest go back untouched."""
+        for n, entry in enumerate(entries):
+            if stopping():
+                self.release(list(entries[n:]))
+                return
+            if not self.run_message(entry):
+                self.release(list(entries[n + 1 :]))
+                return
+
+    # --- a list of messages in one call (batch and lambda styles) -------------------------------
+
+    def prepare_all(self, entries: Sequence[InFlight]) -> tuple[list[InFlight], list[Message], list[Owed]]:
+        """Start the entries and run every step's `before`. Those a step failed or skipped are
+        settled here; returns the rest with their handler messages and `after` hooks owed."""
+        ready, messages, owed = [], [], []
+        for entry in entries:
+            entry.start(self.timeout)
+            try:
+                message, hooks = self.pipeline.prepare(entry.message)
+            except BaseException as exc:
+                self.conclude(entry, exc)
+                continue
+            ready.append(entry)
+            messages.append(message)
+            owed.append(hooks)
+        return ready, messages, owed
+
+    def run_call(self, entries: Sequence[InFlight]) -> None:
+        ready, messages, owed = self.prepare_all(entries)
+        if not ready:
+            return
+        try:
+            if self._exclusive is not None:
+                with self._exclusive:  # one call at a time, as in a Lambda execution environment
+                    results = self.runner.call(messages)
+            else:
+                results = self.runner.call(messages)
+        except BaseException as exc:  # what the runner does not catch still fails the whole call
+            results = [exc] * len(messages)
+        self.settle_all(ready, messages, owed, results)
+
+    def settle_all(
+        self,
+        ready: Sequence[InFlight],
+        messages: Sequence[Message],
+        owed: Sequence[Owed],
+        results: Sequence[BaseException | None],
+    ) -> None:
+        released = []
+        for entry, message, hooks, result in zip(ready, messages, owed, results, strict=True):
+            if isinstance(result, Released):  # FIFO: an earlier message of its group failed
+                finish(hooks, message, result)
+                released.append(entry)
+                continue
+            finish(hooks, message, result)
+            self.conclude(entry, result)
+        if released:
+            self.release(released)
+
+
+class Threads:
+    """`concurrency` handler threads taking tasks from one queue."""
+
+    def __init__(self, count: int, run: Callable[[Any], None]):
+        self._tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._run = run
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"handler-{n}", daemon=True) for n in range(count)
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, task: Any) -> None:
+        self._tasks.put(task)
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            self._tasks.put(None)
+
+    def _loop(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            if callable(task):  # settle work handed over by the housekeeper
+                task()
+            else:
+                self._run(task)
+
+
+class EventLoop:
+    """One asyncio loop on a thread of its own for `async def` handlers; blocking work (pipeline
+    steps, settling: SQS and other AWS calls) runs on a small thread pool beside it."""
+
+    def __init__(self, calls: Calls, concurrency: int, fifo: bool, stopping: Callable[[], bool]):
+        self.calls = calls
+        self.fifo = fifo
+        self.stopping = stopping
+        self.loop = asyncio.new_event_loop()
+        self.pool = ThreadPoolExecutor(max_workers=min(32, concurrency + 4), thread_name_prefix="settle")
+        self._thread = threading.Thread(target=self.loop.run_forever, name="event-loop", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, task: Any) -> None:
+        if callable(task):
+            self.pool.submit(task)
+        else:
+            asyncio.run_coroutine_threadsafe(self._run(task), self.loop)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.pool.shutdown(wait=False)
+
+    async def _blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await self.loop.run_in_executor(self.pool, fn, *args)
+
+    async def _run(self, entries: list[InFlight]) -> None:
+        calls = self.calls
+        if calls.runner.per_call:
+            ready, messages, owed = await self._blocking(calls.prepare_all, entries)
+            if not ready:
+                return
+            try:
+                results = await asyncio.wait_for(calls.runner.call_async(messages), calls.timeout + 1)
+            except BaseException as exc:
+                results = [exc] * len(messages)
+            await self._blocking(calls.settle_all, ready, messages, owed, results)
+            return
+        for n, entry in enumerate(entries):  # one message, or a FIFO group in order
+            if self.stopping():
+                await self._blocking(calls.release, entries[n:])
+                return
+            if not await self._one(entry) and self.fifo:
+                await self._blocking(calls.release, entries[n + 1 :])
+                return
+
+    async def _one(self, entry: InFlight) -> bool:
+        calls = self.calls
+        entry.start(calls.timeout)
+        error: BaseException | None = None
+        message, owed = entry.message, []
+        try:
+            if not calls.pipeline.empty:
+                message, owed = await self._blocking(calls.pipeline.prepare, entry.message)
+            await asyncio.wait_for(calls.handle(message), calls.timeout + 1)
+        except BaseException as exc:
+            error = exc
+        if owed:
+            await self._blocking(finish, owed, message, error)
+        if error is None:  # settles without a thread hop: a delete only joins the next batch
+            return calls.conclude(entry, None)
+        return await self._blocking(calls.conclude, entry, error)
