@@ -446,6 +446,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: check the bench itself")
     parser.add_argument("--output", default=str(RESULTS), help="where to write the JSON results")
     parser.add_argument("--table", metavar="JSON", help="only print the table of earlier results")
+    parser.add_argument(
+        "--only",
+        metavar="NAMES",
+        help="comma-separated parts to run (ready,latency,io,cpu,saturation,soak,kms)",
+    )
     args = parser.parse_args(argv)
     if args.table:
         print(table(json.loads(Path(args.table).read_text())))
@@ -475,10 +480,15 @@ def main(argv: list[str] | None = None) -> int:
             ("soak", bench_soak),
             ("kms", bench_kms),
         ):
+            if args.only and name not in args.only.split(","):
+                continue
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
             results[name] = run(moto, workdir)
             print(f"bench: {name}: {json.dumps(results[name])}", file=sys.stderr, flush=True)
     results["seconds"] = round(time.monotonic() - started)
+    if args.only:
+        print(json.dumps({k: v for k, v in results.items() if k in args.only.split(",")}, indent=2))
+        return 0
     results["table"] = table(results)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
