@@ -168,6 +168,34 @@ def test_without_a_context_each_message_starts_its_own_trace_and_logs_it(
     assert line["trace_id"] == hex_trace(span)
 
 
+def test_a_message_without_context_never_inherits_the_previous_message_on_its_thread(
+    provider: TracerProvider, exported: InMemorySpanExporter
+) -> None:
+    # GIVEN a thread whose previous message left its span current (an async handler's `after`
+    # runs elsewhere, so the context could not be reset on this thread)
+    step = Tracing(tracer_provider=provider)
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    first = message(
+        "{}",
+        message_id="first",
+        receipt_handle="rh-1",
+        message_attributes={"traceparent": {"DataType": "String", "StringValue": traceparent}},
+    )
+    step.before(first)
+    # WHEN the next message, with no context of its own, starts on the same thread
+    second = message("{}", message_id="second", receipt_handle="rh-2")
+    step.before(second)
+    step.after(second, None)
+    step.after(first, None)  # leaves this test's thread as it found it
+    step.settled(first, "deleted")
+    step.settled(second, "deleted")
+    structlog.contextvars.clear_contextvars()
+    # THEN it is a trace of its own
+    spans = {s.attributes["messaging.message.id"]: s for s in consumer_spans(exported)}  # type: ignore[index]
+    assert spans["second"].parent is None
+    assert spans["second"].context.trace_id != spans["first"].context.trace_id
+
+
 def test_logs_carry_trace_ids_even_when_nothing_is_exported(logs: Any) -> None:
     # GIVEN a provider with no exporter at all (OTEL_TRACES_EXPORTER=none)
     step = Tracing(tracer_provider=TracerProvider())

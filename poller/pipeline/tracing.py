@@ -106,7 +106,8 @@ class Tracing:
         parent, links = self.creation_contexts(message)
         span = self._tracer.start_span(
             f"process {queue_name(message.queue_url)}",
-            context=parent,
+            # No creation context: a new trace, never a child of whatever this thread ran last.
+            context=parent if parent is not None else self._context.Context(),
             kind=trace.SpanKind.CONSUMER,
             links=links,
             attributes=span_attributes(message),
