@@ -293,3 +293,34 @@ def test_describe_pointer_says_nothing_of_plain_messages() -> None:
     assert describe_pointer("hello", {}) is None
     assert describe_pointer("not json", {SIZE_ATTRIBUTE: {"StringValue": "1"}}) is None
     assert resolve_body("hello", {}, s3=None) == ("hello", {})
+
+
+class ChunkedS3:
+    """An S3 endpoint that streams an object in small chunks, with or without its length."""
+
+    def __init__(self, data: bytes, length: int | None):
+        self.data, self.length = data, length
+
+    def get_object(self, **_: Any) -> dict[str, Any]:
+        data = self.data
+
+        class Stream:
+            def iter_chunks(self, size: int) -> Any:
+                return (data[i : i + 7] for i in range(0, len(data), 7))
+
+            def close(self) -> None:
+                pass
+
+        response: dict[str, Any] = {"Body": Stream()}
+        if self.length is not None:
+            response["ContentLength"] = self.length
+        return response
+
+
+@pytest.mark.parametrize("length", [None, 5, 100, 150])
+def test_a_stream_of_unknown_or_wrong_length_is_read_whole_and_still_bounded(length: int | None) -> None:
+    data = "ü-stream-€".encode() * 10  # 130 bytes
+    step = S3Payload(ChunkedS3(data, length), max_bytes=200)
+    assert step.before(pointer_message("b", "k")).body == data.decode()
+    with pytest.raises(Poison, match="over the limit of 64"):
+        S3Payload(ChunkedS3(data, None), max_bytes=64).before(pointer_message("b", "k"))

@@ -143,11 +143,7 @@ def fetch_payload(s3: Any, pointer: Pointer, max_bytes: int = DEFAULT_MAX_BYTES)
         length = response.get("ContentLength")
         if length is not None and length > max_bytes:
             raise _too_large(pointer, length, max_bytes)
-        buffer = bytearray()
-        for chunk in stream.iter_chunks(CHUNK_BYTES):
-            if len(buffer) + len(chunk) > max_bytes:
-                raise _too_large(pointer, len(buffer) + len(chunk), max_bytes)
-            buffer += chunk
+        buffer = _read_bounded(stream, length, max_bytes, pointer)
     except PayloadError:
         raise
     except Exception as exc:  # a reset or timeout mid-read: worth another try
@@ -158,6 +154,28 @@ def fetch_payload(s3: Any, pointer: Pointer, max_bytes: int = DEFAULT_MAX_BYTES)
         return buffer.decode("utf-8")
     except UnicodeDecodeError:
         raise PayloadError(pointer.bucket, pointer.key, "body is not UTF-8 text", transient=False) from None
+
+
+def _read_bounded(stream: Any, length: int | None, max_bytes: int, pointer: Pointer) -> bytearray:
+    """Read the stream into one buffer: sized once when the length is known (peak memory is the
+    object plus its decoded text), never past max_bytes."""
+    buffer = bytearray(length or 0)
+    view, filled = memoryview(buffer), 0
+    for chunk in stream.iter_chunks(CHUNK_BYTES):
+        end = filled + len(chunk)
+        if end > max_bytes:
+            raise _too_large(pointer, end, max_bytes)
+        if length is not None and end <= length:
+            view[filled:end] = chunk
+        else:  # the length was unknown or wrong: grow
+            view.release()
+            del buffer[filled:]
+            buffer += chunk
+            view = memoryview(buffer)
+        filled = end
+    view.release()
+    del buffer[filled:]
+    return buffer
 
 
 def resolve_body(
