@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from poller.daemon.log import configure_logging
 from poller.message import Message, Poison
 from poller.pipeline import Pipeline, run_sync
-from poller.pipeline.tracing import Tracing, inject_traceparent
+from poller.pipeline.tracing import SendTracing, Tracing, inject_traceparent
 from tests.messages import message
 
 XRAY_TRACE = "5759e988bd862e3fe1be46a994272793"
@@ -292,3 +292,35 @@ def test_send_injects_traceparent_only_where_it_fits(provider: TracerProvider) -
         added = inject_traceparent({})
     assert added["traceparent"]["StringValue"].startswith("00-")
     assert inject_traceparent({}) == {}  # no current span: nothing to propagate
+
+
+def test_send_outside_any_trace_makes_a_create_span_the_consumer_continues(
+    provider: TracerProvider, exported: InMemorySpanExporter
+) -> None:
+    # GIVEN `sqs-poller send` run from a shell: no span is current
+    producer = SendTracing(tracer_provider=provider)
+    attributes = producer.inject(QUEUE, {"tenant": {"DataType": "String", "StringValue": "acme"}})
+    (create,) = [s for s in exported.get_finished_spans() if s.kind == trace.SpanKind.PRODUCER]
+    assert create.name == "create orders"
+    assert attributes["tenant"]["StringValue"] == "acme"
+
+    # WHEN the consumer processes the message
+    run(Tracing(tracer_provider=provider), message("{}", queue_url=QUEUE, message_attributes=attributes))
+
+    # THEN its span is the create span's child
+    (span,) = consumer_spans(exported)
+    assert span.parent is not None and span.parent.span_id == create.context.span_id
+
+
+def test_send_inside_a_callers_span_injects_that_span(
+    provider: TracerProvider, exported: InMemorySpanExporter
+) -> None:
+    producer = SendTracing(tracer_provider=provider)
+    with provider.get_tracer("api").start_as_current_span("POST /orders") as request:
+        attributes = producer.inject(QUEUE, {})
+    assert attributes["traceparent"]["StringValue"].split("-")[2] == trace.format_span_id(
+        request.get_span_context().span_id
+    )
+    assert [s.name for s in exported.get_finished_spans()] == ["POST /orders"]
+    ten = {f"a{n}": {"DataType": "String", "StringValue": "v"} for n in range(10)}
+    assert producer.inject(QUEUE, ten) == ten

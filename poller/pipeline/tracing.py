@@ -38,7 +38,8 @@ used as it is; otherwise an SDK provider with the resource from ``OTEL_SERVICE_N
 ``OTEL_TRACES_EXPORTER`` (default ``otlp``, over ``OTEL_EXPORTER_OTLP_PROTOCOL``, default
 http/protobuf; ``none`` exports nothing but still puts ids in the logs).
 
-``inject_traceparent(attributes)`` is for producers (``sqs-poller send``).
+Producers: ``inject_traceparent(attributes)`` adds the current context; ``SendTracing`` also
+makes a ``create`` span for a message sent outside any trace (``sqs-poller send``).
 """
 
 from __future__ import annotations
@@ -259,6 +260,50 @@ def exporters_from_env(environ: dict[str, str] | None = None) -> list[Any]:
             continue
         exporters.append(next(iter(found)).load()())
     return exporters
+
+
+class SendTracing:
+    """For producers with no trace of their own (``sqs-poller send`` from a shell): each
+    message gets a ``create {queue}`` PRODUCER span, whose context ``traceparent`` carries.
+    Inside a caller's span no span is made: that span's context is injected as it is."""
+
+    def __init__(self, tracer_provider: Any = None):
+        try:
+            from opentelemetry import trace
+        except ImportError:
+            raise ConfigError(
+                "tracing.enabled: OpenTelemetry is not installed; pip install 'sqs-poller[otel]'"
+            ) from None
+        self._trace = trace
+        self._owns_provider = False
+        if tracer_provider is None:
+            tracer_provider, self._owns_provider = configure_tracer_provider()
+        self._provider = tracer_provider
+        self._tracer = tracer_provider.get_tracer("sqs-poller")
+
+    def inject(self, queue_url: str, message_attributes: dict[str, Any]) -> dict[str, Any]:
+        """The attributes with ``traceparent`` added where it fits (see inject_traceparent)."""
+        trace = self._trace
+        if TRACEPARENT in message_attributes or len(message_attributes) >= MAX_ATTRIBUTES:
+            return dict(message_attributes)
+        if trace.get_current_span().get_span_context().is_valid:
+            return inject_traceparent(message_attributes)
+        name = queue_name(queue_url)
+        attributes = {
+            "messaging.system": "aws_sqs",
+            "messaging.operation.type": "create",
+            "messaging.operation.name": "create",
+            "messaging.destination.name": name,
+        }
+        with self._tracer.start_as_current_span(
+            f"create {name}", context=None, kind=trace.SpanKind.PRODUCER, attributes=attributes
+        ):
+            return inject_traceparent(message_attributes)
+
+    def close(self) -> None:
+        if self._owns_provider:
+            self._provider.force_flush(FLUSH_MILLIS)
+            self._provider.shutdown()
 
 
 def inject_traceparent(message_attributes: dict[str, Any]) -> dict[str, Any]:
