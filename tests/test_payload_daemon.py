@@ -366,3 +366,48 @@ def test_the_daemon_exports_one_span_per_message_in_the_producers_trace_and_logs
         assert handled[message_id]["trace_id"] == spans[message_id]["trace_id"], name
         assert handled[message_id]["span_id"] == spans[message_id]["span_id"], name
     assert daemon.stop() == 0
+
+
+@needs_tracing
+def test_a_message_from_sqs_poller_send_is_handled_in_the_trace_send_started(
+    local_sqs: Any, sqs: Any, make_queues: Any, tmp_path: Path, daemon_factory: Any, collector: Collector
+) -> None:
+    # GIVEN tracing on for both `sqs-poller send` and the daemon, exporting to one collector
+    url, dlq = make_queues()
+    config = write_config(
+        tmp_path,
+        local_sqs,
+        url,
+        dlq,
+        handler={"target": "tests.payload_handlers:log_handled", "timeout": 60},
+        workers={"processes": 1, "concurrency": 4, "shutdown_grace": 10},
+        tracing={"enabled": True},
+    )
+    env = {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": collector.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+    }
+
+    # WHEN a message is sent from a shell, then handled
+    result = run_cli("send", "--config", str(config), "hello", env=env)
+    assert result.returncode == 0, result.stderr
+    (queued,) = sqs.receive_message(
+        QueueUrl=url, MessageAttributeNames=["All"], VisibilityTimeout=0, WaitTimeSeconds=1
+    )["Messages"]
+    assert "traceparent" in queued["MessageAttributes"]
+    daemon = daemon_factory(config, env)
+    wait_until(lambda: len(daemon.handled()) == 1, timeout=60)
+
+    # THEN the consumer span is the child of the create span `send` exported: one trace
+    def spans() -> list[dict[str, Any]]:
+        with collector.lock:
+            return list(collector.spans)
+
+    found = wait_until(lambda: len(spans()) >= 2 and spans(), timeout=30)
+    (create,) = [s for s in found if s["name"].startswith("create ")]
+    (process,) = [s for s in found if s["name"].startswith("process ")]
+    assert process["trace_id"] == create["trace_id"] and process["parent"] == create["span_id"]
+    (line,) = [r for r in daemon.logs() if r.get("event") == "handled"]
+    assert line["trace_id"] == create["trace_id"]
+    assert daemon.stop() == 0
