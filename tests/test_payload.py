@@ -324,3 +324,17 @@ def test_a_stream_of_unknown_or_wrong_length_is_read_whole_and_still_bounded(len
     assert step.before(pointer_message("b", "k")).body == data.decode()
     with pytest.raises(Poison, match="over the limit of 64"):
         S3Payload(ChunkedS3(data, None), max_bytes=64).before(pointer_message("b", "k"))
+
+
+def test_a_pointer_outside_the_allowed_buckets_is_neither_read_nor_deleted(s3: Any, bucket: str) -> None:
+    # GIVEN a step limited to one bucket, and a message pointing into another one
+    s3.put_object(Bucket=bucket, Key="precious", Body=b"not a payload")
+    step = S3Payload(s3, delete_after_success=True, allowed_buckets=["payloads-only"])
+    foreign = pointer_message(bucket, "precious")
+    # WHEN it is processed and (say, by a handler-less path) settled as deleted
+    with pytest.raises(Poison, match=f"s3://{bucket}/precious: bucket not allowed"):
+        step.before(foreign)
+    step.settled(foreign, "deleted")
+    step.close()
+    # THEN the object is untouched
+    assert exists(s3, bucket, "precious")

@@ -21,6 +21,9 @@ not UTF-8 is ``Poison`` whose reason names the bucket and key (never body bytes)
 the object's delete on the step's own thread when ``delete_after_success``; a dead-lettered
 message keeps its object, since the DLQ keeps the pointer and ``dlq replay`` needs both.
 
+A pointer may name any bucket; ``allowed_buckets``, when given, limits what a message can make
+the worker read or delete (IAM should too: terraform/payload.tf grants one bucket).
+
 ``describe_pointer`` and ``resolve_body`` serve ``dlq peek``/``export``; producers offload with
 ``poller.ops.offload``.
 """
@@ -33,7 +36,7 @@ import queue
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import structlog
@@ -227,8 +230,11 @@ class S3Payload:
         s3: Any,
         delete_after_success: bool = True,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        allowed_buckets: Collection[str] = (),
     ):
         self._s3_source = s3
+        # A pointer names any bucket; with a list, a message cannot make us read or delete elsewhere.
+        self.allowed_buckets = frozenset(allowed_buckets)
         self._s3: Any = None
         self._s3_lock = threading.Lock()
         self.delete_after_success = delete_after_success
@@ -258,6 +264,8 @@ class S3Payload:
         except MalformedPointer as exc:
             raise Poison(str(exc)) from None
         assert pointer is not None
+        if self.allowed_buckets and pointer.bucket not in self.allowed_buckets:
+            raise Poison(f"S3 payload s3://{pointer.bucket}/{pointer.key}: bucket not allowed")
         try:
             body = fetch_payload(self.s3, pointer, self.max_bytes)
         except PayloadError as exc:
@@ -280,7 +288,7 @@ class S3Payload:
             pointer = find_pointer(message.body, message.message_attributes)
         except MalformedPointer:
             return
-        if pointer is None:
+        if pointer is None or (self.allowed_buckets and pointer.bucket not in self.allowed_buckets):
             return
         self._start_deleter()
         try:
@@ -354,6 +362,7 @@ class S3Payload:
 def build_payload_step(
     delete_after_success: bool = True,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    allowed_buckets: Collection[str] = (),
     region: str | None = None,
     endpoint_url: str | None = None,
     pool_size: int = 10,
@@ -362,5 +371,8 @@ def build_payload_step(
     from poller.aws import aws_client
 
     return S3Payload(
-        lambda: aws_client("s3", region, endpoint_url, pool_size=pool_size), delete_after_success, max_bytes
+        lambda: aws_client("s3", region, endpoint_url, pool_size=pool_size),
+        delete_after_success,
+        max_bytes,
+        allowed_buckets,
     )
