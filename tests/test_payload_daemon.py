@@ -3,7 +3,7 @@ on the other side, poison and replay of a large message, a missing object, and s
 over OTLP to a collector in the test joined with the daemon's log lines.
 
 These need the [payload] and [tracing] config sections wired into the worker and `send`; until
-then they are skipped, per section."""
+"""
 
 from __future__ import annotations
 
@@ -22,21 +22,6 @@ from poller.pipeline.payload import SIZE_ATTRIBUTE, describe_pointer
 from tests.conftest import queue_total, receive_all, wait_until, write_config
 from tests.test_daemon import run_cli
 from tests.test_payload import TWO_MIB, big_body, peer
-
-
-def config_has(section: str) -> bool:
-    from poller.config import SCHEMA
-
-    return section in SCHEMA
-
-
-needs_payload = pytest.mark.skipif(
-    not config_has("payload"),
-    reason="[payload] is not in the config schema yet: the worker does not resolve S3 payloads",
-)
-needs_tracing = pytest.mark.skipif(
-    not config_has("tracing"), reason="[tracing] is not in the config schema yet: the worker does not trace"
-)
 
 
 @pytest.fixture
@@ -71,7 +56,6 @@ def payload_config(tmp_path: Path, local_sqs: Any, url: str, dlq: str, bucket: s
     )
 
 
-@needs_payload
 def test_a_2_mib_body_from_aws_extended_client_reaches_the_handler_and_its_object_is_deleted(
     local_sqs: Any, sqs: Any, s3: Any, bucket: str, make_queues: Any, tmp_path: Path, daemon_factory: Any
 ) -> None:
@@ -93,7 +77,6 @@ def test_a_2_mib_body_from_aws_extended_client_reaches_the_handler_and_its_objec
     assert daemon.stop() == 0
 
 
-@needs_payload
 def test_a_legacy_pointer_from_aws_extended_client_is_resolved_too(
     local_sqs: Any, s3: Any, bucket: str, make_queues: Any, tmp_path: Path, daemon_factory: Any
 ) -> None:
@@ -107,7 +90,6 @@ def test_a_legacy_pointer_from_aws_extended_client_is_resolved_too(
     assert daemon.stop() == 0
 
 
-@needs_payload
 def test_send_offloads_a_2_mib_body_that_aws_extended_client_reads_back(
     local_sqs: Any, s3: Any, bucket: str, make_queues: Any, tmp_path: Path
 ) -> None:
@@ -128,7 +110,6 @@ def test_send_offloads_a_2_mib_body_that_aws_extended_client_reads_back(
     assert peer(local_sqs, "receive", url, bucket) == body.encode("utf-8")
 
 
-@needs_payload
 def test_a_poison_large_message_keeps_its_pointer_and_object_until_replay_handles_it(
     local_sqs: Any, sqs: Any, s3: Any, bucket: str, make_queues: Any, tmp_path: Path, daemon_factory: Any
 ) -> None:
@@ -151,6 +132,18 @@ def test_a_poison_large_message_keeps_its_pointer_and_object_until_replay_handle
     assert pointer is not None and (pointer["bucket"], pointer["key"]) == (bucket, key)
     assert keys(s3, bucket) == [key]
 
+    # WHEN the operator looks at it THEN peek and export say the body is in S3, and how big
+    peeked = run_cli("dlq", "peek", "--config", str(config), "--wait", "1", timeout=60)
+    assert f"[in S3: s3://{bucket}/{key}, {len(body.encode())} bytes]" in peeked.stdout
+    exported = tmp_path / "dlq.jsonl"
+    result = run_cli(
+        "dlq", "export", "--config", str(config), "--wait", "1", "--out", str(exported), "--resolve"
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = [json.loads(x) for x in exported.read_text().splitlines()]
+    assert (line["payload"]["bucket"], line["payload"]["size"]) == (bucket, len(body.encode()))
+    assert sha(line["body"]) == sha(body) and keys(s3, bucket) == [key]
+
     # WHEN the operator replays the DLQ
     result = run_cli("dlq", "replay", "--config", str(config), "--yes", "--wait", "1", timeout=60)
     assert result.returncode == 0, result.stderr
@@ -163,7 +156,6 @@ def test_a_poison_large_message_keeps_its_pointer_and_object_until_replay_handle
     assert daemon.stop() == 0
 
 
-@needs_payload
 def test_a_missing_object_is_dead_lettered_naming_bucket_and_key_and_no_body_is_logged(
     local_sqs: Any, sqs: Any, s3: Any, bucket: str, make_queues: Any, tmp_path: Path, daemon_factory: Any
 ) -> None:
@@ -193,11 +185,10 @@ def test_a_missing_object_is_dead_lettered_naming_bucket_and_key_and_no_body_is_
     assert secret not in daemon.text()
 
 
-@needs_payload
 def test_an_encrypted_large_body_is_stored_encrypted_and_decrypted_after_the_fetch(
     local_sqs: Any, s3: Any, bucket: str, make_queues: Any, tmp_path: Path, daemon_factory: Any
 ) -> None:
-    from poller.crypto.envelope import create_keyring
+    from poller.crypto import create_keyring
 
     # GIVEN a producer and a daemon sharing a keyring and the payload bucket
     keyring = tmp_path / "keyring.json"
@@ -297,7 +288,6 @@ def collector() -> Iterator[Collector]:
     server.server_close()
 
 
-@needs_tracing
 def test_the_daemon_exports_one_span_per_message_in_the_producers_trace_and_logs_its_ids(
     local_sqs: Any, sqs: Any, make_queues: Any, tmp_path: Path, daemon_factory: Any, collector: Collector
 ) -> None:
@@ -368,7 +358,6 @@ def test_the_daemon_exports_one_span_per_message_in_the_producers_trace_and_logs
     assert daemon.stop() == 0
 
 
-@needs_tracing
 def test_a_message_from_sqs_poller_send_is_handled_in_the_trace_send_started(
     local_sqs: Any, sqs: Any, make_queues: Any, tmp_path: Path, daemon_factory: Any, collector: Collector
 ) -> None:

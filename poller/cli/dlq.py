@@ -70,7 +70,17 @@ class Target:
             dlq_url = kwargs.get("to") or queue_url
         self.url, self.sqs = queue_target(config_path, dlq_url, endpoint_url, region, which="dlq_url")
         config = optional_config(config_path, required=False)
+        self.endpoint_url = endpoint_url or (config.queue.endpoint_url if config else "")
+        self.region = region or (config.queue.region if config else "")
         self.main_url = queue_url or (config.queue.url if config else None)
+
+    def resolver(self) -> Callable[[Any], Any]:
+        """Inlines S3 payloads, with an S3 client for the same endpoint and region."""
+        from poller.aws import aws_client
+        from poller.ops.dlq import resolved
+
+        s3 = aws_client("s3", self.region or None, self.endpoint_url or None)
+        return lambda message: resolved(message, s3)
 
     def counts(self) -> dict[str, int]:
         """The DLQ's counters; also the check that it can be reached at all."""
@@ -145,6 +155,7 @@ def peek(target: Any, limit: int, as_json: bool, full: bool) -> int:
     from poller.failure import read_failure
     from poller.ops.dlq import peek as dlq_peek
     from poller.ops.dlq import to_record
+    from poller.pipeline.payload import describe_pointer
 
     messages = dlq_peek(target.sqs, target.url, limit, target.polling)
     if as_json:
@@ -154,7 +165,11 @@ def peek(target: Any, limit: int, as_json: bool, full: bool) -> int:
     rows = []
     for message in messages:
         failure = read_failure(message.message_attributes) or {}
+        payload = describe_pointer(message.body, message.message_attributes)
         body = message.body if full else preview(message.body)
+        if payload is not None:
+            size = f"{payload['size']} bytes" if payload.get("size") is not None else "size unknown"
+            body = f"[in S3: s3://{payload['bucket']}/{payload['key']}, {size}] " + body
         error = str(failure.get("error", "")) if full else preview(str(failure.get("error", "")))
         rows.append(
             [
@@ -186,12 +201,17 @@ def preview(text: str) -> str:
 @common_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="FILE.jsonl")
 @click.option("--delete", is_flag=True, help="Delete each message once its line is flushed and synced.")
+@click.option(
+    "--resolve", is_flag=True, help="Inline bodies kept in S3 (Extended Client pointers) into the file."
+)
 @with_target
-def export(target: Any, out: Path, delete: bool) -> int:
-    """Stream every message to JSONL (id, body, attributes, message_attributes, failure).
+def export(target: Any, out: Path, delete: bool, resolve: bool) -> int:
+    """Stream every message to JSONL (id, body, attributes, message_attributes, failure, and
+    payload: bucket, key and size of a body kept in S3).
 
     Messages stay hidden while it runs and are released at the end; with --delete each one is
     deleted only after the file is flushed and synced. An existing file is never overwritten.
+    With --resolve a body kept in S3 is written inline (the S3 object is left in place).
     """
     from poller.cli.output import emit_json, is_terminal
     from poller.ops.dlq import export as dlq_export
@@ -208,6 +228,7 @@ def export(target: Any, out: Path, delete: bool) -> int:
             target.polling,
             stopped,
             lambda s: bar.update(s.exported, exported=s.exported, deleted=s.deleted),
+            target.resolver() if resolve else None,
         )
     report = {"file": str(out), **vars(summary)}
     show_summary("export", report) if is_terminal() else emit_json({"event": "export_summary", **report})

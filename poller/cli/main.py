@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from poller import __version__
-from poller.cli.common import config_option, make_encryptor, queue_target
+from poller.cli.common import config_option, make_encryptor, optional_config, queue_target
 from poller.cli.dlq import dlq
 from poller.configload import load_config
 from poller.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, PollerError, SqsError
@@ -102,7 +102,7 @@ def send(
     A JSONL line is {"body": ..., "attributes": {...}, "group_id": ..., "deduplication_id": ...,
     "delay": N}; a body that is not a string is sent as compact JSON.
     """
-    from poller.ops.send import read_jsonl, send_messages
+    from poller.ops.send import Producer, read_jsonl, send_messages
 
     if (body is None) == (jsonl is None):
         raise click.UsageError("give a BODY or --file FILE.jsonl (one of them)")
@@ -126,7 +126,11 @@ def send(
             }
             for _ in range(count)
         )
-    sent, failed = send_messages(sqs, url, entries, encryptor)
+    producer = Producer(sqs, url, optional_config(config_path, required=not queue_url))
+    try:
+        sent, failed = send_messages(sqs, url, entries, encryptor, producer)
+    finally:
+        producer.close()
     from poller.cli.output import emit_json
 
     emit_json({"event": "sent", "queue_url": url, "sent": sent, "failed": len(failed)})

@@ -34,8 +34,10 @@ class Calls:
         timeout: float,
         metrics: Any,
         log: Any,
+        clear_context: Callable[[], None] | None = None,
     ):
         self.runner = runner
+        self.clear_context = clear_context  # tracing: per-message log fields end with the message
         self.pipeline = pipeline
         self.settle = settle
         self.release = release
@@ -77,7 +79,10 @@ class Calls:
                 seconds=round(elapsed, 3),
             )
             return False
-        return self.settle(entry, error)
+        left = self.settle(entry, error)
+        if self.clear_context is not None:
+            self.clear_context()
+        return left
 
     def run_group(self, entries: Sequence[InFlight], stopping: Callable[[], bool]) -> None:
         """A FIFO group's messages one at a time; after a failure the rest go back untouched."""

@@ -102,6 +102,7 @@ class Worker:
             cfg.handler.timeout,
             self.metrics,
             self.log,
+            clear_context=clear_trace_context if cfg.tracing.enabled else None,
         )
         self.per_call = runner.per_call
         if runner.is_async:
@@ -375,6 +376,12 @@ class Worker:
     def beat(self) -> None:
         if self._beat is not None:
             self._beat.value = time.time()
+
+
+def clear_trace_context() -> None:
+    import structlog
+
+    structlog.contextvars.unbind_contextvars("trace_id", "span_id")
 
 
 def run_worker(config: Config, index: int, beat: Any) -> None:

@@ -10,6 +10,7 @@ after `visibility` seconds) or at its destination: a duplicate at worst, never a
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import time
@@ -24,6 +25,7 @@ from poller.daemon.inflight import InFlight
 from poller.errors import ConfigError, SqsError
 from poller.failure import read_failure
 from poller.message import Message
+from poller.pipeline.payload import describe_pointer, resolve_body
 from poller.sqs import MAX_BATCH, Sqs, chunks, receive_retrying, sendable_attributes
 
 COUNTERS = {
@@ -66,14 +68,25 @@ class Polling:
 
 def to_record(message: Message) -> dict[str, Any]:
     """The export form: JSON-safe, read back by `from_record`. `id` is the DLQ copy's id; the
-    failure record names the original message's id and send time."""
-    return {
+    failure record names the original message's id and send time; `payload` describes a body
+    kept in S3 (bucket, key, size) when the body is an Extended Client pointer."""
+    record = {
         "id": message.message_id,
         "body": message.body,
         "attributes": message.attributes,
         "message_attributes": encode_attributes(sendable_attributes(message.message_attributes)),
         "failure": read_failure(message.message_attributes),
     }
+    payload = describe_pointer(message.body, message.message_attributes)
+    if payload is not None:
+        record["payload"] = payload
+    return record
+
+
+def resolved(message: Message, s3: Any) -> Message:
+    """The message with an S3 pointer body replaced by the object's text (`export --resolve`)."""
+    body, attributes = resolve_body(message.body, message.message_attributes, s3=s3)
+    return dataclasses.replace(message, body=body, message_attributes=attributes)
 
 
 def from_record(record: dict[str, Any], queue_url: str = "") -> Message:
@@ -333,9 +346,11 @@ def export(
     polling: Polling = Polling(),
     stop: Stop = never,
     progress: Callable[[ExportSummary], None] = lambda s: None,
+    resolve: Callable[[Message], Message] | None = None,
 ) -> ExportSummary:
     """Stream every message to JSONL. Without `delete` they stay hidden until the end and are then
-    released; with `delete` each is deleted only after its line is flushed and fsynced."""
+    released; with `delete` each is deleted only after its line is flushed and fsynced. `resolve`
+    inlines S3 payloads (the S3 object is left where it is)."""
     summary = ExportSummary()
     hold = Hold(sqs, url, polling.visibility)
     unsynced: list[Message] = []
@@ -355,7 +370,12 @@ def export(
             try:
                 for batch in receiver:
                     for message in batch:
-                        fh.write(json.dumps(to_record(message), separators=(",", ":")) + "\n")
+                        record = to_record(message)
+                        if resolve is not None and "payload" in record:
+                            inline = to_record(resolve(message))
+                            record.update(body=inline["body"], message_attributes=inline["message_attributes"])
+                            record["payload"]["resolved"] = True
+                        fh.write(json.dumps(record, separators=(",", ":")) + "\n")
                     unsynced.extend(batch)
                     summary.exported += len(batch)
                     if len(unsynced) >= SYNC_EVERY:

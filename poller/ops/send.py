@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
+from poller.config import Config, PayloadConfig
 from poller.errors import ConfigError, SqsError
-from poller.sqs import Sqs, pack_batches, send_entry
+from poller.sqs import Sqs, pack_batches, queue_region, send_entry
 
 
 def read_jsonl(stream: TextIO) -> Iterator[dict[str, Any]]:
@@ -31,7 +32,12 @@ def to_attribute(value: Any) -> dict[str, Any]:
     return {"DataType": "Number", "StringValue": str(value)}
 
 
-def to_entry(record: dict[str, Any], url: str, entry_id: str, encryptor: Any = None) -> dict[str, Any]:
+Prepare = Callable[[str, dict[str, Any]], tuple[str, dict[str, Any]]]
+
+
+def to_entry(
+    record: dict[str, Any], url: str, entry_id: str, encryptor: Any = None, prepare: Prepare | None = None
+) -> dict[str, Any]:
     body = record["body"]
     if not isinstance(body, str):
         body = json.dumps(body, separators=(",", ":"))
@@ -39,6 +45,8 @@ def to_entry(record: dict[str, Any], url: str, entry_id: str, encryptor: Any = N
     if encryptor is not None:
         body, marker = encryptor.encrypt(body)
         attributes.update(marker)
+    if prepare is not None:
+        body, attributes = prepare(body, attributes)
     return send_entry(
         url,
         body,
@@ -51,13 +59,17 @@ def to_entry(record: dict[str, Any], url: str, entry_id: str, encryptor: Any = N
 
 
 def send_messages(
-    sqs: Sqs, url: str, records: Iterable[dict[str, Any]], encryptor: Any = None
+    sqs: Sqs,
+    url: str,
+    records: Iterable[dict[str, Any]],
+    encryptor: Any = None,
+    prepare: Prepare | None = None,
 ) -> tuple[int, list[tuple[int, str]]]:
-    """Send records in batches (bodies encrypted when an Encryptor is given);
-    returns (sent, [(record number, error)])."""
+    """Send records in batches (bodies encrypted when an Encryptor is given, then passed through
+    `prepare`: S3 offload, trace context); returns (sent, [(record number, error)])."""
     sent = 0
     failed: list[tuple[int, str]] = []
-    numbered = (to_entry(record, url, str(n), encryptor) for n, record in enumerate(records, 1))
+    numbered = (to_entry(record, url, str(n), encryptor, prepare) for n, record in enumerate(records, 1))
     for batch in pack_batches(numbered):
         try:
             failures = sqs.send_batch(url, batch)
@@ -67,3 +79,47 @@ def send_messages(
         failed += [(int(f.id), f"{f.code}: {f.message}") for f in failures]
         sent += len(batch) - len(failures)
     return sent, failed
+
+
+class Producer:
+    """What a producer does to each body before it is sent: offload it to S3 when it is over
+    the threshold (`[payload]`, and the queue's own MaximumMessageSize), then inject the trace
+    context (`[tracing]`). Use as `prepare`; `close()` flushes the trace exporter."""
+
+    def __init__(self, sqs: Sqs, url: str, config: Config | None):
+        from poller.ops.offload import offload_threshold, queue_max_message_size
+
+        payload = config.payload if config is not None else PayloadConfig()
+        self.bucket = payload.s3_bucket
+        self.threshold = offload_threshold(
+            payload.offload_above, queue_max_message_size(sqs, url), self.bucket
+        )
+        self.url = url
+        self._s3_args = (
+            payload.region or (queue_region(config.queue) if config else None),
+            payload.endpoint_url or (config.queue.endpoint_url if config else None),
+        )
+        self.tracer = None
+        if config is not None and config.tracing.enabled:
+            from poller.pipeline.tracing import SendTracing
+
+            self.tracer = SendTracing()
+
+    def __call__(self, body: str, attributes: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        from poller.aws import aws_client
+        from poller.ops.offload import offload_if_large
+
+        body, attributes = offload_if_large(
+            body,
+            attributes,
+            s3=lambda: aws_client("s3", *self._s3_args),
+            bucket=self.bucket,
+            threshold=self.threshold,
+        )
+        if self.tracer is not None:
+            attributes = self.tracer.inject(self.url, attributes)
+        return body, attributes
+
+    def close(self) -> None:
+        if self.tracer is not None:
+            self.tracer.close()

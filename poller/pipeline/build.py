@@ -1,6 +1,8 @@
 """Compose the pipeline of one worker process from the config, once, in a fixed order:
-decrypt, filters, idempotency. A step whose section is off is not built at all. Secrets are not a
-per-message step: they are handed to the handler and refreshed on a thread of their own."""
+tracing (its span covers the rest), S3 payload, decrypt (a producer may encrypt the offloaded
+body), filters (on the body the handler would see), idempotency. A step whose section is off
+is not built at all. Secrets are not a per-message step: they are handed to the handler and
+refreshed on a thread of their own."""
 
 from __future__ import annotations
 
@@ -17,6 +19,11 @@ def build_pipeline(config: Config) -> tuple[Pipeline, Any]:
     from poller.pipeline.secrets import SecretsStep, build_secrets
 
     steps: list[Any] = []
+    if config.tracing.enabled:
+        from poller.pipeline.tracing import Tracing
+
+        steps.append(Tracing())
+    steps.append(build_payload(config))
     secrets = build_secrets(config.secrets)
     if secrets is not None:
         steps.append(SecretsStep(secrets))
@@ -39,3 +46,19 @@ def build_filters(config: Config) -> Any:
 
     records = RecordBuilder(config.queue.url, queue_region(config.queue))
     return FilterMessages(config.handler.filters, records.record)
+
+
+def build_payload(config: Config) -> Any:
+    """Always on: a body in the Extended Client's pointer format is fetched from S3 for the
+    handler (a plain body costs two lookups). With `[payload] s3_bucket`, only that bucket."""
+    from poller.pipeline.payload import build_payload_step
+    from poller.sqs import queue_region
+
+    p = config.payload
+    return build_payload_step(
+        p.delete_after_success,
+        allowed_buckets=[p.s3_bucket] if p.s3_bucket else (),
+        region=p.region or queue_region(config.queue),
+        endpoint_url=p.endpoint_url or config.queue.endpoint_url,
+        pool_size=config.workers.concurrency,
+    )
