@@ -373,7 +373,8 @@ def export(
                         record = to_record(message)
                         if resolve is not None and "payload" in record:
                             inline = to_record(resolve(message))
-                            record.update(body=inline["body"], message_attributes=inline["message_attributes"])
+                            record["body"] = inline["body"]
+                            record["message_attributes"] = inline["message_attributes"]
                             record["payload"]["resolved"] = True
                         fh.write(json.dumps(record, separators=(",", ":")) + "\n")
                     unsynced.extend(batch)
