@@ -1,0 +1,212 @@
+"""The worker's riskiest paths through its seams: a Worker on an in-memory SQS (`FakeSqs`, which
+keeps what a real queue would: deletes, visibility changes, sends, and the thread of each call)
+and its own metrics registry. The handler timeout race, ReceiptHandleIsInvalid on delete and on
+extension, and a partly failed DeleteMessageBatch."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from poller.configload import build_config
+from poller.daemon.log import configure_logging
+from poller.daemon.metrics import Metrics
+from poller.daemon.worker import Worker
+from poller.handlers.load import LoadedHandler
+from poller.sqs import BatchFailure
+
+URL = "https://sqs.us-east-1.amazonaws.com/123456789012/jobs"
+DLQ = "https://sqs.us-east-1.amazonaws.com/123456789012/jobs-dlq"
+
+
+class FakeSqs:
+    """An in-memory queue behind the Sqs interface the worker uses."""
+
+    def __init__(self) -> None:
+        self.inbox: list[dict[str, Any]] = []
+        self.deleted: list[str] = []  # receipt handles, in order
+        self.visibility: list[tuple[str, int, str]] = []  # (receipt, seconds, thread)
+        self.sent: list[tuple[str, dict[str, Any], str]] = []  # (queue, entry, thread)
+        self.refuse_delete: set[str] = set()  # receipt handles SQS no longer knows
+        self.refuse_extend: set[str] = set()
+        self.fail_delete_once: set[str] = set()  # receipts whose first delete fails transiently
+        self.delete_calls = 0
+        self.lock = threading.Lock()
+
+    def put(self, body: str, receive_count: int = 1) -> str:
+        receipt = f"rh-{uuid.uuid4().hex[:8]}"
+        self.inbox.append(
+            {
+                "MessageId": receipt.replace("rh", "id"),
+                "ReceiptHandle": receipt,
+                "Body": body,
+                "Attributes": {
+                    "ApproximateReceiveCount": str(receive_count),
+                    "SentTimestamp": str(int(time.time() * 1000)),
+                },
+                "MessageAttributes": {},
+            }
+        )
+        return receipt
+
+    def receive(self, url: str, count: int, wait: int, visibility: int | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            got, self.inbox = self.inbox[:count], self.inbox[count:]
+        if not got:
+            time.sleep(0.02)
+        return got
+
+    def delete_batch(self, url: str, receipts: list[tuple[str, str]]) -> list[BatchFailure]:
+        failures = []
+        with self.lock:
+            self.delete_calls += 1
+            for id_, receipt in receipts:
+                if receipt in self.refuse_delete:
+                    failures.append(BatchFailure(id_, "ReceiptHandleIsInvalid", "gone", True))
+                elif receipt in self.fail_delete_once:
+                    self.fail_delete_once.discard(receipt)
+                    failures.append(BatchFailure(id_, "InternalError", "try again", False))
+                else:
+                    self.deleted.append(receipt)
+        return failures
+
+    def change_visibility_batch(self, url: str, changes: list[tuple[str, str, int]]) -> list[BatchFailure]:
+        failures = []
+        for id_, receipt, seconds in changes:
+            if receipt in self.refuse_extend:
+                failures.append(BatchFailure(id_, "ReceiptHandleIsInvalid", "gone", True))
+            else:
+                self.visibility.append((receipt, seconds, threading.current_thread().name))
+        return failures
+
+    def change_visibility(self, url: str, receipt: str, seconds: int) -> None:
+        self.visibility.append((receipt, seconds, threading.current_thread().name))
+
+    def send(self, url: str, entry: dict[str, Any]) -> str:
+        self.sent.append((url, entry, threading.current_thread().name))
+        return uuid.uuid4().hex
+
+
+def make_worker(
+    sqs: FakeSqs, handle: Any, timeout: int = 60, **queue: Any
+) -> tuple[Worker, CollectorRegistry]:
+    raw = {
+        "queue": {"url": URL, "dlq_url": DLQ, "wait_time_seconds": 0, "visibility_timeout": 30, **queue},
+        "retry": {"backoff_base": 10.0, "backoff_max": 60},
+        "workers": {"processes": 1, "concurrency": 4, "shutdown_grace": 5},
+        "handler": {"target": "tests.handlers:noop", "timeout": timeout},
+        "metrics": {"listen": ""},
+    }
+    configure_logging("info", "json")  # to this test's (captured) stdout
+    registry = CollectorRegistry()
+    worker = Worker(
+        build_config(raw, {}),
+        sqs=sqs,  # type: ignore[arg-type]
+        metrics=Metrics(registry),
+        handler=LoadedHandler(handle, lambda: None, "test"),
+    )
+    worker.initialize()
+    return worker, registry
+
+
+def run_until(worker: Worker, done: Any, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "condition not met"
+        worker.loop()
+    worker.begin_stop("test over")
+    assert worker.shutdown() == 0
+
+
+def logged(capsys: Any, event: str) -> list[dict[str, Any]]:
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    return [x for x in lines if x.get("event") == event]
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+def test_a_timed_out_handler_is_settled_once_on_a_handler_thread_and_its_late_return_ignored(capsys):
+    # GIVEN a handler that runs past its 1 s timeout on its last allowed receive
+    sqs = FakeSqs()
+    slow = sqs.put("slow", receive_count=2)
+
+    def handle(message: Any) -> None:
+        time.sleep(2.5)  # returns "successfully", too late
+
+    worker, registry = make_worker(sqs, handle, timeout=1, max_receives=2)
+    # WHEN the worker runs it to the end
+    run_until(worker, lambda: sqs.sent and not len(worker.held))
+    time.sleep(1.6)  # let the late return happen
+    # THEN it was dead-lettered once, by a handler thread (never the housekeeper), never deleted
+    # from the queue by its late success, and only the DLQ move's own delete removed it
+    assert [(url, thread.startswith("handler-")) for url, _, thread in sqs.sent] == [(DLQ, True)]
+    assert sqs.deleted.count(slow) == 1
+    assert value(registry, "sqs_poller_handler_timeouts_total") == 1
+    assert value(registry, "sqs_poller_messages_total", outcome="dead_lettered") == 1
+    assert value(registry, "sqs_poller_messages_total", outcome="deleted") == 0
+    assert len(logged(capsys, "handler_timed_out")) == 1
+
+
+def test_a_timed_out_retry_changes_visibility_once_and_the_late_success_deletes_nothing():
+    sqs = FakeSqs()
+    slow = sqs.put("slow")
+    worker, registry = make_worker(sqs, lambda m: time.sleep(2.5), timeout=1, max_receives=5)
+    run_until(worker, lambda: any(r == slow for r, _, _ in sqs.visibility) and not len(worker.held))
+    time.sleep(1.6)
+    retries = [(seconds, thread) for r, seconds, thread in sqs.visibility if r == slow]
+    assert len(retries) == 1 and retries[0][0] > 0 and retries[0][1].startswith("handler-")
+    assert sqs.deleted == [] and sqs.sent == []
+    assert value(registry, "sqs_poller_messages_total", outcome="retried") == 1
+
+
+def test_receipt_handle_invalid_on_delete_is_counted_and_logged_and_the_worker_goes_on(capsys):
+    # GIVEN a message whose receipt SQS no longer knows by the time it is deleted, and another
+    sqs = FakeSqs()
+    stale = sqs.put("a")
+    fine = sqs.put("b")
+    sqs.refuse_delete.add(stale)
+    worker, registry = make_worker(sqs, lambda m: None)
+    # WHEN both are handled
+    run_until(
+        worker, lambda: fine in sqs.deleted and value(registry, "sqs_poller_receipt_handle_invalid_total")
+    )
+    # THEN the refusal is counted and said ("may be processed twice"); the other is deleted
+    assert value(registry, "sqs_poller_receipt_handle_invalid_total") == 1
+    assert value(registry, "sqs_poller_messages_total", outcome="deleted") == 1
+    (line,) = logged(capsys, "delete_receipt_invalid")
+    assert line["note"] == "the message may be processed twice" and line["code"] == "ReceiptHandleIsInvalid"
+
+
+def test_receipt_handle_invalid_on_extension_is_counted_and_the_message_still_settles(capsys):
+    # GIVEN a handler that outlives the 3 s visibility, and SQS refusing to extend it
+    sqs = FakeSqs()
+    long = sqs.put("long")
+    sqs.refuse_extend.add(long)
+    worker, registry = make_worker(sqs, lambda m: time.sleep(3), visibility_timeout=3)
+    # WHEN it runs
+    run_until(worker, lambda: long in sqs.deleted, timeout=20)
+    # THEN the refused extension is counted and logged, and the message was still deleted once
+    assert value(registry, "sqs_poller_receipt_handle_invalid_total") >= 1
+    assert logged(capsys, "visibility_extend_refused")
+    assert sqs.deleted.count(long) == 1
+
+
+def test_a_partly_failed_delete_batch_retries_only_the_failed_entries():
+    # GIVEN ten messages, three of whose deletes fail once inside the batch response
+    sqs = FakeSqs()
+    receipts = [sqs.put(f"m{n}") for n in range(10)]
+    sqs.fail_delete_once |= set(receipts[2:5])
+    worker, registry = make_worker(sqs, lambda m: None)
+    # WHEN they are handled
+    run_until(worker, lambda: len(sqs.deleted) == 10)
+    # THEN every message was deleted exactly once, and counted once, after a second batch
+    assert sorted(sqs.deleted) == sorted(receipts)
+    assert sqs.delete_calls >= 2
+    assert value(registry, "sqs_poller_messages_total", outcome="deleted") == 10
