@@ -189,9 +189,7 @@ def test_an_expired_token_is_replaced(imds):
     clock.now += 5
     assert watcher.poll_notice() is None
     clock.now += 5
-    imds.documents[INTERRUPTION_PATH] = json.dumps(
-        {"action": "terminate", "time": iso(time.time() + 120)}
-    )
+    imds.documents[INTERRUPTION_PATH] = json.dumps({"action": "terminate", "time": iso(time.time() + 120)})
     # THEN the next poll fetches a new token and sees the notice
     assert watcher.poll_notice() is not None
     assert imds.tokens_issued == 2

@@ -39,9 +39,7 @@ def parse_timestamp(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-def parse_notice(
-    kind: str, body: str, now: float, rebalance_seconds: float, margin: float
-) -> SpotNotice:
+def parse_notice(kind: str, body: str, now: float, rebalance_seconds: float, margin: float) -> SpotNotice:
     """One IMDS document -> the notice and its drain deadline (epoch seconds)."""
     document = json.loads(body)
     if kind == "interruption":
@@ -113,6 +111,4 @@ class SpotWatcher:
         body = self.imds.get_optional(path)
         if body is None:
             return None
-        return parse_notice(
-            kind, body, self.clock(), self.rebalance_drain_seconds, self.margin_seconds
-        )
+        return parse_notice(kind, body, self.clock(), self.rebalance_drain_seconds, self.margin_seconds)
