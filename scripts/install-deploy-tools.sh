@@ -2,6 +2,7 @@
 # Tools the deployment checks need (`make deploy-tools`; `make test` runs it):
 #   - packer, Debian's package, for `packer fmt -check` and `packer validate`
 #   - systemd-analyze, for `verify` and `security --offline` of the units
+#   - systemd-journal-remote, to write journal files the exporter's cursor test reads
 #   - python3-seccomp (for Debian's /usr/bin/python3), to run the daemon inside the
 #     unit's system call filter without systemd as PID 1
 #   - checkov, pinned, in its own virtualenv .venv-checkov (it pins boto3 and friends
@@ -17,6 +18,7 @@ CHECKOV_VENV=.venv-checkov
 apt_packages=()
 command -v packer >/dev/null 2>&1 || apt_packages+=(packer)
 command -v systemd-analyze >/dev/null 2>&1 || apt_packages+=(systemd)
+[ -x /lib/systemd/systemd-journal-remote ] || apt_packages+=(systemd-journal-remote)
 /usr/bin/python3 -c 'import seccomp' >/dev/null 2>&1 || apt_packages+=(python3-seccomp)
 if [ "${#apt_packages[@]}" -gt 0 ]; then
     sudo=""
