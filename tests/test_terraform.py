@@ -51,7 +51,12 @@ CONFIG_KEYS = {
 }
 # Keys this module writes that the daemon's config schema gains with the Spot watcher and
 # the per-version EMF reporter (poller/daemon/spot.py, poller/daemon/emf.py).
-NEW_DAEMON_KEYS = {("metrics", "emf_namespace"), ("metrics", "deployment"), ("metrics", "version"), ("lifecycle", "spot")}
+NEW_DAEMON_KEYS = {
+    ("metrics", "emf_namespace"),
+    ("metrics", "deployment"),
+    ("metrics", "version"),
+    ("lifecycle", "spot"),
+}
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -407,7 +412,8 @@ def test_terraform_starts_no_refresh_the_rollout_command_does(tf):
 
     assert set(rollout) == set(RolloutSettings.__dataclass_fields__)
     # AND the alarms are the release's own, never the whole queue's
-    names = [re.fullmatch(r"\$\{aws_cloudwatch_metric_alarm\.(\w+)\.alarm_name\}", a)[1] for a in rollout["alarms"]]
+    alarm_ref = r"\$\{aws_cloudwatch_metric_alarm\.(\w+)\.alarm_name\}"
+    names = [re.fullmatch(alarm_ref, alarm)[1] for alarm in rollout["alarms"]]
     assert names == ["release_dead_lettered", "release_handler_errors"]
 
 
