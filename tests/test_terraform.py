@@ -385,8 +385,7 @@ def test_group_saves_a_version_number_that_terraform_then_leaves_alone(tf):
     # it succeeds (hashicorp/terraform-provider-aws#34189)
     ignored = block(group, "lifecycle")["ignore_changes"]
     assert (
-        "${mixed_instances_policy[0].launch_template[0].launch_template_specification[0].version}"
-        in ignored
+        "${mixed_instances_policy[0].launch_template[0].launch_template_specification[0].version}" in ignored
     )
 
 
