@@ -210,3 +210,17 @@ def test_a_callers_key_gets_the_statement_its_log_groups_need(tf):
     output = tf["output"]["caller_kms_key_policy_statement"]
     assert output["value"] == "${data.aws_iam_policy_document.logs_key_use.json}"
     assert "kms_key_arn" in output["description"] or "first apply" in output["description"]
+
+
+def test_readme_lists_every_input_and_output(tf):
+    readme = (MODULE / "README.md").read_text()
+    inputs = readme[readme.index("## Inputs") : readme.index("## Outputs")]
+    outputs = readme[readme.index("## Outputs") : readme.index("## Checks")]
+    assert set(re_names(inputs)) == set(tf["variable"])
+    assert set(re_names(outputs)) == set(tf["output"])
+
+
+def re_names(table: str) -> list[str]:
+    import re
+
+    return re.findall(r"^\| `(\w+)` \|", table, re.M)
