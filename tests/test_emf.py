@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from poller.daemon.emf import METRICS, EmfReporter, render_emf_record
+from poller.daemon.emf import METRICS, EmfReporter, read_outcome_totals, render_emf_record
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,3 +105,22 @@ def test_terraform_alarms_read_the_names_the_daemon_writes():
     for name in ("DeadLettered", "HandlerErrors"):
         assert re.search(rf'metric_name\s*=\s*"{name}"', alarms), name
     assert "Deployment" in alarms and "Version" in alarms
+
+
+def test_totals_come_from_every_worker_processes_counters(tmp_path):
+    # GIVEN two worker processes that settled messages (Prometheus multiprocess files)
+    script = (
+        "from poller.daemon.metrics import Metrics\n"
+        "import sys\n"
+        "m = Metrics()\n"
+        "m.outcome['deleted'].inc(int(sys.argv[1]))\n"
+        "m.outcome['retried'].inc(int(sys.argv[2]))\n"
+        "m.outcome['dead_lettered'].inc(int(sys.argv[3]))\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    for counts in (("7", "2", "1"), ("5", "1", "0")):
+        subprocess.run([sys.executable, "-c", script, *counts], env=env, check=True, cwd=ROOT)
+    # WHEN the supervisor reads the totals
+    totals = read_outcome_totals(str(tmp_path))
+    # THEN they are the sums over both processes, under the EMF names
+    assert totals == {"Deleted": 12.0, "DeadLettered": 1.0, "HandlerErrors": 3.0}

@@ -21,6 +21,9 @@ METRICS: dict[str, str] = {
     "DeadLettered": "Count",
     "HandlerErrors": "Count",
 }
+# EMF metric <- sqs_poller_messages_total outcome. HandlerErrors counts every message whose
+# handler raised and that will be retried (an exception, Retry, Unavailable).
+OUTCOME_OF_METRIC = {"Deleted": "deleted", "DeadLettered": "dead_lettered", "HandlerErrors": "retried"}
 DEPLOYMENT_DIMENSION = "Deployment"
 VERSION_DIMENSION = "Version"
 EVENT = "emf_metrics"
@@ -60,6 +63,23 @@ def render_emf_record(
     }
     record.update({name: counts[name] for name in METRICS if name in counts})
     return record
+
+
+def read_outcome_totals(multiproc_dir: str) -> dict[str, float]:
+    """Running totals of every worker process (Prometheus multiprocess files), by EMF name."""
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=multiproc_dir)
+    by_outcome: dict[str, float] = {}
+    for family in registry.collect():
+        if family.name != "sqs_poller_messages":
+            continue
+        for sample in family.samples:
+            if sample.name == "sqs_poller_messages_total":
+                outcome = sample.labels.get("outcome", "")
+                by_outcome[outcome] = by_outcome.get(outcome, 0.0) + sample.value
+    return {metric: by_outcome.get(outcome, 0.0) for metric, outcome in OUTCOME_OF_METRIC.items()}
 
 
 class EmfReporter:
