@@ -4,7 +4,8 @@ The schema comes from @cdktf/provider-aws's jsii assembly, which is generated fr
 provider's own schema (scripts/provider_schema.py makes it small; `make deploy-tools`
 fetches it). Reported: unknown resource types, unknown arguments, blocks written as
 arguments and arguments written as blocks, missing required arguments and blocks, and
-references to attributes a resource or data source does not have.
+references to attributes a resource or data source does not have, and lifecycle
+ignore_changes paths that lead nowhere.
 """
 
 from __future__ import annotations
@@ -61,11 +62,33 @@ def strings_in(value: Any) -> list[str]:
     return []
 
 
+def check_ignore_changes(schema: dict, lifecycle: list, struct: str, where: str) -> list[str]:
+    """Each lifecycle.ignore_changes path must lead through blocks to an argument."""
+    errors = []
+    for block in lifecycle:
+        for entry in block.get("ignore_changes", []):
+            path = entry.removeprefix("${").removesuffix("}")
+            if path == "all":
+                continue
+            spec = schema["structs"][struct]
+            steps = [re.sub(r"\[[^\]]*\]$", "", step) for step in path.split(".")]
+            for index, step in enumerate(steps):
+                last = index == len(steps) - 1
+                if step in spec["blocks"]:
+                    spec = schema["structs"][spec["blocks"][step]["struct"]]
+                elif not (last and step in spec["attributes"]):
+                    errors.append(f"{where}: lifecycle.ignore_changes: no such argument {path}")
+                    break
+    return errors
+
+
 def check_body(schema: dict, body: dict, struct: str, where: str, top: bool) -> list[str]:
     spec = schema["structs"][struct]
     errors: list[str] = []
     present: set[str] = set()
     for key, value in body.items():
+        if top and key == "lifecycle":
+            errors += check_ignore_changes(schema, value, struct, where)
         if key.startswith("__") or (top and key in META_ARGUMENTS):
             continue
         if key == "dynamic":

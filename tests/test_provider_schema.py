@@ -119,6 +119,12 @@ PLANTED = [
         ["aws_autoscaling_lifecycle_hook.drain: missing required argument lifecycle_transition"],
     ),
     (
+        "compute.tf",
+        "launch_template_specification[0].version,",
+        "launch_template_specification[0].versoin,",
+        ["aws_autoscaling_group.this: lifecycle.ignore_changes: no such argument"],
+    ),
+    (
         "main.tf",
         'data "aws_region" "current" {}',
         'data "aws_regions" "current" {}\ndata "aws_regoin" "other" {}',
