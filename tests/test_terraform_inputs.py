@@ -67,6 +67,11 @@ def test_the_baseline_and_realistic_values_pass(variables_only):
     assert code == 0, output
 
 
+def test_optional_inputs_may_be_null(variables_only):
+    code, output = plan(variables_only, {"instance_maintenance_policy": None, "processes": None})
+    assert code == 0, output
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
