@@ -46,14 +46,17 @@ fi
 SCHEMA_DIR=.cache/provider-schema
 declare -A CDKTF_FOR_AWS=([5.46.0]=19.15.0 [6.25.0]=21.22.1)
 mkdir -p "$SCHEMA_DIR"
+# A changed converter makes every cached schema stale.
+converter=$(sha256sum scripts/provider_schema.py | cut -c1-16)
 for aws in "${!CDKTF_FOR_AWS[@]}"; do
     target="$SCHEMA_DIR/aws-$aws.json"
-    [ -s "$target" ] && continue
+    [ -s "$target" ] && [ "$(cat "$target.converter" 2>/dev/null)" = "$converter" ] && continue
     echo "fetching the AWS provider $aws schema (@cdktf/provider-aws@${CDKTF_FOR_AWS[$aws]})" >&2
     work=$(mktemp -d)
     (cd "$work" && npm pack --silent "@cdktf/provider-aws@${CDKTF_FOR_AWS[$aws]}" >/dev/null)
     tar -xzf "$work"/cdktf-provider-aws-*.tgz -C "$work" package/.jsii
     "$PYTHON" scripts/provider_schema.py "$work/package/.jsii" "$target.tmp"
     mv "$target.tmp" "$target"
+    echo "$converter" >"$target.converter"
     rm -rf "$work"
 done
