@@ -284,3 +284,25 @@ def test_cli_refuses_unknown_settings_with_exit_2(autoscaling, tmp_path):
     result = CliRunner().invoke(deploy, ["start", "--settings", str(path)], obj={"client": lambda: client})
     assert result.exit_code == 2
     assert "checkpont_delay" in result.output
+
+
+def test_cli_reports_what_aws_refused_with_exit_1(autoscaling, tmp_path):
+    client, stubber = autoscaling
+    # GIVEN AWS refuses the refresh (another one started meanwhile)
+    stubber.add_response("describe_auto_scaling_groups", {"AutoScalingGroups": [mixed_group("6")]})
+    stubber.add_response("describe_instance_refreshes", {"InstanceRefreshes": []})
+    stubber.add_client_error(
+        "start_instance_refresh",
+        service_error_code="InstanceRefreshInProgress",
+        service_message="An Instance Refresh is already in progress",
+        http_status_code=400,
+    )
+    # WHEN the rollout is started
+    result = CliRunner().invoke(
+        deploy,
+        ["start", "--settings", terraform_output(tmp_path), "--no-wait"],
+        obj={"client": lambda: client},
+    )
+    # THEN AWS's reason is printed and the exit status says it failed
+    assert result.exit_code == 1
+    assert "already in progress" in result.output

@@ -72,6 +72,8 @@ def start(ctx: click.Context, settings_path: Path | None, wait: bool, poll: floa
     if isinstance(values, dict) and "value" in values and "type" in values:
         values = values["value"]  # `terraform output -json` of the whole output object
     flags["alarms"] = list(flags["alarms"]) or None
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         settings = settings_from_mapping(values, flags)
         client = ctx.obj["client"]()
@@ -79,6 +81,9 @@ def start(ctx: click.Context, settings_path: Path | None, wait: bool, poll: floa
     except RolloutError as exc:
         click.echo(f"error: {exc}", err=True)
         ctx.exit(EXIT_CONFIG)
+    except (BotoCoreError, ClientError) as exc:  # AWS refused: say what it said
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_FAILURE)
     click.echo(
         f"refresh {rollout.refresh_id}: {rollout.group} version {rollout.from_version} -> "
         f"{rollout.to_version} (a rollback returns to {rollout.from_version})"
