@@ -42,7 +42,7 @@ locals {
   }
   taggable = [
     "queue", "autoscaling_group", "launch_template", "instance", "volume", "iam_role",
-    "security_group", "log_group", "alarm", "kms_key",
+    "security_group", "log_group", "alarm", "kms_key", "bucket",
   ]
 
   role_name = var.create_iam_role ? aws_iam_role.instance[0].name : var.iam_role_name

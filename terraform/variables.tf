@@ -575,15 +575,15 @@ variable "tags" {
 }
 
 variable "resource_tags" {
-  description = "Extra tags per kind of resource, on top of tags: keys queue, autoscaling_group, launch_template, instance, volume, iam_role, security_group, log_group, alarm, kms_key."
+  description = "Extra tags per kind of resource, on top of tags: keys queue, autoscaling_group, launch_template, instance, volume, iam_role, security_group, log_group, alarm, kms_key, bucket."
   type        = map(map(string))
   default     = {}
 
   validation {
     condition = alltrue([for kind in keys(var.resource_tags) : contains([
       "queue", "autoscaling_group", "launch_template", "instance", "volume", "iam_role",
-      "security_group", "log_group", "alarm", "kms_key",
+      "security_group", "log_group", "alarm", "kms_key", "bucket",
     ], kind)])
-    error_message = "resource_tags keys must be among queue, autoscaling_group, launch_template, instance, volume, iam_role, security_group, log_group, alarm, kms_key."
+    error_message = "resource_tags keys must be among queue, autoscaling_group, launch_template, instance, volume, iam_role, security_group, log_group, alarm, kms_key, bucket."
   }
 }

@@ -194,7 +194,7 @@ def test_every_tagged_resource_takes_its_extra_tags(tf):
     kinds = set(tf["locals"]["taggable"])
     assert kinds == {
         "queue", "autoscaling_group", "launch_template", "instance", "volume", "iam_role",
-        "security_group", "log_group", "alarm", "kms_key",
+        "security_group", "log_group", "alarm", "kms_key", "bucket",
     }  # fmt: skip
     for type_, named in tf["resource"].items():
         for name, body in named.items():
