@@ -179,7 +179,12 @@ resource "aws_autoscaling_group" "this" {
   }
 
   # Instances must not boot before the permissions their daemon uses at start.
-  depends_on = [aws_iam_role_policy.poller]
+  depends_on = [
+    aws_iam_role_policy.poller,
+    aws_iam_role_policy.session_manager,
+    aws_iam_role_policy_attachment.ssm_core,
+    aws_iam_role_policy.payload,
+  ]
 
   lifecycle {
     # Target tracking owns the desired capacity. The saved launch template version stays

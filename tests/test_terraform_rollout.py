@@ -99,4 +99,6 @@ def test_instance_policy_exists_before_the_first_instance_boots(tf):
     assert "aws_autoscaling_group." not in policy
     # ...and the group waits for the policy
     group = resource(tf, "aws_autoscaling_group", "this")
-    assert group["depends_on"] == ["${aws_iam_role_policy.poller}"]
+    for policy in ("poller", "session_manager", "payload"):
+        assert f"${{aws_iam_role_policy.{policy}}}" in group["depends_on"], policy
+    assert "${aws_iam_role_policy_attachment.ssm_core}" in group["depends_on"]
