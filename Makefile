@@ -20,7 +20,8 @@ $(VENV)/.installed-dev: setup.cfg pyproject.toml
 demo: $(VENV)/.installed-demo
 	$(VENV)/bin/sqs-poller demo
 
-# Tools the deployment checks need (packer, checkov in its own venv).
+# Tools the deployment checks need (packer, systemd tools, checkov in its own venv, the
+# AWS provider schemas under .cache/provider-schema).
 deploy-tools:
 	bash scripts/install-deploy-tools.sh
 
@@ -37,4 +38,4 @@ drill: $(VENV)/.installed-dev
 	$(PY) -m pytest -m drill tests/test_drills.py
 
 clean:
-	rm -rf $(VENV) .venv-checkov build dist *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-checkov .cache build dist *.egg-info .pytest_cache .hypothesis

@@ -15,17 +15,22 @@ locals {
 }
 
 source "amazon-ebs" "al2023" {
-  region        = var.region
-  ami_regions   = var.ami_regions
-  instance_type = var.instance_type
-  subnet_id     = var.subnet_id
+  region      = var.region
+  ami_regions = var.ami_regions
+  # An encrypted AMI copied to another region needs a key in that region: AWS cannot
+  # use the build region's key there (empty map: each region's EBS default key).
+  region_kms_key_ids = var.region_kms_key_ids
+  instance_type      = var.instance_type
+  subnet_id          = var.subnet_id
 
   ami_name        = "sqs-poller-al2023-${var.architecture}-${local.timestamp}"
   ami_description = "sqs-poller worker: Amazon Linux 2023, python3.11 virtualenv in /opt/sqs-poller"
 
   source_ami_filter {
     filters = {
-      name                = "al2023-ami-2023.*-${var.architecture}"
+      # The kernel flavour is pinned: AL2023 publishes 6.1 and newer kernels side by side,
+      # and most_recent would otherwise switch kernels between two builds.
+      name                = "al2023-ami-2023.*-${var.kernel_flavour}-${var.architecture}"
       architecture        = var.architecture
       root-device-type    = "ebs"
       virtualization-type = "hvm"

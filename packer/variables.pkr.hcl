@@ -16,6 +16,18 @@ variable "architecture" {
   default     = "x86_64"
 }
 
+variable "kernel_flavour" {
+  type        = string
+  description = "Amazon Linux 2023 kernel flavour of the base image, as in its AMI name (kernel-6.1, kernel-6.12)."
+  default     = "kernel-6.1"
+}
+
+variable "region_kms_key_ids" {
+  type        = map(string)
+  description = "Region -> KMS key for the copies in ami_regions when kms_key_id is set (a key is regional)."
+  default     = {}
+}
+
 variable "instance_type" {
   type        = string
   description = "Build instance type."

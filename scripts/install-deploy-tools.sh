@@ -2,10 +2,14 @@
 # Tools the deployment checks need (`make deploy-tools`; `make test` runs it):
 #   - packer, Debian's package, for `packer fmt -check` and `packer validate`
 #   - systemd-analyze, for `verify` and `security --offline` of the units
+#   - systemd-journal-remote, to write journal files the exporter's cursor test reads
 #   - python3-seccomp (for Debian's /usr/bin/python3), to run the daemon inside the
 #     unit's system call filter without systemd as PID 1
 #   - checkov, pinned, in its own virtualenv .venv-checkov (it pins boto3 and friends
 #     to versions the daemon's .venv must not get)
+#   - the AWS provider's schema for the lowest and highest provider versions
+#     terraform/versions.tf allows, from npm's @cdktf/provider-aws (generated from that
+#     schema), made small by scripts/provider_schema.py into .cache/provider-schema/
 # Idempotent: a second run only checks that everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +21,8 @@ CHECKOV_VENV=.venv-checkov
 apt_packages=()
 command -v packer >/dev/null 2>&1 || apt_packages+=(packer)
 command -v systemd-analyze >/dev/null 2>&1 || apt_packages+=(systemd)
+[ -x /lib/systemd/systemd-journal-remote ] || apt_packages+=(systemd-journal-remote)
+command -v npm >/dev/null 2>&1 || apt_packages+=(npm)
 /usr/bin/python3 -c 'import seccomp' >/dev/null 2>&1 || apt_packages+=(python3-seccomp)
 if [ "${#apt_packages[@]}" -gt 0 ]; then
     sudo=""
@@ -35,3 +41,22 @@ if [ ! -f "$marker" ] || [ ! -x "$CHECKOV_VENV/bin/checkov" ]; then
         "checkov==$CHECKOV_VERSION"
     touch "$marker"
 fi
+
+# AWS provider version -> the @cdktf/provider-aws release generated from its schema.
+SCHEMA_DIR=.cache/provider-schema
+declare -A CDKTF_FOR_AWS=([5.46.0]=19.15.0 [6.25.0]=21.22.1)
+mkdir -p "$SCHEMA_DIR"
+# A changed converter makes every cached schema stale.
+converter=$(sha256sum scripts/provider_schema.py | cut -c1-16)
+for aws in "${!CDKTF_FOR_AWS[@]}"; do
+    target="$SCHEMA_DIR/aws-$aws.json"
+    [ -s "$target" ] && [ "$(cat "$target.converter" 2>/dev/null)" = "$converter" ] && continue
+    echo "fetching the AWS provider $aws schema (@cdktf/provider-aws@${CDKTF_FOR_AWS[$aws]})" >&2
+    work=$(mktemp -d)
+    (cd "$work" && npm pack --silent "@cdktf/provider-aws@${CDKTF_FOR_AWS[$aws]}" >/dev/null)
+    tar -xzf "$work"/cdktf-provider-aws-*.tgz -C "$work" package/.jsii
+    "$PYTHON" scripts/provider_schema.py "$work/package/.jsii" "$target.tmp"
+    mv "$target.tmp" "$target"
+    echo "$converter" >"$target.converter"
+    rm -rf "$work"
+done

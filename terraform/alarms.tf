@@ -17,7 +17,7 @@ resource "aws_cloudwatch_metric_alarm" "dlq_messages" {
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.alarm_actions
   ok_actions          = local.alarm_actions
-  tags                = local.tags
+  tags                = local.resource_tags["alarm"]
 }
 
 # Consumers are not keeping up, or not consuming at all (crash loop, bad deploy).
@@ -36,13 +36,14 @@ resource "aws_cloudwatch_metric_alarm" "oldest_message_age" {
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.alarm_actions
   ok_actions          = local.alarm_actions
-  tags                = local.tags
+  tags                = local.resource_tags["alarm"]
 }
 
-# The daemon itself dead-lettered messages just now: the signal a canary watches.
+# The daemon itself dead-lettered messages just now, whichever version did it (pages; the
+# rollout watches the per-version alarms below instead).
 resource "aws_cloudwatch_metric_alarm" "dead_lettered" {
   alarm_name          = "${var.name}-dead-lettered"
-  alarm_description   = "sqs-poller ${var.name}: more than ${var.dead_lettered_threshold} messages dead-lettered in 5 minutes (log event message_dead_lettered). Rolls back an instance refresh. Runbook: docs/operations.md#dlq-runbook"
+  alarm_description   = "sqs-poller ${var.name}: more than ${var.dead_lettered_threshold} messages dead-lettered in 5 minutes (log event message_dead_lettered), all versions together. Runbook: docs/operations.md#dlq-runbook"
   namespace           = local.metrics_namespace
   metric_name         = aws_cloudwatch_log_metric_filter.dead_lettered.metric_transformation[0].name
   statistic           = "Sum"
@@ -53,5 +54,75 @@ resource "aws_cloudwatch_metric_alarm" "dead_lettered" {
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.alarm_actions
   ok_actions          = local.alarm_actions
-  tags                = local.tags
+  tags                = local.resource_tags["alarm"]
+}
+
+# --- the version being rolled out, on its own figures (EMF from the daemon) ---------------
+# A backlog or a DLQ full of the old version's failures does not stop the fix; only what
+# instances running this release do. `sqs-poller deploy start` hands these to the refresh.
+
+locals {
+  release_dimensions = { Deployment = var.name, Version = local.release }
+}
+
+resource "aws_cloudwatch_metric_alarm" "release_dead_lettered" {
+  alarm_name          = "${var.name}-release-dead-lettered"
+  alarm_description   = "sqs-poller ${var.name}: release ${local.release} dead-lettered more than ${var.release_dead_lettered_threshold} messages in 5 minutes. Rolls back its rollout. Runbook: docs/operations.md#rollout-and-rollback"
+  namespace           = local.metrics_namespace
+  metric_name         = "DeadLettered"
+  dimensions          = local.release_dimensions
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 5
+  datapoints_to_alarm = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.release_dead_lettered_threshold
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = local.resource_tags["alarm"]
+}
+
+resource "aws_cloudwatch_metric_alarm" "release_handler_errors" {
+  alarm_name          = "${var.name}-release-handler-errors"
+  alarm_description   = "sqs-poller ${var.name}: more than ${var.release_error_rate_threshold * 100}% of release ${local.release}'s handler calls failed for 3 minutes. Rolls back its rollout. Runbook: docs/operations.md#rollout-and-rollback"
+  evaluation_periods  = 3
+  datapoints_to_alarm = 3
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.release_error_rate_threshold
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = local.resource_tags["alarm"]
+
+  metric_query {
+    id          = "error_rate"
+    expression  = "IF(errors + deleted > 0, errors / (errors + deleted), 0)"
+    label       = "Handler error rate of this release"
+    return_data = true
+  }
+
+  metric_query {
+    id = "errors"
+
+    metric {
+      namespace   = local.metrics_namespace
+      metric_name = "HandlerErrors"
+      dimensions  = local.release_dimensions
+      stat        = "Sum"
+      period      = 60
+    }
+  }
+
+  metric_query {
+    id = "deleted"
+
+    metric {
+      namespace   = local.metrics_namespace
+      metric_name = "Deleted"
+      dimensions  = local.release_dimensions
+      stat        = "Sum"
+      period      = 60
+    }
+  }
 }

@@ -18,7 +18,22 @@ locals {
     hook_name          = local.lifecycle_hook_name
     asg_name           = local.asg_name
     heartbeat_seconds  = local.lifecycle_heartbeat_seconds
+    spot               = local.spot_enabled
+    metrics_namespace  = local.metrics_namespace
+    release            = local.release
   })
+
+  # The release label the daemon puts on its per-version figures (EMF dimension Version)
+  # and the rollout alarms watch: the AMI plus a digest of everything user data carries.
+  release = "${var.ami_id}-${substr(sha256(jsonencode({
+    template = filesha256("${path.module}/templates/poller.toml.tftpl")
+    user     = filesha256("${path.module}/templates/user_data.sh.tftpl")
+    values = [
+      var.wait_time_seconds, var.batch_size, var.visibility_timeout, var.max_receives,
+      var.processes, var.concurrency, var.shutdown_grace, var.handler_target,
+      var.handler_timeout, var.handler_options, var.log_level, local.spot_enabled,
+    ]
+  })), 0, 10)}"
 
   user_data = templatefile("${path.module}/templates/user_data.sh.tftpl", {
     name                   = var.name
@@ -26,6 +41,7 @@ locals {
     log_group_name         = local.log_group_name
     metrics_log_group_name = local.metrics_log_group_name
     metrics_namespace      = local.metrics_namespace
+    stop_timeout_seconds   = local.stop_timeout_seconds
   })
 
   # Everything the Auto Scaling console can graph; free at one-minute granularity.
@@ -42,10 +58,11 @@ locals {
 }
 
 resource "aws_launch_template" "this" {
-  name_prefix            = "${var.name}-"
+  name                   = var.use_name_prefix ? null : var.name
+  name_prefix            = var.use_name_prefix ? "${var.name}-" : null
   description            = "sqs-poller ${var.name} workers"
   image_id               = var.ami_id
-  instance_type          = var.instance_type
+  instance_type          = var.instance_types[0]
   ebs_optimized          = true
   update_default_version = true
   user_data              = base64encode(local.user_data)
@@ -78,7 +95,7 @@ resource "aws_launch_template" "this" {
   network_interfaces {
     associate_public_ip_address = false
     delete_on_termination       = true
-    security_groups             = concat([aws_security_group.instance.id], var.additional_security_group_ids)
+    security_groups             = local.security_group_ids
   }
 
   monitoring {
@@ -87,15 +104,15 @@ resource "aws_launch_template" "this" {
 
   tag_specifications {
     resource_type = "instance"
-    tags          = merge(local.tags, { Name = var.name })
+    tags          = merge(local.resource_tags["instance"], { Name = var.name })
   }
 
   tag_specifications {
     resource_type = "volume"
-    tags          = merge(local.tags, { Name = var.name })
+    tags          = merge(local.resource_tags["volume"], { Name = var.name })
   }
 
-  tags = local.tags
+  tags = local.resource_tags["launch_template"]
 }
 
 resource "aws_autoscaling_group" "this" {
@@ -109,37 +126,50 @@ resource "aws_autoscaling_group" "this" {
   enabled_metrics           = local.group_metrics
   metrics_granularity       = "1Minute"
   termination_policies      = ["OldestLaunchTemplate", "OldestInstance"]
+  max_instance_lifetime     = var.max_instance_lifetime
+  protect_from_scale_in     = var.protect_from_scale_in
+  # Spot: launch a replacement as soon as EC2 says an instance is at risk.
+  capacity_rebalance = local.spot_enabled
 
-  # A version number, never $Latest: a refresh rolls exactly this version out, and
-  # auto rollback returns to the previous number.
-  launch_template {
-    id      = aws_launch_template.this.id
-    version = aws_launch_template.this.latest_version
-  }
+  # On-demand base, Spot (or more on-demand) above it, over several instance types.
+  mixed_instances_policy {
+    instances_distribution {
+      on_demand_base_capacity                  = var.on_demand_base_capacity
+      on_demand_percentage_above_base_capacity = var.on_demand_percentage_above_base_capacity
+      spot_allocation_strategy                 = var.spot_allocation_strategy
+    }
 
-  # Canary: replace 10 %, watch the alarms, then 50 %, then the rest; any alarm rolls back.
-  instance_refresh {
-    strategy = "Rolling"
+    launch_template {
+      # A version number, never $Latest. Terraform sets it only when it creates the group;
+      # `sqs-poller deploy start` rolls each later version out (see lifecycle below).
+      launch_template_specification {
+        launch_template_id = aws_launch_template.this.id
+        version            = aws_launch_template.this.latest_version
+      }
 
-    preferences {
-      checkpoint_percentages = var.canary_checkpoints
-      checkpoint_delay       = var.canary_checkpoint_delay
-      min_healthy_percentage = var.min_healthy_percentage
-      instance_warmup        = var.instance_warmup_seconds
-      skip_matching          = true
-      auto_rollback          = true
+      dynamic "override" {
+        for_each = var.instance_types
 
-      alarm_specification {
-        alarms = [
-          aws_cloudwatch_metric_alarm.dead_lettered.alarm_name,
-          aws_cloudwatch_metric_alarm.oldest_message_age.alarm_name,
-        ]
+        content {
+          instance_type = override.value
+        }
       }
     }
   }
 
+  # Replacements (health checks, rebalancing) launch before the old instance goes: a
+  # group of one keeps a worker.
+  dynamic "instance_maintenance_policy" {
+    for_each = var.instance_maintenance_policy == null ? [] : [var.instance_maintenance_policy]
+
+    content {
+      min_healthy_percentage = instance_maintenance_policy.value.min_healthy_percentage
+      max_healthy_percentage = instance_maintenance_policy.value.max_healthy_percentage
+    }
+  }
+
   dynamic "tag" {
-    for_each = merge(local.tags, { Name = var.name })
+    for_each = merge(local.resource_tags["autoscaling_group"], { Name = var.name })
 
     content {
       key                 = tag.key
@@ -148,18 +178,43 @@ resource "aws_autoscaling_group" "this" {
     }
   }
 
+  # Instances must not boot before the permissions their daemon uses at start.
+  depends_on = [
+    aws_iam_role_policy.poller,
+    aws_iam_role_policy.session_manager,
+    aws_iam_role_policy_attachment.ssm_core,
+    aws_iam_role_policy.payload,
+  ]
+
   lifecycle {
-    # Target tracking owns the desired capacity.
-    ignore_changes = [desired_capacity]
+    # Target tracking owns the desired capacity. The saved launch template version stays
+    # on what runs until a rollout succeeds: an instance refresh started with the new
+    # version as its DesiredConfiguration then saves it, and a rollback returns to the
+    # saved one. (Terraform updating it first is why auto rollback restored the new
+    # version: hashicorp/terraform-provider-aws#34189.)
+    ignore_changes = [
+      desired_capacity,
+      mixed_instances_policy[0].launch_template[0].launch_template_specification[0].version,
+    ]
 
     precondition {
-      condition     = var.lifecycle_heartbeat_timeout > var.shutdown_grace + var.wait_time_seconds
-      error_message = "lifecycle_heartbeat_timeout must exceed shutdown_grace + wait_time_seconds, or instances terminate mid-drain."
+      condition     = var.lifecycle_heartbeat_timeout > local.stop_timeout_seconds
+      error_message = "lifecycle_heartbeat_timeout must exceed shutdown_grace + wait_time_seconds + 40 s (the unit's stop timeout), or instances terminate mid-drain."
     }
 
     precondition {
       condition     = var.max_size >= var.min_size
       error_message = "max_size must be at least min_size."
+    }
+
+    precondition {
+      condition     = var.max_healthy_percentage - var.min_healthy_percentage <= 100
+      error_message = "max_healthy_percentage - min_healthy_percentage must be at most 100 (an instance refresh rule)."
+    }
+
+    precondition {
+      condition     = var.create_security_group || length(var.security_group_ids) > 0
+      error_message = "With create_security_group = false, security_group_ids must name at least one group."
     }
   }
 }

@@ -112,13 +112,34 @@ locals {
           aws_cloudwatch_metric_alarm.dlq_messages.arn,
           aws_cloudwatch_metric_alarm.oldest_message_age.arn,
           aws_cloudwatch_metric_alarm.dead_lettered.arn,
+          aws_cloudwatch_metric_alarm.release_dead_lettered.arn,
+          aws_cloudwatch_metric_alarm.release_handler_errors.arn,
+        ]
+      }
+    },
+    {
+      type   = "metric"
+      x      = 0
+      y      = 18
+      width  = 24
+      height = 6
+      properties = {
+        title  = "Newest release (${local.release}): what its instances did"
+        region = local.region
+        view   = "timeSeries"
+        stat   = "Sum"
+        period = 60
+        metrics = [
+          [local.metrics_namespace, "Deleted", "Deployment", var.name, "Version", local.release],
+          [local.metrics_namespace, "HandlerErrors", "Deployment", var.name, "Version", local.release],
+          [local.metrics_namespace, "DeadLettered", "Deployment", var.name, "Version", local.release],
         ]
       }
     },
     {
       type   = "log"
       x      = 0
-      y      = 18
+      y      = 24
       width  = 24
       height = 6
       properties = {

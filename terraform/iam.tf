@@ -9,28 +9,76 @@ data "aws_iam_policy_document" "assume_ec2" {
   }
 }
 
+data "aws_iam_role" "existing" {
+  count = var.create_iam_role ? 0 : 1
+
+  name = var.iam_role_name
+}
+
 resource "aws_iam_role" "instance" {
-  name_prefix        = "${var.name}-"
-  description        = "sqs-poller ${var.name} workers"
-  assume_role_policy = data.aws_iam_policy_document.assume_ec2.json
-  tags               = local.tags
+  count = var.create_iam_role ? 1 : 0
+
+  name                 = var.use_name_prefix ? null : var.name
+  name_prefix          = var.use_name_prefix ? "${var.name}-" : null
+  path                 = var.iam_role_path
+  permissions_boundary = var.iam_role_permissions_boundary
+  description          = "sqs-poller ${var.name} workers"
+  assume_role_policy   = data.aws_iam_policy_document.assume_ec2.json
+  tags                 = local.resource_tags["iam_role"]
 }
 
 resource "aws_iam_instance_profile" "instance" {
-  name_prefix = "${var.name}-"
-  role        = aws_iam_role.instance.name
-  tags        = local.tags
+  name        = var.use_name_prefix ? null : var.name
+  name_prefix = var.use_name_prefix ? "${var.name}-" : null
+  path        = var.iam_role_path
+  role        = local.role_name
+  tags        = local.resource_tags["iam_role"]
 }
 
-# Shell access through SSM Session Manager: no SSH key, no inbound port.
+# Session Manager shell access (no SSH key, no inbound port). "minimal" grants only what
+# the SSM agent needs for sessions. "managed-policy" attaches AmazonSSMManagedInstanceCore,
+# which also grants ssm:GetParameter(s) on every parameter of the account (so the path
+# scoping below no longer limits reads), plus Run Command and inventory. "none": no shell.
 resource "aws_iam_role_policy_attachment" "ssm_core" {
-  role       = aws_iam_role.instance.name
+  count = var.session_manager_access == "managed-policy" ? 1 : 0
+
+  role       = local.role_name
   policy_arn = "arn:${local.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
+}
+
+resource "aws_iam_role_policy" "session_manager" {
+  count = var.session_manager_access == "minimal" ? 1 : 0
+
+  name   = "sqs-poller-session-manager"
+  role   = local.role_name
+  policy = data.aws_iam_policy_document.session_manager.json
+}
+
+data "aws_iam_policy_document" "session_manager" {
+  statement {
+    sid = "RegisterWithSystemsManager"
+    actions = [
+      "ssm:UpdateInstanceInformation",
+    ]
+    resources = ["arn:${local.partition}:ec2:${local.region}:${local.account_id}:instance/*"]
+  }
+
+  statement {
+    sid = "OpenSessionChannels"
+    # These four actions support no resource type: "*" is the only resource they take.
+    actions = [
+      "ssmmessages:CreateControlChannel",
+      "ssmmessages:CreateDataChannel",
+      "ssmmessages:OpenControlChannel",
+      "ssmmessages:OpenDataChannel",
+    ]
+    resources = ["*"]
+  }
 }
 
 resource "aws_iam_role_policy" "poller" {
   name   = "sqs-poller"
-  role   = aws_iam_role.instance.id
+  role   = local.role_name
   policy = data.aws_iam_policy_document.poller.json
 }
 
@@ -89,7 +137,14 @@ data "aws_iam_policy_document" "poller" {
       "autoscaling:CompleteLifecycleAction",
       "autoscaling:RecordLifecycleActionHeartbeat",
     ]
-    resources = [aws_autoscaling_group.this.arn]
+    resources = [local.asg_arn]
+  }
+
+  statement {
+    sid = "ReportStoppedForGood"
+    # sqs-poller-unhealthy@.service: a daemon that stopped for good gets replaced.
+    actions   = ["autoscaling:SetInstanceHealth"]
+    resources = [local.asg_arn]
   }
 
   statement {

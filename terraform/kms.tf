@@ -6,7 +6,7 @@ resource "aws_kms_key" "this" {
   enable_key_rotation     = true
   deletion_window_in_days = 30
   policy                  = data.aws_iam_policy_document.kms.json
-  tags                    = local.tags
+  tags                    = local.resource_tags["kms_key"]
 }
 
 resource "aws_kms_alias" "this" {
@@ -32,6 +32,13 @@ data "aws_iam_policy_document" "kms" {
     }
   }
 
+  source_policy_documents = [data.aws_iam_policy_document.logs_key_use.json]
+}
+
+# CloudWatch Logs encrypts this deployment's two log groups, and nothing else, with the
+# key. Part of the module's own key policy; a caller's key needs the same statement
+# (output caller_kms_key_policy_statement).
+data "aws_iam_policy_document" "logs_key_use" {
   statement {
     sid = "CloudWatchLogsForThisDeployment"
     actions = [

@@ -3,7 +3,7 @@ resource "aws_cloudwatch_log_group" "daemon" {
   name              = local.log_group_name
   retention_in_days = var.log_retention_days
   kms_key_id        = local.kms_key_arn
-  tags              = local.tags
+  tags              = local.resource_tags["log_group"]
 }
 
 # The CloudWatch agent's Prometheus scrape of /metrics, as embedded metric format.
@@ -11,7 +11,7 @@ resource "aws_cloudwatch_log_group" "metrics" {
   name              = local.metrics_log_group_name
   retention_in_days = var.log_retention_days
   kms_key_id        = local.kms_key_arn
-  tags              = local.tags
+  tags              = local.resource_tags["log_group"]
 }
 
 resource "aws_cloudwatch_log_metric_filter" "dead_lettered" {

@@ -34,8 +34,27 @@ output "launch_template_id" {
 }
 
 output "launch_template_version" {
-  description = "Launch template version the group is pinned to."
+  description = "Newest launch template version: what `sqs-poller deploy start` rolls out (the group stays saved on the running one until the rollout succeeds)."
   value       = aws_launch_template.this.latest_version
+}
+
+output "release" {
+  description = "Release label of the newest launch template version: the Version dimension of the daemon's per-version metrics."
+  value       = local.release
+}
+
+output "rollout" {
+  description = "Settings for `sqs-poller deploy start --settings` (terraform output -json rollout > rollout.json)."
+  value = {
+    group                  = aws_autoscaling_group.this.name
+    version                = tostring(aws_launch_template.this.latest_version)
+    alarms                 = [aws_cloudwatch_metric_alarm.release_dead_lettered.alarm_name, aws_cloudwatch_metric_alarm.release_handler_errors.alarm_name]
+    checkpoints            = var.canary_checkpoints
+    checkpoint_delay       = var.canary_checkpoint_delay
+    min_healthy_percentage = var.min_healthy_percentage
+    max_healthy_percentage = var.max_healthy_percentage
+    instance_warmup        = var.instance_warmup_seconds
+  }
 }
 
 output "lifecycle_hook_name" {
@@ -45,17 +64,17 @@ output "lifecycle_hook_name" {
 
 output "instance_role_arn" {
   description = "IAM role of the workers (attach extra policies the handler needs here)."
-  value       = aws_iam_role.instance.arn
+  value       = var.create_iam_role ? aws_iam_role.instance[0].arn : data.aws_iam_role.existing[0].arn
 }
 
 output "instance_role_name" {
   description = "Name of the workers' IAM role."
-  value       = aws_iam_role.instance.name
+  value       = local.role_name
 }
 
 output "security_group_id" {
-  description = "Security group of the workers (HTTPS egress only)."
-  value       = aws_security_group.instance.id
+  description = "Security group the module created for the workers (HTTPS egress only); null with create_security_group = false."
+  value       = var.create_security_group ? aws_security_group.instance[0].id : null
 }
 
 output "log_group_name" {
@@ -74,12 +93,19 @@ output "ssm_parameter_path" {
 }
 
 output "alarm_names" {
-  description = "CloudWatch alarms; dead_lettered and oldest_message_age also roll back an instance refresh."
+  description = "CloudWatch alarms; release_dead_lettered and release_handler_errors roll a rollout back."
   value = {
-    dlq_messages       = aws_cloudwatch_metric_alarm.dlq_messages.alarm_name
-    oldest_message_age = aws_cloudwatch_metric_alarm.oldest_message_age.alarm_name
-    dead_lettered      = aws_cloudwatch_metric_alarm.dead_lettered.alarm_name
+    dlq_messages           = aws_cloudwatch_metric_alarm.dlq_messages.alarm_name
+    oldest_message_age     = aws_cloudwatch_metric_alarm.oldest_message_age.alarm_name
+    dead_lettered          = aws_cloudwatch_metric_alarm.dead_lettered.alarm_name
+    release_dead_lettered  = aws_cloudwatch_metric_alarm.release_dead_lettered.alarm_name
+    release_handler_errors = aws_cloudwatch_metric_alarm.release_handler_errors.alarm_name
   }
+}
+
+output "caller_kms_key_policy_statement" {
+  description = "With kms_key_arn: the key policy statement (JSON) that lets CloudWatch Logs encrypt this deployment's log groups. Add it to that key's policy before the first apply, or creating the log groups fails."
+  value       = data.aws_iam_policy_document.logs_key_use.json
 }
 
 output "dashboard_name" {

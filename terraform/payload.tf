@@ -33,7 +33,7 @@ resource "aws_s3_bucket" "payload" {
   count = var.payload_bucket ? 1 : 0
 
   bucket_prefix = "${var.name}-payloads-"
-  tags          = local.tags
+  tags          = local.resource_tags["bucket"]
 
   lifecycle {
     precondition {
@@ -139,7 +139,7 @@ resource "aws_iam_role_policy" "payload" {
   count = var.payload_bucket ? 1 : 0
 
   name   = "sqs-poller-payload"
-  role   = aws_iam_role.instance.id
+  role   = local.role_name
   policy = data.aws_iam_policy_document.payload_access[0].json
 }
 

@@ -6,7 +6,7 @@ resource "aws_sqs_queue" "dlq" {
   message_retention_seconds         = 1209600
   kms_master_key_id                 = local.kms_key_arn
   kms_data_key_reuse_period_seconds = 300
-  tags                              = local.tags
+  tags                              = local.resource_tags["queue"]
 }
 
 resource "aws_sqs_queue" "main" {
@@ -26,7 +26,7 @@ resource "aws_sqs_queue" "main" {
     maxReceiveCount     = var.max_receives + var.redrive_margin
   })
 
-  tags = local.tags
+  tags = local.resource_tags["queue"]
 }
 
 # Only this deployment's queue may use the DLQ as its dead-letter target.

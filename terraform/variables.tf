@@ -18,10 +18,48 @@ variable "ami_id" {
   }
 }
 
-variable "instance_type" {
-  description = "EC2 instance type of the workers."
+variable "instance_types" {
+  description = "Instance types the group may launch, in order of preference (the first is the launch template's). Several similar types let Spot find capacity."
+  type        = list(string)
+  default     = ["t3.small"]
+
+  validation {
+    condition     = length(var.instance_types) >= 1 && length(var.instance_types) <= 20 && alltrue([for type in var.instance_types : can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", type))])
+    error_message = "instance_types must list 1-20 instance types like c7i.large."
+  }
+}
+
+variable "on_demand_base_capacity" {
+  description = "Instances that are always on-demand, whatever the Spot share above them."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.on_demand_base_capacity >= 0 && floor(var.on_demand_base_capacity) == var.on_demand_base_capacity
+    error_message = "on_demand_base_capacity must be a whole number, at least 0."
+  }
+}
+
+variable "on_demand_percentage_above_base_capacity" {
+  description = "Percentage of instances above the base that are on-demand; the rest are Spot. 100 (the default) uses no Spot; 0 runs everything above the base on Spot."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.on_demand_percentage_above_base_capacity >= 0 && var.on_demand_percentage_above_base_capacity <= 100
+    error_message = "on_demand_percentage_above_base_capacity must be between 0 and 100."
+  }
+}
+
+variable "spot_allocation_strategy" {
+  description = "How Spot capacity is chosen among instance_types: capacity-optimized (fewest interruptions) or price-capacity-optimized."
   type        = string
-  default     = "t3.small"
+  default     = "capacity-optimized"
+
+  validation {
+    condition     = contains(["capacity-optimized", "price-capacity-optimized", "capacity-optimized-prioritized"], var.spot_allocation_strategy)
+    error_message = "spot_allocation_strategy must be capacity-optimized, price-capacity-optimized or capacity-optimized-prioritized."
+  }
 }
 
 variable "root_volume_size" {
@@ -39,11 +77,21 @@ variable "ebs_kms_key_arn" {
   description = "KMS key for the root volume. null uses the account's EBS default key (the Auto Scaling service-linked role then needs no extra grant)."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.ebs_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/(mrk-[0-9a-f]{32}|[0-9a-f-]{36})$", var.ebs_kms_key_arn))
+    error_message = "ebs_kms_key_arn must be a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), not an alias or a key ID."
+  }
 }
 
 variable "vpc_id" {
   description = "VPC of the subnets."
   type        = string
+
+  validation {
+    condition     = can(regex("^vpc-[0-9a-f]{8,17}$", var.vpc_id))
+    error_message = "vpc_id must look like vpc-0123456789abcdef0."
+  }
 }
 
 variable "subnet_ids" {
@@ -51,15 +99,82 @@ variable "subnet_ids" {
   type        = list(string)
 
   validation {
-    condition     = length(var.subnet_ids) > 0
-    error_message = "subnet_ids needs at least one subnet."
+    condition     = length(var.subnet_ids) > 0 && alltrue([for id in var.subnet_ids : can(regex("^subnet-[0-9a-f]{8,17}$", id))])
+    error_message = "subnet_ids needs at least one subnet, each like subnet-0123456789abcdef0."
   }
 }
 
-variable "additional_security_group_ids" {
-  description = "Security groups attached to the workers in addition to the module's HTTPS-egress-only group (for example one that reaches a database the handler uses)."
+variable "create_security_group" {
+  description = "Create the module's HTTPS-egress-only security group. false: the workers get only security_group_ids."
+  type        = bool
+  default     = true
+}
+
+variable "security_group_ids" {
+  description = "Existing security groups attached to the workers, in addition to the module's own unless create_security_group is false (for example one that reaches a database the handler uses)."
   type        = list(string)
   default     = []
+
+  validation {
+    condition     = alltrue([for id in var.security_group_ids : can(regex("^sg-[0-9a-f]{8,17}$", id))])
+    error_message = "security_group_ids must look like sg-0123456789abcdef0."
+  }
+}
+
+variable "use_name_prefix" {
+  description = "Name the launch template, IAM role, instance profile and security group <name>-<random> (true) or exactly <name> (false). The queues and the group always use <name>."
+  type        = bool
+  default     = true
+}
+
+variable "create_iam_role" {
+  description = "Create the workers' IAM role. false: use iam_role_name (the module still adds its inline policies and an instance profile to it)."
+  type        = bool
+  default     = true
+}
+
+variable "iam_role_name" {
+  description = "Existing IAM role for the workers when create_iam_role is false."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.iam_role_name == null || can(regex("^[A-Za-z0-9+=,.@_-]{1,64}$", var.iam_role_name))
+    error_message = "iam_role_name must be an IAM role name (not an ARN)."
+  }
+}
+
+variable "iam_role_path" {
+  description = "Path of the IAM role and instance profile the module creates."
+  type        = string
+  default     = "/"
+
+  validation {
+    condition     = can(regex("^/([A-Za-z0-9+=,.@_-]+/)*$", var.iam_role_path))
+    error_message = "iam_role_path must start and end with '/', like /workers/."
+  }
+}
+
+variable "iam_role_permissions_boundary" {
+  description = "ARN of a policy that sets the permissions boundary of the role the module creates."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.iam_role_permissions_boundary == null || can(regex("^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/.+$", var.iam_role_permissions_boundary))
+    error_message = "iam_role_permissions_boundary must be an IAM policy ARN."
+  }
+}
+
+variable "session_manager_access" {
+  description = "Shell access through Session Manager: minimal (the SSM agent's session permissions only), managed-policy (AmazonSSMManagedInstanceCore, which also grants ssm:GetParameter(s) on every parameter in the account), or none."
+  type        = string
+  default     = "minimal"
+
+  validation {
+    condition     = contains(["minimal", "managed-policy", "none"], var.session_manager_access)
+    error_message = "session_manager_access must be minimal, managed-policy or none."
+  }
 }
 
 variable "min_size" {
@@ -77,6 +192,49 @@ variable "max_size" {
   description = "Maximum number of instances."
   type        = number
   default     = 10
+
+  validation {
+    condition     = var.max_size >= 1 && var.max_size <= 1000
+    error_message = "max_size must be between 1 and 1000."
+  }
+}
+
+variable "max_instance_lifetime" {
+  description = "Seconds after which Auto Scaling replaces an instance (0: never; else 86400-31536000)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.max_instance_lifetime == 0 || (var.max_instance_lifetime >= 86400 && var.max_instance_lifetime <= 31536000)
+    error_message = "max_instance_lifetime must be 0 or between 86400 (1 day) and 31536000 (365 days)."
+  }
+}
+
+variable "protect_from_scale_in" {
+  description = "Protect new instances from scale-in. Off: the termination hook already lets a worker drain."
+  type        = bool
+  default     = false
+}
+
+variable "instance_maintenance_policy" {
+  description = "Healthy percentages while Auto Scaling replaces unhealthy or rebalanced instances; max 200 launches the replacement first, so a group of one keeps a worker. null: the group's default."
+  type = object({
+    min_healthy_percentage = number
+    max_healthy_percentage = number
+  })
+  default = {
+    min_healthy_percentage = 100
+    max_healthy_percentage = 200
+  }
+
+  validation {
+    condition = var.instance_maintenance_policy == null || (
+      try(var.instance_maintenance_policy.min_healthy_percentage >= 0 && var.instance_maintenance_policy.min_healthy_percentage <= 100, false) &&
+      try(var.instance_maintenance_policy.max_healthy_percentage >= 100 && var.instance_maintenance_policy.max_healthy_percentage <= 200, false) &&
+      try(var.instance_maintenance_policy.max_healthy_percentage - var.instance_maintenance_policy.min_healthy_percentage <= 100, false)
+    )
+    error_message = "instance_maintenance_policy: min 0-100, max 100-200, and max - min at most 100."
+  }
 }
 
 variable "target_backlog_per_instance" {
@@ -94,6 +252,11 @@ variable "instance_warmup_seconds" {
   description = "Seconds after launch before a new instance counts in scaling metrics and instance refresh (boot, READY=1, first polls)."
   type        = number
   default     = 120
+
+  validation {
+    condition     = var.instance_warmup_seconds >= 0 && var.instance_warmup_seconds <= 3600
+    error_message = "instance_warmup_seconds must be between 0 and 3600."
+  }
 }
 
 # --- the daemon's configuration, written to /etc/sqs-poller/<name>.toml by user data ---
@@ -123,28 +286,43 @@ variable "handler_timeout" {
   description = "Seconds before a running handler counts as failed ([handler] timeout)."
   type        = number
   default     = 300
+
+  validation {
+    condition     = var.handler_timeout >= 1 && var.handler_timeout <= 43200
+    error_message = "handler_timeout must be between 1 and 43200 seconds."
+  }
 }
 
 variable "processes" {
   description = "Worker processes per instance ([workers] processes). null: one per vCPU."
   type        = number
   default     = null
+
+  validation {
+    condition     = var.processes == null || try(var.processes >= 1 && var.processes <= 256 && floor(var.processes) == var.processes, false)
+    error_message = "processes must be null or a whole number between 1 and 256."
+  }
 }
 
 variable "concurrency" {
   description = "Messages in flight per worker process ([workers] concurrency)."
   type        = number
   default     = 10
+
+  validation {
+    condition     = var.concurrency >= 1 && var.concurrency <= 1000 && floor(var.concurrency) == var.concurrency
+    error_message = "concurrency must be a whole number between 1 and 1000."
+  }
 }
 
 variable "shutdown_grace" {
-  description = "Seconds in-flight handlers get after SIGTERM ([workers] shutdown_grace). The systemd unit's TimeoutStopSec (90) must stay above this plus wait_time_seconds."
+  description = "Seconds in-flight handlers get after SIGTERM ([workers] shutdown_grace). User data sets the unit's TimeoutStopSec to this + wait_time_seconds + 40."
   type        = number
   default     = 30
 
   validation {
-    condition     = var.shutdown_grace >= 0 && var.shutdown_grace <= 60
-    error_message = "shutdown_grace must be 0-60 seconds; the systemd unit stops waiting after 90 seconds."
+    condition     = var.shutdown_grace >= 0 && var.shutdown_grace <= 3600
+    error_message = "shutdown_grace must be 0-3600 seconds."
   }
 }
 
@@ -234,9 +412,14 @@ variable "message_retention_seconds" {
 }
 
 variable "kms_key_arn" {
-  description = "Existing customer managed KMS key for the queues and log groups. null creates one with rotation."
+  description = "Existing customer managed KMS key for the queues and log groups. null creates one with rotation. Its key policy must let CloudWatch Logs use it for this deployment's log groups before the first apply: the caller_kms_key_policy_statement output is the statement to add."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/(mrk-[0-9a-f]{32}|[0-9a-f-]{36})$", var.kms_key_arn))
+    error_message = "kms_key_arn must be a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID): CloudWatch Logs takes no alias or bare key ID."
+  }
 }
 
 variable "ssm_parameter_path" {
@@ -254,31 +437,63 @@ variable "ssm_kms_key_arn" {
   description = "KMS key that encrypts the SecureString parameters under ssm_parameter_path, when it is not kms_key_arn / the module's key (null: only the module's key)."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.ssm_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/(mrk-[0-9a-f]{32}|[0-9a-f-]{36})$", var.ssm_kms_key_arn))
+    error_message = "ssm_kms_key_arn must be a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)."
+  }
 }
 
 # --- rollout, drain, alarms ---
 
 variable "canary_checkpoints" {
-  description = "Instance refresh checkpoints (percent of the group replaced before each pause); the last must be 100."
+  description = "Rollout checkpoints (percent of the group replaced before each pause): unique, ascending, within 1-100, the last 100."
   type        = list(number)
   default     = [10, 50, 100]
 
   validation {
-    condition     = length(var.canary_checkpoints) > 0 && var.canary_checkpoints[length(var.canary_checkpoints) - 1] == 100
-    error_message = "canary_checkpoints must end with 100."
+    condition = (
+      length(var.canary_checkpoints) > 0 &&
+      length(distinct(var.canary_checkpoints)) == length(var.canary_checkpoints) &&
+      alltrue([for point in var.canary_checkpoints : point >= 1 && point <= 100 && floor(point) == point]) &&
+      alltrue([for index, point in var.canary_checkpoints : index == 0 || point > var.canary_checkpoints[max(index - 1, 0)]]) &&
+      var.canary_checkpoints[length(var.canary_checkpoints) - 1] == 100
+    )
+    error_message = "canary_checkpoints must be unique whole percentages within 1-100, ascending, ending with 100."
   }
 }
 
 variable "canary_checkpoint_delay" {
-  description = "Seconds to watch the alarms at each checkpoint before continuing."
+  description = "Seconds to watch the release's alarms at each checkpoint before continuing."
   type        = number
   default     = 600
+
+  validation {
+    condition     = var.canary_checkpoint_delay >= 0 && var.canary_checkpoint_delay <= 172800
+    error_message = "canary_checkpoint_delay must be between 0 and 172800 seconds (two days)."
+  }
 }
 
 variable "min_healthy_percentage" {
-  description = "Instance refresh keeps at least this percentage of the group in service."
+  description = "A rollout keeps at least this percentage of the group in service."
   type        = number
-  default     = 90
+  default     = 100
+
+  validation {
+    condition     = var.min_healthy_percentage >= 0 && var.min_healthy_percentage <= 100
+    error_message = "min_healthy_percentage must be between 0 and 100."
+  }
+}
+
+variable "max_healthy_percentage" {
+  description = "A rollout may run up to this percentage of the group at once; above 100 it launches replacements before the old instances drain (a group of one keeps its worker)."
+  type        = number
+  default     = 200
+
+  validation {
+    condition     = var.max_healthy_percentage >= 100 && var.max_healthy_percentage <= 200
+    error_message = "max_healthy_percentage must be between 100 and 200."
+  }
 }
 
 variable "lifecycle_heartbeat_timeout" {
@@ -296,6 +511,11 @@ variable "alarm_topic_arn" {
   description = "SNS topic for alarm and OK notifications. null: alarms only show on the dashboard (and still drive rollback)."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.alarm_topic_arn == null || can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\\.fifo)?$", var.alarm_topic_arn))
+    error_message = "alarm_topic_arn must be an SNS topic ARN."
+  }
 }
 
 variable "oldest_message_age_threshold" {
@@ -305,9 +525,36 @@ variable "oldest_message_age_threshold" {
 }
 
 variable "dead_lettered_threshold" {
-  description = "Alarm (and roll back a refresh) when more than this many messages are dead-lettered in 5 minutes."
+  description = "Alarm when more than this many messages are dead-lettered in 5 minutes, all versions together."
   type        = number
   default     = 0
+
+  validation {
+    condition     = var.dead_lettered_threshold >= 0
+    error_message = "dead_lettered_threshold must be at least 0."
+  }
+}
+
+variable "release_dead_lettered_threshold" {
+  description = "Roll a rollout back when instances of the new release dead-letter more than this many messages in any minute of 5."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.release_dead_lettered_threshold >= 0
+    error_message = "release_dead_lettered_threshold must be at least 0."
+  }
+}
+
+variable "release_error_rate_threshold" {
+  description = "Roll a rollout back when more than this share (0-1) of the new release's handler calls fail, three minutes in a row."
+  type        = number
+  default     = 0.1
+
+  validation {
+    condition     = var.release_error_rate_threshold > 0 && var.release_error_rate_threshold < 1
+    error_message = "release_error_rate_threshold must be between 0 and 1 (exclusive)."
+  }
 }
 
 variable "log_retention_days" {
@@ -325,4 +572,18 @@ variable "tags" {
   description = "Tags for every resource."
   type        = map(string)
   default     = {}
+}
+
+variable "resource_tags" {
+  description = "Extra tags per kind of resource, on top of tags: keys queue, autoscaling_group, launch_template, instance, volume, iam_role, security_group, log_group, alarm, kms_key, bucket."
+  type        = map(map(string))
+  default     = {}
+
+  validation {
+    condition = alltrue([for kind in keys(var.resource_tags) : contains([
+      "queue", "autoscaling_group", "launch_template", "instance", "volume", "iam_role",
+      "security_group", "log_group", "alarm", "kms_key", "bucket",
+    ], kind)])
+    error_message = "resource_tags keys must be among queue, autoscaling_group, launch_template, instance, volume, iam_role, security_group, log_group, alarm, kms_key, bucket."
+  }
 }

@@ -5,8 +5,9 @@ terraform {
   required_providers {
     aws = {
       source = "hashicorp/aws"
-      # 5.46: instance_refresh alarm_specification; 6.0 renames aws_region.name.
-      version = ">= 5.46.0, < 6.0.0"
+      # 5.46: instance refresh alarm_specification. The module uses only arguments and
+      # attributes that 5.46 and 6.x both have (`make test` checks both schemas).
+      version = ">= 5.46.0, < 7.0.0"
     }
   }
 }

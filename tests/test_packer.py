@@ -145,6 +145,31 @@ def test_base_image_is_current_amazon_linux_2023(source):
     assert source["ssh_username"] == "ec2-user"
 
 
+def test_base_image_kernel_flavour_is_pinned(source):
+    # GIVEN the AMI name filter (AL2023 publishes kernel-6.1 and newer flavours side by side)
+    name = source["source_ami_filter"][0]["filters"]["name"]
+    variables = load(PACKER / "variables.pkr.hcl")["variable"]
+    flavour = next(v["kernel_flavour"] for v in variables if "kernel_flavour" in v)
+    # THEN most_recent can only pick among images of one kernel flavour
+    assert name == "al2023-ami-2023.*-${var.kernel_flavour}-${var.architecture}"
+    assert re.fullmatch(r"kernel-\d+\.\d+", flavour["default"])
+    # AND the pattern matches real AL2023 names of that flavour only
+    pattern = re.escape(name).replace(r"\*", ".*")
+    pattern = pattern.replace(re.escape("${var.kernel_flavour}"), "kernel-6.1")
+    pattern = pattern.replace(re.escape("${var.architecture}"), "x86_64")
+    assert re.fullmatch(pattern, "al2023-ami-2023.6.20241010.0-kernel-6.1-x86_64")
+    assert not re.fullmatch(pattern, "al2023-ami-2023.6.20241010.0-kernel-6.12-x86_64")
+    assert not re.fullmatch(pattern, "al2023-ami-minimal-2023.6.20241010.0-kernel-6.1-x86_64")
+
+
+def test_copies_to_other_regions_can_use_their_own_keys(source):
+    # A regional KMS key cannot encrypt the copy in another region.
+    assert source["region_kms_key_ids"] == "${var.region_kms_key_ids}"
+    variables = load(PACKER / "variables.pkr.hcl")["variable"]
+    keys = next(v["region_kms_key_ids"] for v in variables if "region_kms_key_ids" in v)
+    assert keys["type"] == "${map(string)}" and keys["default"] == {}
+
+
 def test_image_is_imdsv2_only(source):
     # The newer arguments left out of the 1.6.6 validation are in the real template.
     assert source["imds_support"] == "v2.0"
@@ -177,6 +202,17 @@ def test_build_user_keys_are_removed_last(source, provisioners):
     cleanup = CLEANUP.read_text()
     assert "rm -f /home/ec2-user/.ssh/authorized_keys /root/.ssh/authorized_keys" in cleanup
     assert "/etc/ssh/ssh_host_" in cleanup
+    # An empty machine-id is regenerated at first boot: no two instances share the image's.
+    assert "truncate -s 0 /etc/machine-id" in cleanup
+
+
+def test_provisioning_installs_every_unit_and_the_exporter():
+    script = PROVISION.read_text()
+    for unit in (ROOT / "systemd").glob("*.service"):
+        assert f'"$SRC/systemd/{unit.name}" /etc/systemd/system/' in script, unit.name
+    assert '"$SRC/files/export-journal.sh" "$PREFIX/bin/export-journal"' in script
+    exporter = (ROOT / "systemd/sqs-poller-journal-export.service").read_text()
+    assert "ExecStart=/opt/sqs-poller/bin/export-journal" in exporter
 
 
 def test_provisioning_installs_a_pinned_virtualenv_the_units_and_the_agent():
@@ -200,6 +236,7 @@ def test_provisioning_installs_a_pinned_virtualenv_the_units_and_the_agent():
 def test_shell_scripts_parse():
     for script in (PROVISION, CLEANUP, FILES / "configure-cloudwatch-agent.sh"):
         subprocess.run(["bash", "-n", str(script)], check=True)
+    subprocess.run(["sh", "-n", str(FILES / "export-journal.sh")], check=True)
 
 
 def requirement_names_and_specs() -> dict[str, str]:
@@ -233,7 +270,8 @@ def test_cloudwatch_agent_ships_the_exported_journal_and_scrapes_metrics():
     (collected,) = config["logs"]["logs_collected"]["files"]["collect_list"]
     # The exporter unit writes the poller's journal lines to $LOGS_DIRECTORY/journal.log.
     exporter = (ROOT / "systemd/sqs-poller-journal-export.service").read_text()
-    assert "LogsDirectory=sqs-poller" in exporter and '"$LOGS_DIRECTORY/journal.log"' in exporter
+    assert "LogsDirectory=sqs-poller" in exporter
+    assert 'output="$LOGS_DIRECTORY/journal.log"' in (FILES / "export-journal.sh").read_text()
     assert collected["file_path"] == "/var/log/sqs-poller/journal.log"
     assert collected["log_group_name"] == "@LOG_GROUP@"
 

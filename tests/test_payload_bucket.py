@@ -104,7 +104,8 @@ def test_objects_expire_only_after_every_message_that_points_at_them(tf: dict[st
 
 def test_workers_may_read_and_delete_payloads_and_nothing_else(tf: dict[str, Any]) -> None:
     policy = resources(tf, "aws_iam_role_policy")["payload"]
-    assert policy["role"] == "${aws_iam_role.instance.id}"
+    # The module's role, or the caller's (create_iam_role = false).
+    assert policy["role"] == "${local.role_name}"
     assert policy["policy"] == "${data.aws_iam_policy_document.payload_access[0].json}"
     (statement,) = data(tf, "aws_iam_policy_document")["payload_access"]["statement"]
     assert set(statement["actions"]) == {"s3:GetObject", "s3:DeleteObject"}

@@ -19,7 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SYSTEMD = ROOT / "systemd"
 TEMPLATE = SYSTEMD / "sqs-poller@.service"
 EXPORTER = SYSTEMD / "sqs-poller-journal-export.service"
+UNHEALTHY = SYSTEMD / "sqs-poller-unhealthy@.service"
+EXPORT_SCRIPT = ROOT / "packer" / "files" / "export-journal.sh"
 INSTALLED_BINARY = "/opt/sqs-poller/venv/bin/sqs-poller"
+INSTALLED_PYTHON = "/opt/sqs-poller/venv/bin/python"
+INSTALLED_EXPORTER = "/opt/sqs-poller/bin/export-journal"
+JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
 MAX_EXPOSURE = 1.5
 
 
@@ -77,8 +82,12 @@ def instantiated_units(tmp_path: Path) -> list[Path]:
     instance = tmp_path / "sqs-poller@test.service"
     instance.write_text(text.replace(INSTALLED_BINARY, str(fake)))
     exporter = tmp_path / EXPORTER.name
-    shutil.copy(EXPORTER, exporter)
-    return [instance, exporter]
+    assert INSTALLED_EXPORTER in EXPORTER.read_text()
+    exporter.write_text(EXPORTER.read_text().replace(INSTALLED_EXPORTER, str(EXPORT_SCRIPT)))
+    unhealthy = tmp_path / "sqs-poller-unhealthy@test.service"
+    assert INSTALLED_PYTHON in UNHEALTHY.read_text()
+    unhealthy.write_text(UNHEALTHY.read_text().replace(INSTALLED_PYTHON, str(fake)))
+    return [instance, exporter, unhealthy]
 
 
 def run_verify(units: list[Path]) -> subprocess.CompletedProcess:
@@ -111,7 +120,9 @@ def test_verify_would_catch_a_bad_key(instantiated_units):
     assert "KilMode" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("name", ["sqs-poller@test.service", EXPORTER.name])
+@pytest.mark.parametrize(
+    "name", ["sqs-poller@test.service", EXPORTER.name, "sqs-poller-unhealthy@test.service"]
+)
 def test_security_exposure_is_low(instantiated_units, name):
     # GIVEN an installed unit
     unit = next(path for path in instantiated_units if path.name == name)
@@ -154,13 +165,15 @@ def test_restarts_on_failure_but_not_on_bad_config_or_handler():
 
 
 def test_stop_waits_for_the_drain():
-    # GIVEN the daemon's defaults: shutdown_grace 30 s after a long poll of up to 20 s
-    shutdown_grace, wait_time_seconds = 30, 20
+    # GIVEN the daemon's defaults: shutdown_grace 30 s after a long poll of up to 20 s, and
+    # the settle margin the Terraform module adds to its own derived drop-in
+    shutdown_grace, wait_time_seconds, settle_margin = 30, 20, 40
     unit = read_unit(TEMPLATE)
-    # THEN systemd signals only the supervisor and waits longer than the drain can take
+    # THEN systemd signals only the supervisor and waits as long as the drain can take
     assert one(unit, "Service", "KillMode") == "mixed"
     assert one(unit, "Service", "KillSignal") == "SIGTERM"
-    assert seconds(one(unit, "Service", "TimeoutStopSec")) > shutdown_grace + wait_time_seconds
+    timeout = seconds(one(unit, "Service", "TimeoutStopSec"))
+    assert timeout >= shutdown_grace + wait_time_seconds + settle_margin
 
 
 def test_metrics_directory_is_the_runtime_directory():
@@ -188,21 +201,45 @@ def test_hardening_keeps_network_and_notify_socket():
 
 def test_exporter_follows_only_the_poller_units():
     unit = read_unit(EXPORTER)
-    exec_start = one(unit, "Service", "ExecStart")
+    assert one(unit, "Service", "ExecStart") == INSTALLED_EXPORTER
+    script = "\n".join(
+        line for line in EXPORT_SCRIPT.read_text().splitlines() if not line.lstrip().startswith("#")
+    )
     identifier = one(read_unit(TEMPLATE), "Service", "SyslogIdentifier")
-    assert f"--identifier={identifier}" in exec_start
-    assert "--output=cat" in exec_start, "CloudWatch metric filters parse the raw JSON line"
-    assert "--cursor-file=" in exec_start
+    assert f"--identifier={identifier}" in script
+    assert "--output=cat" in script, "CloudWatch metric filters parse the raw JSON line"
+    assert "--cursor-file=" in script
+    assert "--follow" not in script, "journalctl 252 never writes the cursor in follow mode"
     assert one(unit, "Service", "SupplementaryGroups") == "systemd-journal"
+    # Both units log as sqs-poller, so the unhealthy report reaches CloudWatch too.
+    assert one(read_unit(UNHEALTHY), "Service", "SyslogIdentifier") == identifier
+
+
+def test_a_daemon_stopped_for_good_triggers_the_unhealthy_report():
+    # GIVEN the daemon unit's failure hook
+    hook = one(read_unit(TEMPLATE), "Unit", "OnFailure")
+    # THEN it starts the unhealthy unit of the same instance, which runs the reporter
+    assert hook == "sqs-poller-unhealthy@%i.service"
+    assert (SYSTEMD / hook.replace("%i", "")).exists()
+    unhealthy = read_unit(UNHEALTHY)
+    assert one(unhealthy, "Service", "Type") == "oneshot"
+    assert one(unhealthy, "Service", "ExecStart") == f"{INSTALLED_PYTHON} -m poller.ops.unhealthy"
+    assert (ROOT / "poller" / "ops" / "unhealthy.py").exists()
+    # AND the statuses it treats as permanent are exactly the ones systemd does not restart
+    from poller.ops.unhealthy import PERMANENT_EXIT_STATUSES
+
+    prevented = set(one(read_unit(TEMPLATE), "Service", "RestartPreventExitStatus").split())
+    assert set(PERMANENT_EXIT_STATUSES) == prevented
+    assert "Install" not in unhealthy, "started by OnFailure= only, never enabled"
 
 
 def test_units_parse_as_ini():
     # configparser would choke on stray text systemd might silently ignore
-    for path in (TEMPLATE, EXPORTER):
+    for path in (TEMPLATE, EXPORTER, UNHEALTHY):
         parser = configparser.ConfigParser(strict=False, interpolation=None)
         parser.optionxform = str
         parser.read_string(path.read_text())
-        assert {"Unit", "Service", "Install"} <= set(parser.sections())
+        assert {"Unit", "Service"} <= set(parser.sections())
 
 
 # --- the sandbox, exercised --------------------------------------------------------------

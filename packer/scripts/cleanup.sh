@@ -8,6 +8,10 @@ rm -f /home/ec2-user/.ssh/authorized_keys /root/.ssh/authorized_keys
 rm -f /etc/ssh/ssh_host_*
 # cloud-init runs again (user data, instance id) on every instance launched from the image.
 cloud-init clean --logs --seed
+# An empty machine-id makes systemd create a new one at first boot: journald, DHCP client
+# ids and the journal's per-machine directory differ per instance, not per image.
+truncate -s 0 /etc/machine-id
+rm -f /var/lib/dbus/machine-id
 rm -f /root/.bash_history /home/ec2-user/.bash_history
 journalctl --rotate >/dev/null
 journalctl --vacuum-time=1s >/dev/null

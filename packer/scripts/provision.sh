@@ -34,9 +34,12 @@ python3.11 -m venv "$VENV"
 # systemd units, checked by this machine's own systemd.
 install -m 0644 "$SRC/systemd/sqs-poller@.service" /etc/systemd/system/
 install -m 0644 "$SRC/systemd/sqs-poller-journal-export.service" /etc/systemd/system/
+install -m 0644 "$SRC/systemd/sqs-poller-unhealthy@.service" /etc/systemd/system/
+install -m 0755 "$SRC/files/export-journal.sh" "$PREFIX/bin/export-journal"
 # verify only warns; show its findings in the build log (CI already fails on any).
 systemd-analyze verify /etc/systemd/system/sqs-poller@example.service \
-    /etc/systemd/system/sqs-poller-journal-export.service
+    /etc/systemd/system/sqs-poller-journal-export.service \
+    /etc/systemd/system/sqs-poller-unhealthy@example.service
 systemctl daemon-reload
 systemctl enable sqs-poller-journal-export.service
 # Instances start with `systemctl enable --now sqs-poller@<name>` from user data.

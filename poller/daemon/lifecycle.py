@@ -50,6 +50,15 @@ class Imds:
                 self._token = ""
             raise
 
+    def get_optional(self, path: str) -> str | None:
+        """The value at path, or None while IMDS answers 404 (e.g. no Spot notice yet)."""
+        try:
+            return self.get(path)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
 
 class LifecycleWatcher:
     def __init__(self, cfg: LifecycleConfig, log: Any, client: Any = None):

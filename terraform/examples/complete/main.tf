@@ -58,9 +58,13 @@ module "thumbnails" {
   vpc_id     = var.vpc_id
   subnet_ids = var.private_subnet_ids
 
-  instance_type = "c7i.large"
-  min_size      = 2
-  max_size      = 20
+  # Two on-demand instances always; everything above them on Spot, over three similar
+  # types (the daemon drains on Spot notices and rebalance recommendations).
+  instance_types                           = ["c7i.large", "c6i.large", "m7i.large"]
+  on_demand_base_capacity                  = 2
+  on_demand_percentage_above_base_capacity = 0
+  min_size                                 = 2
+  max_size                                 = 20
   # One instance renders ~25 thumbnails/s; 60 s of acceptable latency -> 1500 per instance.
   target_backlog_per_instance = 1500
 
@@ -81,11 +85,19 @@ module "thumbnails" {
 
   canary_checkpoints           = [10, 50, 100]
   canary_checkpoint_delay      = 600
+  min_healthy_percentage       = 100
+  max_healthy_percentage       = 200
   lifecycle_heartbeat_timeout  = 300
   oldest_message_age_threshold = 300
   alarm_topic_arn              = aws_sns_topic.alarms.arn
 
+  iam_role_path          = "/workers/"
+  session_manager_access = "minimal"
+
   tags = {
     Team = "media"
+  }
+  resource_tags = {
+    alarm = { Pager = "media-oncall" }
   }
 }

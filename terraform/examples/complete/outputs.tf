@@ -17,3 +17,8 @@ output "dashboard_name" {
   description = "CloudWatch dashboard."
   value       = module.thumbnails.dashboard_name
 }
+
+output "rollout" {
+  description = "Settings for `sqs-poller deploy start --settings` after each apply."
+  value       = module.thumbnails.rollout
+}

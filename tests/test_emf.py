@@ -1,0 +1,126 @@
+"""Per-version figures: the exact embedded metric format record CloudWatch turns into
+metrics, and the reporter's deltas. The Terraform alarms read these names."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from poller.daemon.emf import METRICS, EmfReporter, read_outcome_totals, render_emf_record
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_record_has_the_exact_emf_shape():
+    # GIVEN one minute's counts of version ami-0abc/v7 of deployment jobs
+    counts = {"Deleted": 120, "DeadLettered": 2, "HandlerErrors": 5}
+    # WHEN it is rendered
+    record = render_emf_record("SQSPoller/jobs", "jobs", "v7", counts, 1_700_000_000_000)
+    # THEN it is exactly the EMF document: metadata, dimension values and metric values
+    assert record == {
+        "_aws": {
+            "Timestamp": 1_700_000_000_000,
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": "SQSPoller/jobs",
+                    "Dimensions": [["Deployment", "Version"], ["Deployment"]],
+                    "Metrics": [
+                        {"Name": "Deleted", "Unit": "Count"},
+                        {"Name": "DeadLettered", "Unit": "Count"},
+                        {"Name": "HandlerErrors", "Unit": "Count"},
+                    ],
+                }
+            ],
+        },
+        "event": "emf_metrics",
+        "Deployment": "jobs",
+        "Version": "v7",
+        "Deleted": 120,
+        "DeadLettered": 2,
+        "HandlerErrors": 5,
+    }
+
+
+def test_record_follows_the_emf_specification_rules():
+    record = render_emf_record("SQSPoller/jobs", "jobs", "v7", {"DeadLettered": 1}, 1)
+    directive = record["_aws"]["CloudWatchMetrics"][0]
+    # Every dimension and metric named in the directive is a top-level member.
+    for dimension_set in directive["Dimensions"]:
+        assert 1 <= len(dimension_set) <= 30
+        assert all(isinstance(record[name], str) for name in dimension_set)
+    for metric in directive["Metrics"]:
+        assert isinstance(record[metric["Name"]], int | float)
+    # Only metrics with a value are declared.
+    assert [m["Name"] for m in directive["Metrics"]] == ["DeadLettered"]
+    # The CloudWatch agent switches a log group to EMF on exactly this test.
+    line = json.dumps(record)
+    assert line.startswith("{") and line.endswith("}") and '"CloudWatchMetrics"' in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("", "jobs", "v7", {}),
+        ("SQSPoller/jobs", "jobs", "", {}),
+        ("SQSPoller/jobs", "jobs", "v7", {"Mystery": 1}),
+    ],
+)
+def test_record_refuses_what_cloudwatch_would_drop(args):
+    with pytest.raises(ValueError):
+        render_emf_record(*args, timestamp_ms=1)
+
+
+def test_reporter_writes_deltas_one_json_line_a_call():
+    # GIVEN a reporter writing to a stream
+    stream = io.StringIO()
+    reporter = EmfReporter("SQSPoller/jobs", "jobs", "v7", stream=stream)
+    # WHEN the supervisor reports running totals three minutes in a row, the third after
+    # the counters restarted
+    reporter.report({"Deleted": 10, "DeadLettered": 1, "HandlerErrors": 3}, now=60)
+    reporter.report({"Deleted": 25, "DeadLettered": 1, "HandlerErrors": 4}, now=120)
+    reporter.report({"Deleted": 4, "DeadLettered": 0, "HandlerErrors": 0}, now=180)
+    # THEN each line holds the counts of its own minute, zeros included
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    figures = [{name: line[name] for name in METRICS} for line in lines]
+    assert figures == [
+        {"Deleted": 10, "DeadLettered": 1, "HandlerErrors": 3},
+        {"Deleted": 15, "DeadLettered": 0, "HandlerErrors": 1},
+        {"Deleted": 4, "DeadLettered": 0, "HandlerErrors": 0},
+    ]
+    assert [line["_aws"]["Timestamp"] for line in lines] == [60_000, 120_000, 180_000]
+    assert {line["Version"] for line in lines} == {"v7"}
+
+
+def test_terraform_alarms_read_the_names_the_daemon_writes():
+    # GIVEN the module's per-version alarms
+    alarms = (ROOT / "terraform" / "alarms.tf").read_text()
+    # THEN they use the EMF metric and dimension names exactly as rendered here
+    for name in ("DeadLettered", "HandlerErrors"):
+        assert re.search(rf'metric_name\s*=\s*"{name}"', alarms), name
+    assert "Deployment" in alarms and "Version" in alarms
+
+
+def test_totals_come_from_every_worker_processes_counters(tmp_path):
+    # GIVEN two worker processes that settled messages (Prometheus multiprocess files)
+    script = (
+        "from poller.daemon.metrics import Metrics\n"
+        "import sys\n"
+        "m = Metrics()\n"
+        "m.outcome['deleted'].inc(int(sys.argv[1]))\n"
+        "m.outcome['retried'].inc(int(sys.argv[2]))\n"
+        "m.outcome['dead_lettered'].inc(int(sys.argv[3]))\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    for counts in (("7", "2", "1"), ("5", "1", "0")):
+        subprocess.run([sys.executable, "-c", script, *counts], env=env, check=True, cwd=ROOT)
+    # WHEN the supervisor reads the totals
+    totals = read_outcome_totals(str(tmp_path))
+    # THEN they are the sums over both processes, under the EMF names
+    assert totals == {"Deleted": 12.0, "DeadLettered": 1.0, "HandlerErrors": 3.0}
