@@ -156,9 +156,19 @@ class HandlerConfig:
     filters: tuple[str, ...] = key((), check=_filters, doc="Lambda filter patterns (JSON)")
 
 
+def _at_most(chars: int) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        return f"must be at most {chars} characters" if len(value) > chars else None
+
+    return check
+
+
 @dataclass(frozen=True)
 class MetricsConfig:
     listen: str = key("127.0.0.1:9102", check=_listen)
+    emf_namespace: str = key("", check=_at_most(255), doc='CloudWatch EMF per-release figures; "" = off')
+    deployment: str = key("", check=_at_most(1024), doc="EMF dimension Deployment")
+    version: str = key("", check=_at_most(1024), doc="EMF dimension Version: the release")
 
     @property
     def address(self) -> tuple[str, int] | None:
@@ -184,6 +194,7 @@ class LifecycleConfig:
     endpoint_url: str = key("", check=_endpoint)
     poll_seconds: int = key(5, low=1, high=300)
     heartbeat_seconds: int = key(60, low=1, high=7200)
+    rebalance_drain_seconds: int = key(120, low=1, high=3600, doc="drain bound on a rebalance notice")
 
 
 @dataclass(frozen=True)
@@ -297,6 +308,9 @@ def cross_check(config: Config) -> str | None:
             f"handler.batch_size = {h.batch_size} is above workers.concurrency = "
             f"{config.workers.concurrency}: a worker never holds more than its concurrency"
         )
+    m = config.metrics
+    if m.emf_namespace and not (m.deployment and m.version):
+        return "metrics.emf_namespace needs metrics.deployment and metrics.version (the EMF dimensions)"
     lc = config.lifecycle
     if lc.enabled and not (lc.asg_name and lc.hook_name):
         return "lifecycle.enabled = true needs lifecycle.asg_name and lifecycle.hook_name"

@@ -157,6 +157,8 @@ def with_section(key, value):
         raw["crypto"].update(enabled=True, provider="kms")
     if key.section == "idempotency" and key.name == "enabled":
         raw["idempotency"]["table"] = "t"
+    if key.path == "metrics.emf_namespace":
+        raw["metrics"].update(deployment="jobs", version="ami-1")
     if key.path == "crypto.provider":
         raw["crypto"]["keyring_path"] = "/k.json"
     return raw

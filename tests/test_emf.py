@@ -124,3 +124,31 @@ def test_totals_come_from_every_worker_processes_counters(tmp_path):
     totals = read_outcome_totals(str(tmp_path))
     # THEN they are the sums over both processes, under the EMF names
     assert totals == {"Deleted": 12.0, "DeadLettered": 1.0, "HandlerErrors": 3.0}
+
+
+def test_the_daemon_writes_its_release_figures_as_emf_lines(
+    local_sqs, sqs, make_queues, tmp_path, daemon_factory
+):
+    from tests.conftest import queue_total, send_bodies, wait_until, write_config
+
+    # GIVEN a daemon labelled with its release, and 3 good messages and 1 poison one
+    url, dlq = make_queues()
+    send_bodies(sqs, url, ["a", "b", "c"])
+    config = write_config(
+        tmp_path,
+        local_sqs,
+        url,
+        dlq,
+        handler={"target": "tests.handlers:noop"},
+        metrics={"emf_namespace": "SqsPoller", "deployment": "jobs", "version": "ami-0abc/cfg-12"},
+    )
+    daemon = daemon_factory(config)
+    wait_until(lambda: queue_total(sqs, url) == 0, timeout=30)
+    # WHEN it stops (the last partial minute is written then)
+    assert daemon.stop() == 0
+    # THEN stdout carries EMF records whose figures add up to what the release did
+    records = [r for r in daemon.logs() if "_aws" in r]
+    assert records and all(r["Version"] == "ami-0abc/cfg-12" and r["Deployment"] == "jobs" for r in records)
+    assert sum(r["Deleted"] for r in records) == 3
+    assert sum(r["DeadLettered"] for r in records) == 0
+    assert records[-1]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "SqsPoller"

@@ -21,6 +21,7 @@ TOKEN = "imds-token-123"
 class StandIn:
     def __init__(self) -> None:
         self.state = "InService"
+        self.spot_action = ""  # JSON of a Spot interruption notice, once there is one
         self.actions: list[dict[str, str]] = []
         self.unauthorized = 0
         stand_in = self
@@ -44,6 +45,8 @@ class StandIn:
                     "/latest/meta-data/instance-id": "i-0abc123def4567890",
                     "/latest/meta-data/placement/region": "us-east-1",
                 }
+                if stand_in.spot_action:
+                    answers["/latest/meta-data/spot/instance-action"] = stand_in.spot_action
                 if self.path in answers:
                     self._reply(200, answers[self.path])
                 else:
@@ -139,5 +142,50 @@ def test_terminating_instance_drains_then_completes_the_lifecycle_action(
         events = [r.get("event") for r in daemon.logs()]
         assert "lifecycle_terminating" in events and "lifecycle_completed" in events
         assert stand_in.unauthorized == 0  # every metadata read carried the IMDSv2 token
+    finally:
+        stand_in.close()
+
+
+def test_a_spot_interruption_notice_drains_within_its_deadline(
+    local_sqs, sqs, make_queues, tmp_path, daemon_factory
+):
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    stand_in = StandIn()
+    try:
+        # GIVEN a Spot instance's daemon with [lifecycle] spot on, running 4 s messages
+        url, dlq = make_queues()
+        send_bodies(sqs, url, [json.dumps({"sleep": 4, "n": n}) for n in range(8)])
+        config = write_config(
+            tmp_path,
+            local_sqs,
+            url,
+            dlq,
+            handler={"target": "tests.handlers:slow"},
+            workers={"processes": 1, "concurrency": 2, "shutdown_grace": 60},
+            lifecycle={"spot": True, "imds_url": stand_in.url, "poll_seconds": 1},
+        )
+        daemon = daemon_factory(config)
+        wait_until(lambda: any(r["phase"] == "start" for r in daemon.handled()), timeout=30)
+
+        # WHEN EC2 posts an interruption notice for 25 s from now (IMDSv2, 404 until then)
+        when = datetime.now(tz=UTC) + timedelta(seconds=25)
+        stand_in.spot_action = json.dumps(
+            {"action": "terminate", "time": when.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        )
+        noticed = time.monotonic()
+
+        # THEN it drains as on SIGTERM, well before the notice's time, losing nothing
+        wait_until(daemon.exited, timeout=40)
+        assert daemon.proc.returncode == 0, daemon.text()
+        assert time.monotonic() - noticed < 25
+        runs = daemon.handled()
+        started = [r for r in runs if r["phase"] == "start"]
+        assert len([r for r in runs if r["phase"] == "end"]) == len(started)
+        assert queue_counts(sqs, url)["visible"] == 8 - len(started)
+        drained = [r for r in daemon.logs() if r.get("event") == "lifecycle_terminating"]
+        assert drained and drained[0]["reason"] == "spot interruption"
+        assert stand_in.unauthorized == 0
     finally:
         stand_in.close()

@@ -10,6 +10,7 @@ import click
 
 from poller import __version__
 from poller.cli.common import config_option, make_encryptor, optional_config, queue_target
+from poller.cli.deploy import deploy
 from poller.cli.dlq import dlq
 from poller.configload import load_config
 from poller.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, PollerError, SqsError
@@ -140,6 +141,7 @@ def send(
 
 
 cli.add_command(dlq)
+cli.add_command(deploy)
 
 
 def parse_attribute_options(pairs: Sequence[str]) -> dict[str, str]:

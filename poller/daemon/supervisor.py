@@ -33,6 +33,7 @@ from poller.errors import EXIT_FAILURE, EXIT_HANDLER, EXIT_OK, ConfigError
 from poller.sqs import CONNECT_TIMEOUT, READ_SLACK
 
 TICK = 1.0
+EMF_INTERVAL = 60.0  # seconds between per-release EMF lines
 STARTING_TICK = 0.05  # look often until READY=1: start-up time is what a cold start costs
 RESTART_BACKOFF_MAX = 30.0
 STABLE_AFTER = 60.0  # a worker that lived this long resets the restart backoff
@@ -66,7 +67,8 @@ class Supervisor:
         self._ready_sent = False
         self._status = ""
         self._last_watchdog = 0.0
-        self.lifecycle: Any = None  # set by run() when [lifecycle] is enabled
+        self.lifecycle: Any = None  # set by run() when [lifecycle] enabled or spot
+        self.emf: Any = None  # set by run() when [metrics] emf_namespace is set
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -238,7 +240,10 @@ class Supervisor:
         for slot in everyone:
             self._terminate(slot)
         cfg = self.config
-        deadline = time.monotonic() + cfg.workers.shutdown_grace + cfg.queue.wait_time_seconds + 5
+        budget = cfg.workers.shutdown_grace + cfg.queue.wait_time_seconds + 5
+        if self.lifecycle is not None:  # a Spot notice's deadline may leave less
+            budget = self.lifecycle.seconds_left(budget)
+        deadline = time.monotonic() + budget
         while time.monotonic() < deadline and any(s.process.exitcode is None for s in everyone):
             self._wait(0.2)
             self.heartbeat_lifecycle()
@@ -288,23 +293,40 @@ class Supervisor:
             self.notifier.notify("WATCHDOG=1")
             self._last_watchdog = time.monotonic()
 
-    # --- EC2 Auto Scaling lifecycle (see lifecycle.py) ---------------------------------------
+    # --- EC2 instance events (instance.py) and per-release figures (emf.py) --------------------
 
     def _start_lifecycle(self) -> None:
-        if self.config.lifecycle.enabled:
-            from poller.daemon.lifecycle import LifecycleWatcher
+        lc = self.config.lifecycle
+        if lc.enabled or lc.spot:
+            from poller.daemon.instance import InstanceEvents
 
-            self.lifecycle = LifecycleWatcher(self.config.lifecycle, self.log)
+            self.lifecycle = InstanceEvents(lc, self.log)
+        m = self.config.metrics
+        if m.emf_namespace:
+            from poller.daemon.emf import EmfReporter
+
+            self.emf = EmfReporter(m.emf_namespace, m.deployment, m.version)
+            self._next_emf = time.monotonic() + EMF_INTERVAL
 
     def watch_lifecycle(self) -> None:
-        if self.lifecycle is not None and self.lifecycle.terminating():
-            self.log.info("lifecycle_terminating", note="draining as on SIGTERM")
+        if self.lifecycle is not None and (reason := self.lifecycle.drain_reason()):
+            self.log.info("lifecycle_terminating", reason=reason, note="draining as on SIGTERM")
             self._stopping = True
+        if self.emf is not None and time.monotonic() >= self._next_emf:
+            self.report_emf()
+
+    def report_emf(self) -> None:
+        from poller.daemon.emf import read_outcome_totals
+
+        self._next_emf = time.monotonic() + EMF_INTERVAL
+        self.emf.report(read_outcome_totals(self.metrics_dir))
 
     def heartbeat_lifecycle(self) -> None:
         if self.lifecycle is not None:
             self.lifecycle.heartbeat()
 
     def finish_lifecycle(self) -> None:
+        if self.emf is not None:
+            self.report_emf()  # the last partial interval
         if self.lifecycle is not None:
             self.lifecycle.complete()
