@@ -1,4 +1,5 @@
-from poller.cli import main
+if __name__ == "__main__":
+    # Spawned worker processes import this module as __mp_main__: they need none of the CLI.
+    from poller.cli import main
 
-if __name__ == "__main__":  # spawned worker processes import this module as __mp_main__
     raise SystemExit(main())

@@ -1,14 +1,25 @@
-"""AWS clients, made the same way everywhere: a new session per process, bounded timeouts."""
+"""AWS clients, made the same way everywhere: one botocore session per process, bounded
+timeouts, one request per attempt counted as such."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
-from typing import Any, TypeVar
+import os
+import threading
+from typing import Any
 
-from poller.errors import ConfigError
+_lock = threading.Lock()  # botocore sessions are not thread-safe: clients are made one at a time
+_session: tuple[int, Any] | None = None  # (pid, session): a child process makes its own
 
-T = TypeVar("T")
+
+def session() -> Any:
+    """This process's botocore session (made here: never inherited from another process). Its
+    loader caches the endpoint and partition data every client needs: loaded once, not per client."""
+    global _session
+    import botocore.session
+
+    if _session is None or _session[0] != os.getpid():
+        _session = (os.getpid(), botocore.session.get_session())
+    return _session[1]
 
 
 def aws_client(
@@ -19,29 +30,30 @@ def aws_client(
     read_timeout: float = 10,
     attempts: int = 3,
     pool_size: int = 10,
+    validate: bool = True,
 ) -> Any:
-    """A client on a new boto3 session: create it in the process that uses it."""
-    import boto3
+    """A client on this process's botocore session: create it in the process that uses it.
+    (botocore directly: boto3 adds nothing to a low-level client but s3transfer's imports.)"""
     from botocore.config import Config
 
-    return boto3.session.Session().client(
-        service,
-        region_name=region or None,
-        endpoint_url=endpoint_url or None,
-        config=Config(
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retries={"mode": "standard", "max_attempts": attempts},
-            max_pool_connections=max(pool_size, 10),
-            tcp_keepalive=True,
-        ),
-    )
+    with _lock:
+        return session().create_client(
+            service,
+            region_name=region or None,
+            endpoint_url=endpoint_url or None,
+            config=Config(
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                # total_max_attempts counts the first try: attempts=1 is one request, no retry
+                retries={"mode": "standard", "total_max_attempts": attempts},
+                parameter_validation=validate,
+                max_pool_connections=max(pool_size, 10),
+                tcp_keepalive=True,
+            ),
+        )
 
 
-def section_from_mapping(cls: type[T], name: str, section: Mapping[str, Any]) -> T:
-    """Build a config section dataclass from a TOML table; an unknown key is named."""
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise ConfigError(f"{name}.{unknown[0]}: unknown key")
-    return cls(**section)
+def default_region() -> str | None:
+    """The region the AWS SDK resolves (AWS_REGION, AWS_DEFAULT_REGION, the config file)."""
+    with _lock:
+        return session().get_config_variable("region")

@@ -14,15 +14,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from poller.aws import aws_client
+from poller.aws import aws_client, default_region
 from poller.errors import SqsError
+from poller.timeouts import CONNECT_TIMEOUT, READ_SLACK
 
 MAX_BATCH = 10
-READ_SLACK = 10  # seconds a long poll may take beyond WaitTimeSeconds before it counts as hung
-CONNECT_TIMEOUT = 5
 MAX_BATCH_BYTES = 1024 * 1024  # SendMessageBatch: all bodies and attributes together
 
 # Error codes worth waiting out; anything else (missing queue, access denied) is reported too,
@@ -56,12 +54,7 @@ def region_from_url(url: str) -> str | None:
 def queue_region(queue_cfg: Any) -> str:
     """The queue's region: configured, else from its URL, else the SDK's, else us-east-1 for a
     local endpoint (which ignores it)."""
-    return (
-        queue_cfg.region
-        or region_from_url(queue_cfg.url)
-        or boto3.session.Session().region_name
-        or "us-east-1"
-    )
+    return queue_cfg.region or region_from_url(queue_cfg.url) or default_region() or "us-east-1"
 
 
 def make_client(
@@ -72,8 +65,8 @@ def make_client(
     pool_size: int = 10,
     attempts: int = 3,
 ) -> Any:
-    """A new boto3 session and SQS client: call it in the process that uses the client."""
-    region = region or region_from_url(queue_url) or boto3.session.Session().region_name
+    """A new botocore session and SQS client: call it in the process that uses the client."""
+    region = region or region_from_url(queue_url) or default_region()
     return aws_client(
         "sqs",
         region or ("us-east-1" if endpoint_url else None),

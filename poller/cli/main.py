@@ -26,10 +26,13 @@ def cli() -> None:
 @config_option
 def run(config_path: str | None) -> int:
     """Run the daemon in the foreground until SIGTERM/SIGINT (SIGHUP reloads)."""
+    from poller.daemon.boot import skip_rich
+
+    config = load_config(config_path)
+    skip_rich(config.logging.format)
     from poller.daemon.log import configure_logging
     from poller.daemon.supervisor import Supervisor
 
-    config = load_config(config_path)
     configure_logging(config.logging.level, config.logging.format)
     return Supervisor(config, config_path).run()
 

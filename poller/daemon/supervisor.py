@@ -19,6 +19,7 @@ from typing import Any
 
 from poller.config import Config
 from poller.configload import load_config
+from poller.daemon.boot import start_worker
 from poller.daemon.log import configure_logging, get_logger
 from poller.daemon.metrics import (
     Metrics,
@@ -28,9 +29,8 @@ from poller.daemon.metrics import (
     serve_metrics,
 )
 from poller.daemon.systemd import Notifier
-from poller.daemon.worker import RECEIVE_BACKOFF_MAX, run_worker
 from poller.errors import EXIT_FAILURE, EXIT_HANDLER, EXIT_OK, ConfigError
-from poller.sqs import CONNECT_TIMEOUT, READ_SLACK
+from poller.timeouts import health_window
 
 TICK = 1.0
 EMF_INTERVAL = 60.0  # seconds between per-release EMF lines
@@ -184,7 +184,7 @@ class Supervisor:
     def _spawn(self, slot: WorkerSlot) -> None:
         slot.beat = self._ctx.Value("d", 0.0, lock=False)
         slot.process = self._ctx.Process(
-            target=run_worker,
+            target=start_worker,
             args=(slot.config, slot.index, slot.beat),
             name=f"sqs-poller-worker-{slot.index}",
         )
@@ -262,8 +262,7 @@ class Supervisor:
 
     def health(self) -> tuple[bool, str]:
         """Every worker alive and polled within one long poll plus the receive backoff."""
-        # The longest a healthy loop goes between beats: one hung long poll, then a backoff.
-        window = self.config.queue.wait_time_seconds + READ_SLACK + CONNECT_TIMEOUT + RECEIVE_BACKOFF_MAX + 5
+        window = health_window(self.config.queue.wait_time_seconds)
         now = time.time()
         problems = []
         for slot in list(self.slots):

@@ -29,8 +29,8 @@ from poller.handlers.styles import build_runner
 from poller.message import Message
 from poller.pipeline import Pipeline
 from poller.sqs import Sqs, client_for, queue_region, receive_retrying
+from poller.timeouts import RECEIVE_BACKOFF_MAX
 
-RECEIVE_BACKOFF_MAX = 10.0  # seconds between attempts while SQS cannot be reached
 SLOT_LINGER = 0.02  # wait at least this long for a full batch of free slots before a partial receive
 LINGER_MAX = 0.25  # and at most this long, however slow receives are
 
