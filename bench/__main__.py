@@ -56,15 +56,33 @@ _PROFILE_ENV: dict[str, str] = {}
 # --- 1 and 2: CPU per message, requests per message ------------------------------------------
 
 
+STYLE_HANDLERS = {
+    "message": {"target": "bench.handlers:noop"},
+    "lambda": {"target": "bench.handlers:lambda_noop", "style": "lambda", "batch_size": 10},
+}
+
+
 def cpu_run(
-    moto: MotoProcess, kind: str, workdir: Path, messages: int, rate: float, processes: int = 1
+    moto: MotoProcess,
+    kind: str,
+    workdir: Path,
+    messages: int,
+    rate: float,
+    processes: int = 1,
+    style: str = "message",
 ) -> dict[str, Any]:
     """One consumer, fresh queue, paced traffic: CPU and requests of the tree per message."""
     sqs = client(moto.endpoint_url)
     url, dlq = new_queues(sqs)
     if kind.startswith("sqs-poller"):
         config = write_config(
-            workdir, moto.endpoint_url, url, dlq, "bench.handlers:noop", workers={"processes": processes}
+            workdir,
+            moto.endpoint_url,
+            url,
+            dlq,
+            STYLE_HANDLERS[style]["target"],
+            workers={"processes": processes},
+            handler=STYLE_HANDLERS[style],
         )
         consumer: Any = Daemon(config, workdir, env=_PROFILE_ENV).start()
 
@@ -117,6 +135,24 @@ def bench_cpu(moto: MotoProcess, workdir: Path) -> dict[str, Any]:
         out[kind]["cpu_ratio"] = round(
             out[kind]["cpu_ms_per_message"] / out["bare boto3 loop"]["cpu_ms_per_message"], 3
         )
+    return out
+
+
+def bench_styles(moto: MotoProcess, workdir: Path) -> dict[str, Any]:
+    """CPU per message of the lambda style (an unchanged Lambda handler fed Lambda's SQS event)
+    against the message style, one process each, interleaved."""
+    messages = int(setting("BENCH_MESSAGES", 2000, 300))
+    rate = setting("BENCH_RATE", 100, 100)
+    runs = int(setting("BENCH_RUNS", 3, 1))
+    results: dict[str, list[dict[str, Any]]] = {"message": [], "lambda": []}
+    for n in range(runs):
+        for style in results:
+            results[style].append(cpu_run(moto, "sqs-poller", workdir, messages, rate, 1, style))
+            print(f"  style run {n + 1}/{runs} {style}: {results[style][-1]}", file=sys.stderr)
+    out: dict[str, Any] = {"messages": messages, "rate": rate, "runs": runs}
+    for style, rows in results.items():
+        out[style] = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
+    out["lambda_ratio"] = round(out["lambda"]["cpu_ms_per_message"] / out["message"]["cpu_ms_per_message"], 3)
     return out
 
 
@@ -307,6 +343,60 @@ def bench_io(moto: MotoProcess, workdir: Path) -> dict[str, Any]:
     }
 
 
+def bench_async_io(moto: MotoProcess, workdir: Path) -> dict[str, Any]:
+    """One process at concurrency 200 with a 100 ms I/O handler: an async def handler on the
+    worker's event loop against the same handler on 200 threads, each against the bound
+    concurrency / (handler + receive round trip)."""
+    seconds = setting("BENCH_IO_SECONDS", 10, 5)
+    concurrency = 200
+    out: dict[str, Any] = {"concurrency": concurrency, "processes": 1}
+    for kind, target in (
+        ("async", "bench.handlers:sleep_100ms_async"),
+        ("threads", "bench.handlers:sleep_100ms"),
+    ):
+        sqs = client(moto.endpoint_url)
+        url, dlq = new_queues(sqs)
+        config = write_config(
+            workdir,
+            moto.endpoint_url,
+            url,
+            dlq,
+            target,
+            workers={"processes": 1, "concurrency": concurrency},
+            queue={"visibility_timeout": 60},
+        )
+        daemon = Daemon(config, workdir).start()
+        feeder = Feeder(moto.endpoint_url, url, depth=4 * SHALLOW, interval=0.02)
+        probe_url, _ = new_queues(sqs)
+        preload(sqs, probe_url, 10)
+        try:
+            daemon.wait_ready()
+            feeder.start()
+            time.sleep(3)
+            before, started = daemon.scrape(), time.monotonic()
+            round_trips = []
+            while time.monotonic() - started < seconds:
+                asked = time.monotonic()
+                sqs.receive_message(QueueUrl=probe_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+                round_trips.append(time.monotonic() - asked)
+                time.sleep(0.25)
+            after, ended = daemon.scrape(), time.monotonic()
+        finally:
+            feeder.stop()
+            daemon.stop(wake=lambda: None)
+        key = 'sqs_poller_messages_total{outcome="deleted"}'
+        throughput = (after[key] - before[key]) / (ended - started)
+        round_trip = statistics.median(round_trips)
+        bound = concurrency / (0.1 + round_trip)
+        out[kind] = {
+            "throughput_per_s": round(throughput, 1),
+            "bound_per_s": round(bound, 1),
+            "of_bound": round(throughput / bound, 3),
+            "moto_receive_round_trip_ms_p50": round(round_trip * 1000, 1),
+        }
+    return out
+
+
 # --- 6: start-up ------------------------------------------------------------------------------
 
 
@@ -421,6 +511,31 @@ def table(r: dict[str, Any]) -> str:
         ),
         ("Start to READY=1, s (median)", "", f"{ready['median_s']:.2f}", "", ""),
     ]
+    if "styles" in r:
+        st = r["styles"]
+        rows.append(
+            (
+                "CPU per message, ms: lambda style (Lambda's SQS event) / message style, 1 process",
+                "",
+                f"{st['lambda']['cpu_ms_per_message']:.3f} / {st['message']['cpu_ms_per_message']:.3f}"
+                f" = {st['lambda_ratio']:.2f}x",
+                "<= 1.10x",
+                mark(st["lambda_ratio"] <= 1.10),
+            )
+        )
+    if "async_io" in r:
+        aio = r["async_io"]
+        for kind in ("async", "threads"):
+            rows.append(
+                (
+                    f"100 ms I/O, 1 process x {aio['concurrency']}, {kind}: msg/s / bound c/(0.1+round trip)",
+                    "",
+                    f"{aio[kind]['throughput_per_s']:.0f} / {aio[kind]['bound_per_s']:.0f}"
+                    f" = {aio[kind]['of_bound']:.2f}",
+                    ">= 0.9" if kind == "async" else "",
+                    mark(aio[kind]["of_bound"] >= 0.9) if kind == "async" else "",
+                )
+            )
     if "kms" in r:
         kms = r["kms"]
         cached, uncached = kms["cached"], kms["uncached"]
@@ -449,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         metavar="NAMES",
-        help="comma-separated parts to run (ready,latency,io,cpu,saturation,soak,kms)",
+        help="comma-separated parts to run (ready,latency,io,async_io,cpu,styles,saturation,soak,kms)",
     )
     args = parser.parse_args(argv)
     if args.table:
@@ -475,7 +590,9 @@ def main(argv: list[str] | None = None) -> int:
             ("ready", bench_ready),
             ("latency", bench_latency),
             ("io", bench_io),
+            ("async_io", bench_async_io),
             ("cpu", bench_cpu),
+            ("styles", bench_styles),
             ("saturation", bench_saturation),
             ("soak", bench_soak),
             ("kms", bench_kms),

@@ -26,3 +26,14 @@ def stamp(message: Message) -> None:
 def sleep_100ms(message: Message) -> None:
     """An I/O-bound handler: waits 100 ms, as for a slow downstream call."""
     time.sleep(0.1)
+
+
+def lambda_noop(event: dict, context: object) -> None:
+    """An unchanged-Lambda-style handler that does nothing: the style's own cost."""
+
+
+async def sleep_100ms_async(message: Message) -> None:
+    """The same I/O-bound handler as a coroutine: awaits 100 ms."""
+    import asyncio
+
+    await asyncio.sleep(0.1)
