@@ -161,7 +161,7 @@ class Feeder(threading.Thread):
 
 
 def write_config(
-    workdir: Path, endpoint_url: str, url: str, dlq_url: str, handler: str, **overrides: Any
+    workdir: Path, endpoint_url: str, url: str, dlq_url: str, target: str, **overrides: Any
 ) -> Path:
     sections: dict[str, dict[str, Any]] = {
         "queue": {
@@ -174,7 +174,7 @@ def write_config(
             "max_receives": 5,
         },
         "workers": {"processes": 2, "concurrency": 10, "shutdown_grace": 10},
-        "handler": {"target": handler, "timeout": 60},
+        "handler": {"target": target, "timeout": 60},
         "metrics": {"listen": f"127.0.0.1:{free_port()}"},
         "logging": {"level": "info", "format": "json"},
     }

@@ -1,4 +1,4 @@
-"""The worker's riskiest paths through its seams: a Worker on an in-memory SQS (`FakeSqs`, which
+"""The worker's riskiest paths through its seams: a Worker on an in-memory SQS (`MemorySqs`, which
 keeps what a real queue would: deletes, visibility changes, sends, and the thread of each call)
 and its own metrics registry. The handler timeout race, ReceiptHandleIsInvalid on delete and on
 extension, and a partly failed DeleteMessageBatch."""
@@ -6,9 +6,7 @@ extension, and a partly failed DeleteMessageBatch."""
 from __future__ import annotations
 
 import json
-import threading
 import time
-import uuid
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -17,83 +15,15 @@ from poller.configload import build_config
 from poller.daemon.log import configure_logging
 from poller.daemon.metrics import Metrics
 from poller.daemon.worker import Worker
+from poller.dev.memsqs import MemorySqs
 from poller.handlers.load import LoadedHandler
-from poller.sqs import BatchFailure
 
 URL = "https://sqs.us-east-1.amazonaws.com/123456789012/jobs"
 DLQ = "https://sqs.us-east-1.amazonaws.com/123456789012/jobs-dlq"
 
 
-class FakeSqs:
-    """An in-memory queue behind the Sqs interface the worker uses."""
-
-    def __init__(self) -> None:
-        self.inbox: list[dict[str, Any]] = []
-        self.deleted: list[str] = []  # receipt handles, in order
-        self.visibility: list[tuple[str, int, str]] = []  # (receipt, seconds, thread)
-        self.sent: list[tuple[str, dict[str, Any], str]] = []  # (queue, entry, thread)
-        self.refuse_delete: set[str] = set()  # receipt handles SQS no longer knows
-        self.refuse_extend: set[str] = set()
-        self.fail_delete_once: set[str] = set()  # receipts whose first delete fails transiently
-        self.delete_calls = 0
-        self.lock = threading.Lock()
-
-    def put(self, body: str, receive_count: int = 1) -> str:
-        receipt = f"rh-{uuid.uuid4().hex[:8]}"
-        self.inbox.append(
-            {
-                "MessageId": receipt.replace("rh", "id"),
-                "ReceiptHandle": receipt,
-                "Body": body,
-                "Attributes": {
-                    "ApproximateReceiveCount": str(receive_count),
-                    "SentTimestamp": str(int(time.time() * 1000)),
-                },
-                "MessageAttributes": {},
-            }
-        )
-        return receipt
-
-    def receive(self, url: str, count: int, wait: int, visibility: int | None = None) -> list[dict[str, Any]]:
-        with self.lock:
-            got, self.inbox = self.inbox[:count], self.inbox[count:]
-        if not got:
-            time.sleep(0.02)
-        return got
-
-    def delete_batch(self, url: str, receipts: list[tuple[str, str]]) -> list[BatchFailure]:
-        failures = []
-        with self.lock:
-            self.delete_calls += 1
-            for id_, receipt in receipts:
-                if receipt in self.refuse_delete:
-                    failures.append(BatchFailure(id_, "ReceiptHandleIsInvalid", "gone", True))
-                elif receipt in self.fail_delete_once:
-                    self.fail_delete_once.discard(receipt)
-                    failures.append(BatchFailure(id_, "InternalError", "try again", False))
-                else:
-                    self.deleted.append(receipt)
-        return failures
-
-    def change_visibility_batch(self, url: str, changes: list[tuple[str, str, int]]) -> list[BatchFailure]:
-        failures = []
-        for id_, receipt, seconds in changes:
-            if receipt in self.refuse_extend:
-                failures.append(BatchFailure(id_, "ReceiptHandleIsInvalid", "gone", True))
-            else:
-                self.visibility.append((receipt, seconds, threading.current_thread().name))
-        return failures
-
-    def change_visibility(self, url: str, receipt: str, seconds: int) -> None:
-        self.visibility.append((receipt, seconds, threading.current_thread().name))
-
-    def send(self, url: str, entry: dict[str, Any]) -> str:
-        self.sent.append((url, entry, threading.current_thread().name))
-        return uuid.uuid4().hex
-
-
 def make_worker(
-    sqs: FakeSqs, handle: Any, timeout: int = 60, **queue: Any
+    sqs: MemorySqs, handle: Any, timeout: int = 60, **queue: Any
 ) -> tuple[Worker, CollectorRegistry]:
     raw = {
         "queue": {"url": URL, "dlq_url": DLQ, "wait_time_seconds": 0, "visibility_timeout": 30, **queue},
@@ -134,7 +64,7 @@ def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
 
 def test_a_timed_out_handler_is_settled_once_on_a_handler_thread_and_its_late_return_ignored(capsys):
     # GIVEN a handler that runs past its 1 s timeout on its last allowed receive
-    sqs = FakeSqs()
+    sqs = MemorySqs()
     slow = sqs.put("slow", receive_count=2)
 
     def handle(message: Any) -> None:
@@ -155,7 +85,7 @@ def test_a_timed_out_handler_is_settled_once_on_a_handler_thread_and_its_late_re
 
 
 def test_a_timed_out_retry_changes_visibility_once_and_the_late_success_deletes_nothing():
-    sqs = FakeSqs()
+    sqs = MemorySqs()
     slow = sqs.put("slow")
     worker, registry = make_worker(sqs, lambda m: time.sleep(2.5), timeout=1, max_receives=5)
     run_until(worker, lambda: any(r == slow for r, _, _ in sqs.visibility) and not len(worker.held))
@@ -168,7 +98,7 @@ def test_a_timed_out_retry_changes_visibility_once_and_the_late_success_deletes_
 
 def test_receipt_handle_invalid_on_delete_is_counted_and_logged_and_the_worker_goes_on(capsys):
     # GIVEN a message whose receipt SQS no longer knows by the time it is deleted, and another
-    sqs = FakeSqs()
+    sqs = MemorySqs()
     stale = sqs.put("a")
     fine = sqs.put("b")
     sqs.refuse_delete.add(stale)
@@ -186,7 +116,7 @@ def test_receipt_handle_invalid_on_delete_is_counted_and_logged_and_the_worker_g
 
 def test_receipt_handle_invalid_on_extension_is_counted_and_the_message_still_settles(capsys):
     # GIVEN a handler that outlives the 3 s visibility, and SQS refusing to extend it
-    sqs = FakeSqs()
+    sqs = MemorySqs()
     long = sqs.put("long")
     sqs.refuse_extend.add(long)
     worker, registry = make_worker(sqs, lambda m: time.sleep(3), visibility_timeout=3)
@@ -200,7 +130,7 @@ def test_receipt_handle_invalid_on_extension_is_counted_and_the_message_still_se
 
 def test_a_partly_failed_delete_batch_retries_only_the_failed_entries():
     # GIVEN ten messages, three of whose deletes fail once inside the batch response
-    sqs = FakeSqs()
+    sqs = MemorySqs()
     receipts = [sqs.put(f"m{n}") for n in range(10)]
     sqs.fail_delete_once |= set(receipts[2:5])
     worker, registry = make_worker(sqs, lambda m: None)

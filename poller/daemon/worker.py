@@ -33,6 +33,7 @@ from poller.timeouts import RECEIVE_BACKOFF_MAX
 
 SLOT_LINGER = 0.02  # wait at least this long for a full batch of free slots before a partial receive
 LINGER_MAX = 0.25  # and at most this long, however slow receives are
+MAX_PARALLEL_RECEIVES = 8  # receives in flight at once while the queue keeps them full
 
 
 class Worker:
@@ -61,6 +62,8 @@ class Worker:
         self._round_trip = 0.0  # the last receive that returned messages took this long
         self._pending: list[InFlight] = []  # batch and lambda styles: a batch being gathered
         self._pending_until = 0.0
+        self._busy = False  # the last receive came back full: more is waiting
+        self._receivers: Any = None  # a thread pool for parallel receives, made when first busy
         self.log = get_logger("poller.worker")
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -173,12 +176,21 @@ class Worker:
         wait = cfg.wait_time_seconds
         if self._pending:  # never wait past the batch window for more
             wait = min(wait, max(0, math.ceil(self._pending_until - time.monotonic())))
+        calls = min(free // cfg.batch_size, MAX_PARALLEL_RECEIVES) if self._busy else 1
         try:
             received_at = time.monotonic()
-            raw = self._receive(self._poll, cfg.url, free, wait, cfg.visibility_timeout)
+            if calls > 1:
+                raw = self._receive_parallel(calls, wait)
+            else:
+                raw = self._receive(
+                    self._poll, cfg.url, min(free, cfg.batch_size), wait, cfg.visibility_timeout
+                )
         except SqsError:
             return  # only when stopping: the retrying above waits out everything else
         self.beat()
+        # A full batch means more is waiting: while it lasts, free slots fill with parallel receives.
+        asked = calls * cfg.batch_size if calls > 1 else min(free, cfg.batch_size)
+        self._busy = len(raw) >= asked
         if not raw:
             return
         self._round_trip = time.monotonic() - received_at
@@ -191,6 +203,31 @@ class Worker:
             self._gather(held)
         else:
             self._dispatch(held)
+
+    def _receive_parallel(self, calls: int, wait: int) -> list[dict[str, Any]]:
+        """`calls` full-batch receives at once: a slot then waits about one round trip for its
+        next message instead of one round trip per ten slots."""
+        if self._receivers is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._receivers = ThreadPoolExecutor(MAX_PARALLEL_RECEIVES, thread_name_prefix="receive")
+        cfg = self.config.queue
+        futures = [
+            self._receivers.submit(
+                self._receive, self._poll, cfg.url, cfg.batch_size, wait, cfg.visibility_timeout
+            )
+            for _ in range(calls)
+        ]
+        raw: list[dict[str, Any]] = []
+        errors = []
+        for future in futures:
+            try:
+                raw += future.result()
+            except SqsError as exc:  # only when stopping (the retrying waits out the rest)
+                errors.append(exc)
+        if errors and not raw:
+            raise errors[0]
+        return raw  # what any call received is held, even when another failed
 
     def _hold(self, raw: list[dict[str, Any]], visible_until: float) -> list[InFlight]:
         url = self.config.queue.url
@@ -239,7 +276,7 @@ class Worker:
             while True:
                 free = concurrency - len(self.held)
                 if free >= want or self.stopping or (self._pending and self._batch_due()):
-                    return min(free, cfg.queue.batch_size)
+                    return free
                 now = time.monotonic()
                 if free > 0:
                     linger = max(SLOT_LINGER, min(LINGER_MAX, 2 * self._round_trip))
