@@ -39,6 +39,7 @@ def test_quick_bench_writes_a_table_of_sane_figures(tmp_path: Path) -> None:
         assert "median" in peer, f"{name}: {peer.get('status')}"
         run = peer["runs"][0]
         assert run["handled"] == 50
+        assert run["handled_twice"] == 0
         # AND the server counted at least a receive and a delete per batch of ten, and no
         # more than one of each per message
         assert 0.2 <= run["requests_per_message"] <= 2, run["requests_by_action"]

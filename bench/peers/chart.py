@@ -31,12 +31,14 @@ def main(source: str, out: str) -> int:
     left.barh(rows, cpu, color="#4c72b0")
     left.set_yticks(rows, names)
     left.set_xlabel("CPU ms per message (process tree)")
+    left.set_xlim(0, max(cpu + [0.1]) * 1.15)
     for y, v in zip(rows, cpu, strict=True):
         if v:
             left.text(v, y, f" {v:.2f}", va="center", fontsize=8)
     right.barh([r + 0.2 for r in rows], rss, height=0.4, color="#dd8452", label="peak RSS (tree)")
     right.barh([r - 0.2 for r in rows], pss, height=0.4, color="#55a868", label="peak PSS (tree)")
     right.set_xlabel("MB")
+    right.set_xlim(0, max(rss + [1]) * 1.12)
     right.legend(loc="lower right", fontsize=8)
     for y, v in zip(rows, rss, strict=True):
         if v:

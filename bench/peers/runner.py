@@ -98,12 +98,17 @@ def _rollup_kb(pid: int, key: str) -> int:
     return 0
 
 
-def count_lines(path: Path) -> int:
+def read_record(path: Path) -> dict[int, list[float]]:
+    """Message number -> the latency of each time it was handled (more than one: a duplicate)."""
+    handled: dict[int, list[float]] = {}
     try:
-        with open(path, "rb") as fh:
-            return fh.read().count(b"\n")
+        text = path.read_text()
     except FileNotFoundError:
-        return 0
+        return handled
+    for line in text.splitlines():
+        n, _, latency = line.partition(" ")
+        handled.setdefault(int(n), []).append(float(latency))
+    return handled
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -213,7 +218,8 @@ def run_once(
         for action in requests_after
         if requests_after[action] - requests_before.get(action, 0)
     }
-    latencies = [float(x) for x in record.read_text().split()[warmup:]]
+    handled = {n: times for n, times in read_record(record).items() if n >= warmup}
+    latencies = [times[0] for times in handled.values()]
     return {
         "cpu_ms_per_message": round((cpu_after - cpu_before) * 1000 / messages, 4),
         "requests_per_message": round(sum(by_action.values()) / messages, 4),
@@ -223,7 +229,8 @@ def run_once(
         "peak_rss_mb": round(memory.peak_rss / MB, 1),
         "peak_pss_mb": round(memory.peak_pss / MB, 1),
         "processes": memory.peak_processes,
-        "handled": len(latencies),
+        "handled": len(handled),
+        "handled_twice": sum(len(times) > 1 for times in handled.values()),
         "seconds": round(elapsed, 1),
         "first_receive_s": round(ready_s, 2),
     }
@@ -241,9 +248,15 @@ def _wait_handled(
 ) -> None:
     """Until `count` messages were handled and nothing is left on the queue (deletes done)."""
     started = time.monotonic()
-    while count_lines(record) < count or queue_total(sqs, url):
-        what = f"only {count_lines(record)} of {count} messages handled"
-        _check(consumer, log, started, timeout, what)
+    while len(read_record(record)) < count or queue_total(sqs, url):
+        if not consumer.alive() or time.monotonic() - started > timeout:
+            attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+            what = (
+                f"{len(read_record(record))} of {count} messages handled, "
+                f"{attrs['ApproximateNumberOfMessages']} visible and "
+                f"{attrs['ApproximateNumberOfMessagesNotVisible']} in flight on the queue"
+            )
+            _check(consumer, log, started, timeout, what)
         time.sleep(0.1)
 
 

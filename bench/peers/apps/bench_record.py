@@ -10,17 +10,18 @@ import time
 _fd: list[int] = []
 
 
-def record(sent: float) -> None:
-    """One line per message handled: seconds from the producer's send to this call."""
+def record(sent: float, n: int) -> None:
+    """One line per message handled: its number, and seconds from the producer's send to now."""
     latency = time.time() - sent
     if not _fd:  # opened once per process, appended atomically from every process
         _fd.append(os.open(os.environ["BENCH_PEERS_RECORD"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
-    os.write(_fd[0], b"%.6f\n" % latency)
+    os.write(_fd[0], b"%d %.6f\n" % (n, latency))
 
 
 def handle_body(body: str) -> None:
     """The no-op handler for a raw SQS body: parse the JSON, record."""
-    record(json.loads(body)["t"])
+    payload = json.loads(body)
+    record(payload["t"], payload["n"])
 
 
 def handle_message(message: object) -> None:

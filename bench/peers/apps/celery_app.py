@@ -40,4 +40,4 @@ app.conf.update(
 
 @app.task(name="bench.handle")
 def handle(payload: dict) -> None:
-    record(payload["t"])
+    record(payload["t"], payload["n"])

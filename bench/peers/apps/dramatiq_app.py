@@ -15,4 +15,4 @@ dramatiq.set_broker(broker)
 
 @dramatiq.actor(queue_name=os.environ["BENCH_QUEUE_NAME"], actor_name="handle", max_retries=0)
 def handle(payload: dict) -> None:
-    record(payload["t"])
+    record(payload["t"], payload["n"])

@@ -7,4 +7,4 @@ from bench_record import record
 
 
 def handle(t: float, n: int) -> None:
-    record(t)
+    record(t, n)

@@ -14,7 +14,7 @@ queue = env.queue(os.environ["BENCH_QUEUE_NAME"])
 
 @queue.processor("handle")
 def handle(t: float, n: int) -> None:
-    record(t)
+    record(t, n)
 
 
 if __name__ == "__main__":
