@@ -41,6 +41,17 @@ HANDLERS = {  # name -> (handler duration in s, CPU it spends itself in ms): I/O
 LAMBDA_NOOP_BILLED_S = 0.002  # a no-op Python handler's billed duration per invocation (assumed)
 LAMBDA_BATCHES = (1, 10)
 LAMBDA_SQS_REQUESTS_PER_MESSAGE = 0.2  # the floor: one receive and one delete per ten messages
+# Messages each consumer handles at once as `make bench-peers` runs it (threads, children or
+# slots); a slower handler is bounded by slots / duration until more are configured.
+SLOTS_AS_RUN = {
+    "bare boto3 loop": 1,
+    "sqs-poller 1 process": 10,
+    "sqs-poller 2 processes": 20,
+    "Celery (SQS broker)": 1,
+    "dramatiq (dramatiq-sqs)": 8,
+    "sqs-workers": 1,
+    "PyQS": 1,
+}
 
 
 def lambda_per_million(duration_s: float, batch: int, p: dict[str, Any]) -> float:
@@ -74,6 +85,7 @@ def rows(results: dict[str, Any], handler: str, p: dict[str, Any]) -> list[dict[
                     "instance": instance,
                     "messages_per_second": per_second,
                     "slots_in_flight": per_second * duration,
+                    "slots_as_run": SLOTS_AS_RUN.get(name),
                     "instance_usd_per_million": instance_per_million,
                     "sqs_usd_per_million": sqs_per_million,
                     "total_usd_per_million": instance_per_million + sqs_per_million,
@@ -93,21 +105,32 @@ def rows(results: dict[str, Any], handler: str, p: dict[str, Any]) -> list[dict[
 def table(results: dict[str, Any], handler: str, p: dict[str, Any] = PRICES) -> str:
     batches = " / ".join(str(b) for b in LAMBDA_BATCHES)
     lines = [
-        f"| Consumer | instance | msg/s at {CPU_TARGET:.0%} CPU | in flight | "
+        f"| Consumer | instance | msg/s at {CPU_TARGET:.0%} CPU | in flight (slots as run) | "
         f"$ / million, instance fully used + SQS requests | Lambda $ / million, batch {batches} | "
         f"instance cheaper above, M msg/month (batch {batches}) | one instance's capacity, M msg/month |",
         "|" + "---|" * 8,
     ]
     for r in rows(results, handler, p):
         lam = " / ".join(f"{v:.3f}" for v in r["lambda_usd_per_million"].values())
-        even = " / ".join(f"{v:,.0f}" for v in r["break_even_millions_per_month"].values())
+        even = " / ".join(
+            _volume(v, r["capacity_millions_per_month"]) for v in r["break_even_millions_per_month"].values()
+        )
+        slots = f" ({r['slots_as_run']})" if r["slots_as_run"] and r["slots_in_flight"] else ""
         lines.append(
             f"| {r['consumer']} | {r['instance']} | {r['messages_per_second']:,.0f} | "
-            f"{r['slots_in_flight']:,.0f} | {r['instance_usd_per_million']:.4f} + "
+            f"{r['slots_in_flight']:,.0f}{slots} | {r['instance_usd_per_million']:.4f} + "
             f"{r['sqs_usd_per_million']:.3f} = {r['total_usd_per_million']:.3f} | {lam} | {even} | "
             f"{r['capacity_millions_per_month']:,.0f} |"
         )
     return "\n".join(lines)
+
+
+def _volume(millions: float, capacity: float) -> str:
+    """A break-even volume; 'never' when the consumer's own SQS requests cost more than Lambda,
+    and marked when one instance cannot handle that much."""
+    if millions == float("inf"):
+        return "never"
+    return f"{millions:,.0f}" + (" (> 1 instance)" if millions > capacity else "")
 
 
 def markdown(results: dict[str, Any], p: dict[str, Any] = PRICES) -> str:

@@ -6,6 +6,7 @@ BENCH_PEERS_MESSAGES [1000; quick 100] per run after BENCH_PEERS_WARMUP [100; qu
 BENCH_PEERS_RATE [50 msg/s], BENCH_PEERS_ROUNDS [3; quick 1] interleaved rounds (median),
 BENCH_PEERS_ONLY (comma-separated consumer names), BENCH_PEERS_OUT [bench/results] for
 peers.json, peers.md and peers.png. Peer virtualenvs come from bench/peers/install.sh.
+`python -m bench.peers --render bench/results/peers.json` redraws the table and chart.
 """
 
 from __future__ import annotations
@@ -134,7 +135,18 @@ def draw(json_path: Path, png: Path) -> str | None:
     return None if done.returncode == 0 else done.stderr.strip()[-500:]
 
 
+def render(json_path: Path) -> int:
+    """Redraw peers.md and peers.png beside an earlier peers.json."""
+    out = json.loads(json_path.read_text())
+    out["chart_error"] = draw(json_path, json_path.with_suffix(".png"))
+    json_path.with_suffix(".md").write_text(report.markdown(out))
+    print(report.table(out))
+    return 0
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--render"]:
+        return render(Path(sys.argv[2]))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: no consumer outlives the bench
     s = settings()
     started = time.monotonic()

@@ -31,13 +31,13 @@ def machine() -> dict[str, Any]:
 
 
 def commit() -> str:
-    """The commit measured, with `+changes` when poller/ or bench/ differ from it."""
+    """The commit measured, with `+changes` when poller/ or bench/ (results aside) differ from it."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "poller", "bench"],
+            ["git", "status", "--porcelain", "--", "poller", "bench", ":!bench/results"],
             cwd=REPO,
             capture_output=True,
             text=True,
