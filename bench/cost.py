@@ -14,6 +14,8 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results" / "peers.json"
 
+# List prices as published on the sources below; written down on this date from those pages'
+# figures, not fetched (the bench machine reaches no web page). Re-check before relying on them.
 PRICES: dict[str, Any] = {
     "date": "2026-11-27",
     "region": "us-east-1, On-Demand, Linux",
@@ -139,9 +141,9 @@ def markdown(results: dict[str, Any], p: dict[str, Any] = PRICES) -> str:
     )
     parts = [
         f"Prices ({p['region']}, taken {p['date']}): {instances}; Lambda "
-        f"${p['lambda_usd_per_million_requests']} per million requests and "
-        f"${p['lambda_usd_per_gb_second']} per GB-s at {p['lambda_memory_gb'] * 1024:.0f} MB; SQS "
-        f"${p['sqs_usd_per_million_requests']} per million requests. CPU per message from "
+        f"${p['lambda_usd_per_million_requests']:.2f} per million requests and "
+        f"${p['lambda_usd_per_gb_second']:.10f} per GB-s at {p['lambda_memory_gb'] * 1024:.0f} MB; SQS "
+        f"${p['sqs_usd_per_million_requests']:.2f} per million requests. CPU per message from "
         f"{results['when']} ({results['machine']['cpu_model']}).",
     ]
     for handler in HANDLERS:
