@@ -1,6 +1,6 @@
 """`make bench-peers` in quick mode, for the two consumers that need no peer virtualenv: the
-bare boto3 loop and sqs-poller, with tiny counts. Checks the bench produces its table with
-sane figures, not the figures themselves."""
+bare boto3 loop and sqs-poller, with tiny counts, and a peer whose install failed. Checks the
+bench produces its table with sane figures, not the figures themselves."""
 
 from __future__ import annotations
 
@@ -15,11 +15,16 @@ CONSUMERS = ["bare boto3 loop", "sqs-poller 1 process"]
 
 
 def test_quick_bench_writes_a_table_of_sane_figures(tmp_path: Path) -> None:
-    # GIVEN the quick mode, two consumers, 50 messages each after a 10-message warm-up
+    # GIVEN the quick mode, two consumers, 50 messages each after a 10-message warm-up, and
+    # PyQS, whose virtualenv failed to install
+    venvs = tmp_path / "venvs"
+    venvs.mkdir()
+    (venvs / "pyqs.failed").write_text("ERROR: No matching distribution found for pyqs==1.0.1\n")
     env = {
         **os.environ,
         "BENCH_PEERS_QUICK": "1",
-        "BENCH_PEERS_ONLY": ",".join(CONSUMERS),
+        "BENCH_PEERS_ONLY": ",".join([*CONSUMERS, "PyQS"]),
+        "BENCH_PEERS_VENVS": str(venvs),
         "BENCH_PEERS_MESSAGES": "50",
         "BENCH_PEERS_WARMUP": "10",
         "BENCH_PEERS_OUT": str(tmp_path),
@@ -33,7 +38,7 @@ def test_quick_bench_writes_a_table_of_sane_figures(tmp_path: Path) -> None:
     # THEN it succeeds and every consumer measured every message
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "peers.json").read_text())
-    assert list(results["peers"]) == CONSUMERS
+    assert list(results["peers"]) == [*CONSUMERS, "PyQS"]
     for name in CONSUMERS:
         peer = results["peers"][name]
         assert "median" in peer, f"{name}: {peer.get('status')}"
@@ -54,5 +59,7 @@ def test_quick_bench_writes_a_table_of_sane_figures(tmp_path: Path) -> None:
     table = (tmp_path / "peers.md").read_text()
     for name in CONSUMERS:
         assert f"| {name} |" in table
+    # AND the peer that could not be installed has its row, with pip's reason
+    assert "| PyQS | did not install: ERROR: No matching distribution found for pyqs==1.0.1 |" in table
     assert f"{os.cpu_count()} cores" in table
     assert (tmp_path / "peers.png").exists() or "Chart not drawn:" in table

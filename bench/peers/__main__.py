@@ -4,7 +4,8 @@ dramatiq (dramatiq-sqs), sqs-workers and PyQS on the same workload against moto'
 Sizes from the environment (defaults in brackets; BENCH_PEERS_QUICK=1 for a smoke test):
 BENCH_PEERS_MESSAGES [1000; quick 100] per run after BENCH_PEERS_WARMUP [100; quick 20],
 BENCH_PEERS_RATE [50 msg/s], BENCH_PEERS_ROUNDS [3; quick 1] interleaved rounds (median),
-BENCH_PEERS_ONLY (comma-separated consumer names), BENCH_PEERS_OUT [bench/results] for
+BENCH_PEERS_ONLY (comma-separated consumer names), BENCH_PEERS_VENVS [.venv-peers] for the
+peers' virtualenvs, BENCH_PEERS_OUT [bench/results] for
 peers.json, peers.md and peers.png. Peer virtualenvs come from bench/peers/install.sh.
 `python -m bench.peers --render bench/results/peers.json` redraws the table and chart.
 """

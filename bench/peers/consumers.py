@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 APPS = Path(__file__).resolve().parent / "apps"
-VENVS = REPO / ".venv-peers"
+VENVS = Path(os.environ.get("BENCH_PEERS_VENVS", REPO / ".venv-peers"))  # install.sh makes them
 
 # (body, message attributes) for one payload {"t": send time, "n": sequence number}
 Encoder = Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]
