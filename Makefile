@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench drill lint deploy-tools clean
+.PHONY: demo test bench bench-peers drill lint deploy-tools clean
 
 $(VENV)/.installed-demo: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,8 +34,13 @@ lint: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(PY) -m bench
 
+# Peers side by side: each peer in its own pinned virtualenv under .venv-peers/ (see bench/README.md).
+bench-peers: $(VENV)/.installed-dev
+	PYTHON=$(PYTHON) bash bench/peers/install.sh
+	$(PY) -m bench.peers
+
 drill: $(VENV)/.installed-dev
 	$(PY) -m pytest -m drill tests/test_drills.py
 
 clean:
-	rm -rf $(VENV) .venv-checkov .cache build dist *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-checkov .venv-peers .cache build dist *.egg-info .pytest_cache .hypothesis
