@@ -162,6 +162,10 @@ class Threads:
     def submit(self, task: Any) -> None:
         self._tasks.put(task)
 
+    def submit_all(self, tasks: list[Any]) -> None:
+        for task in tasks:
+            self._tasks.put(task)
+
     def stop(self) -> None:
         for _ in self._threads:
             self._tasks.put(None)
@@ -185,6 +189,7 @@ class EventLoop:
         self.loop = asyncio.new_event_loop()
         self.pool = ThreadPoolExecutor(max_workers=min(32, concurrency + 4), thread_name_prefix="settle")
         self._thread = threading.Thread(target=self.loop.run_forever, name="event-loop", daemon=True)
+        self._running: set[asyncio.Task[None]] = set()  # strong references until done
 
     def start(self) -> None:
         self._thread.start()
@@ -193,7 +198,16 @@ class EventLoop:
         if callable(task):
             self.pool.submit(task)
         else:
-            asyncio.run_coroutine_threadsafe(self._run(task), self.loop)
+            self.submit_all([task])
+
+    def submit_all(self, tasks: list[Any]) -> None:
+        """Many coroutines for one wake-up of the loop (not one cross-thread call each)."""
+        self.loop.call_soon_threadsafe(self._start, tasks)
+
+    def _start(self, tasks: list[Any]) -> None:
+        for task in tasks:
+            self._running.add(running := self.loop.create_task(self._run(task)))
+            running.add_done_callback(self._running.discard)
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -209,7 +223,8 @@ class EventLoop:
             if not ready:
                 return
             try:
-                results = await asyncio.wait_for(calls.runner.call_async(messages), calls.timeout + 1)
+                async with asyncio.timeout(calls.timeout + 1):
+                    results = await calls.runner.call_async(messages)
             except BaseException as exc:
                 results = [exc] * len(messages)
             await self._blocking(calls.settle_all, ready, messages, owed, results)
@@ -230,7 +245,8 @@ class EventLoop:
         try:
             if not calls.pipeline.empty:
                 message, owed = await self._blocking(calls.pipeline.prepare, entry.message)
-            await asyncio.wait_for(calls.handle(message), calls.timeout + 1)
+            async with asyncio.timeout(calls.timeout + 1):  # cancels what the housekeeper gave up on
+                await calls.handle(message)
         except BaseException as exc:
             error = exc
         if owed:

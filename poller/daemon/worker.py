@@ -289,15 +289,13 @@ class Worker:
 
     def _dispatch(self, held: list[InFlight]) -> None:
         if not self.config.queue.is_fifo:
-            for entry in held:
-                self.executor.submit([entry])
+            self.executor.submit_all([[entry] for entry in held])
             return
         # FIFO: one task a group keeps the group's order; groups run in parallel.
         groups: dict[str | None, list[InFlight]] = defaultdict(list)
         for entry in held:
             groups[entry.message.group_id].append(entry)
-        for group in groups.values():
-            self.executor.submit(group)
+        self.executor.submit_all(list(groups.values()))
 
     # --- batches (batch and lambda styles) ---------------------------------------------------------
 
