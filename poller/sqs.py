@@ -64,8 +64,9 @@ def make_client(
     read_timeout: float = 30,
     pool_size: int = 10,
     attempts: int = 3,
+    validate: bool = True,
 ) -> Any:
-    """A new botocore session and SQS client: call it in the process that uses the client."""
+    """An SQS client on this process's botocore session: call it in the process that uses it."""
     region = region or region_from_url(queue_url) or default_region()
     return aws_client(
         "sqs",
@@ -75,10 +76,11 @@ def make_client(
         read_timeout=read_timeout,
         attempts=attempts,
         pool_size=pool_size,
+        validate=validate,
     )
 
 
-def client_for(queue_cfg: Any, pool_size: int = 10, attempts: int = 3) -> Any:
+def client_for(queue_cfg: Any, pool_size: int = 10, attempts: int = 3, validate: bool = True) -> Any:
     return make_client(
         queue_cfg.url,
         queue_cfg.region,
@@ -86,6 +88,7 @@ def client_for(queue_cfg: Any, pool_size: int = 10, attempts: int = 3) -> Any:
         read_timeout=queue_cfg.wait_time_seconds + READ_SLACK,
         pool_size=pool_size,
         attempts=attempts,
+        validate=validate,
     )
 
 

@@ -213,6 +213,7 @@ class Housekeeper:
         now = time.monotonic()
         running = []
         wake = now + IDLE_TICK
+        self.held.count()
         for entry in self.held.snapshot():
             if entry.started and now >= entry.deadline:
                 if entry.claim():

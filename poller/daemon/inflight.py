@@ -38,12 +38,17 @@ class InFlight:
 
 
 class Held:
-    """The entries of one worker, keyed by receipt handle, with a condition to wait for a slot."""
+    """The entries of one worker, keyed by receipt handle, with a condition to wait for a slot.
+
+    A forget wakes the waiting receive loop only once few enough are held (`wake_at`, which the
+    loop sets to what a worthwhile receive needs) or none: not once per finished message.
+    """
 
     def __init__(self, on_count: object = None):
         self._entries: dict[str, InFlight] = {}
         self.changed = threading.Condition()
         self._on_count = on_count  # called with the new count (the in-flight gauge)
+        self.wake_at = 1 << 30  # notify when at most this many are held
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -57,8 +62,15 @@ class Held:
     def forget(self, entry: InFlight) -> None:
         with self.changed:
             self._entries.pop(entry.message.receipt_handle, None)
-            self._count()
-            self.changed.notify_all()
+            left = len(self._entries)
+            if left <= self.wake_at or not left:
+                self.changed.notify_all()
+                if not left:
+                    self._count()
+
+    def count(self) -> None:
+        """Report the number held (the housekeeper calls it each tick)."""
+        self._count()
 
     def snapshot(self) -> list[InFlight]:
         with self.changed:
