@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench bench-peers drill lint deploy-tools clean
+.PHONY: demo demo-lambda test bench bench-peers drill lint deploy-tools clean
 
 $(VENV)/.installed-demo: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(VENV)/.installed-dev: setup.cfg pyproject.toml
 
 demo: $(VENV)/.installed-demo
 	$(VENV)/bin/sqs-poller demo
+
+# An unchanged AWS Lambda function (Powertools' BatchProcessor) run by the daemon.
+demo-lambda: $(VENV)/.installed-demo
+	$(VENV)/bin/sqs-poller demo --lambda
 
 # Tools the deployment checks need (packer, systemd tools, checkov in its own venv, the
 # AWS provider schemas under .cache/provider-schema).

@@ -21,3 +21,25 @@ def test_demo_settles_and_accounts_for_every_message():
     assert summary["retries"] > 0
     why = [r for r in rows if r.get("table") == "dead-lettered: why (poller.failure)"]
     assert why and all(r["error"] for r in why)
+
+
+def test_lambda_demo_runs_the_unchanged_powertools_function():
+    # WHEN the Lambda demo runs the example function with 100 orders
+    result = run_cli("demo", "--lambda", "--messages", "100", timeout=180)
+
+    # THEN every order is accounted for: handled by the function, filtered, or dead-lettered
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    summary = {
+        r["figure"]: r["value"]
+        for r in rows
+        if str(r.get("table", "")).startswith("sqs-poller demo --lambda")
+    }
+    assert summary["orders sent"] == 100
+    handled, filtered = (
+        summary["handled by the function (deleted)"],
+        summary["filtered out by the filter pattern"],
+    )
+    assert handled + filtered + summary["in the DLQ now"] == 100
+    assert handled > 0 and filtered > 0 and summary["in the DLQ now"] > 0
+    assert summary["retried (batchItemFailures)"] >= summary["in the DLQ now"]

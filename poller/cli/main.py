@@ -49,8 +49,18 @@ def check(config_path: str | None) -> int:
 @cli.command()
 @click.option("--messages", default=300, show_default=True, help="Sample messages to send.")
 @click.option("--processes", default=2, show_default=True, help="Worker processes.")
-def demo(messages: int, processes: int) -> int:
+@click.option(
+    "--lambda",
+    "lambda_",
+    is_flag=True,
+    help="Run an unchanged Lambda function (examples/lambda_powertools/orders.py) instead.",
+)
+def demo(messages: int, processes: int, lambda_: bool) -> int:
     """Run everything on an embedded local SQS endpoint with sample traffic."""
+    if lambda_:
+        from poller.dev.demo_lambda import run_lambda_demo
+
+        return run_lambda_demo(messages=min(messages, 200), processes=processes)
     from poller.dev.demo import run_demo
 
     return run_demo(messages=messages, processes=processes)
