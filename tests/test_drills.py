@@ -327,3 +327,180 @@ def test_a_burst_of_5000_messages_loses_nothing(
     report(capsys, f"burst of 5000 (all sent after {sent:.0f} s)", result)
     assert result.lost == 0 and result.handled == 5000 and result.duplicated == 0
     assert daemon.stop() == 0
+
+
+# --- hostile handlers and endpoints (issue 10; make drill) -----------------------------------------
+
+
+def hostile_tally(sent: int, records: list[dict[str, Any]], dlq_messages: list[dict[str, Any]]) -> Tally:
+    """tally() for tests.hostile_handlers records, which carry "n" instead of the body."""
+    finished = Counter(r["n"] for r in records if r.get("phase") == "end")
+    in_dlq = {json.loads(m["Body"])["n"] for m in dlq_messages}
+    lost = set(range(sent)) - set(finished) - in_dlq
+    return Tally(sent, len(finished), len(in_dlq), len(lost), sum(1 for c in finished.values() if c > 1))
+
+
+@pytest.mark.drill
+def test_200_messages_and_3_killers_dead_letter_only_the_killers(
+    local_sqs, sqs, make_queues, tmp_path, daemon_factory, capsys
+):
+    # GIVEN 200 ordinary messages (0.2 s each) and 3 that SIGKILL their worker, mixed in;
+    # two workers of ten, max_receives 2, the queue's redrive backstop at 3 receives
+    url, dlq = make_queues(visibility=5, max_receive_count=3)
+    killers = {20, 100, 180}
+    messages = [
+        json.dumps({"n": n, "sleep": 0.05, "kill": True} if n in killers else {"n": n, "sleep": 0.2})
+        for n in range(203)
+    ]
+    config = write_config(
+        tmp_path,
+        local_sqs,
+        url,
+        dlq,
+        queue={"visibility_timeout": 5, "max_receives": 2},
+        retry={"backoff_base": 0.5, "backoff_max": 2},
+        handler={"target": "tests.hostile_handlers:scripted", "timeout": 60},
+        logging={"level": "info"},
+    )
+    daemon = daemon_factory(config)
+    daemon.wait_ready()
+    started = time.monotonic()
+
+    # WHEN they arrive and the daemon works through them
+    sender = send_shallow(sqs, url, messages)
+    sender.finish()
+    drain(sqs, url, timeout=240)
+
+    # THEN the killers, and only they, are in the DLQ, each with a reason saying it crashed its
+    # worker; each ran at most max_receives times; every other message was handled
+    moved = receive_all(sqs, dlq)
+    result = hostile_tally(203, daemon.handled(), moved)
+    result.seconds = time.monotonic() - started
+    in_dlq = {json.loads(m["Body"])["n"] for m in moved}
+    innocent = len(in_dlq - killers)
+    killer_runs = Counter(r["n"] for r in daemon.handled() if r.get("phase") == "start" and r["n"] in killers)
+    backoffs = [r.get("restart_in", 0) for r in daemon.logs() if r.get("event") == "worker_died"]
+    report(
+        capsys,
+        f"200 normal + 3 killers (innocent dead-lettered={innocent}, killer runs={dict(killer_runs)}, "
+        f"worker deaths={len(backoffs)}, longest restart backoff={max(backoffs, default=0)}s)",
+        result,
+    )
+    assert result.lost == 0
+    assert innocent == 0 and result.handled == 200
+    assert in_dlq == killers
+    failures = [json.loads(m["MessageAttributes"]["poller.failure"]["StringValue"]) for m in moved if
+                "poller.failure" in m.get("MessageAttributes", {})]  # fmt: skip
+    assert len(failures) == 3 and all("crash" in f["error"].lower() for f in failures), failures
+    assert max(killer_runs.values()) <= 2, killer_runs
+    assert max(backoffs, default=0) <= 5, backoffs
+    assert daemon.stop() == 0
+
+
+def worker_rss_mb(pids: list[int]) -> list[float]:
+    sizes = []
+    for pid in pids:
+        try:
+            status = open(f"/proc/{pid}/status").read()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                sizes.append(int(line.split()[1]) / 1024)
+    return sizes
+
+
+@pytest.mark.drill
+def test_a_leaking_handler_is_bounded_by_max_memory_mb(
+    local_sqs, sqs, make_queues, tmp_path, daemon_factory, capsys
+):
+    # GIVEN a handler that leaks 3 MB a message, and workers limited to 200 MB
+    url, dlq = make_queues(visibility=30)
+    limit, leak, concurrency, count = 200, 3, 4, 300
+    config = write_config(
+        tmp_path,
+        local_sqs,
+        url,
+        dlq,
+        handler={"target": "tests.hostile_handlers:scripted", "timeout": 60},
+        workers={"processes": 2, "concurrency": concurrency, "max_memory_mb": limit},
+        logging={"level": "info"},
+    )
+    daemon = daemon_factory(config)
+    daemon.wait_ready()
+    started = time.monotonic()
+
+    # WHEN 300 messages go through, while the workers' RSS is sampled
+    sender = send_shallow(
+        sqs, url, [json.dumps({"n": n, "leak_mb": leak, "sleep": 0.02}) for n in range(count)]
+    )
+    peak = 0.0
+    while sender.is_alive() or queue_total(sqs, url):
+        peak = max([peak, *worker_rss_mb(daemon.worker_pids())])
+        assert not daemon.exited(), daemon.text()[-2000:]
+        assert time.monotonic() - started < 300, "not drained within 300 s"
+        time.sleep(0.25)
+    sender.finish()
+
+    # THEN no worker grew past the limit plus what it held when it passed it; nothing was lost,
+    # repeated or dead-lettered; the workers were replaced, not crashed
+    result = hostile_tally(count, daemon.handled(), receive_all(sqs, dlq))
+    result.seconds = time.monotonic() - started
+    workers = len({r["pid"] for r in daemon.handled()})
+    report(
+        capsys,
+        f"leak {leak} MB/message, max_memory_mb {limit} (peak RSS {peak:.0f} MB, {workers} workers)",
+        result,
+    )
+    assert result.lost == 0 and result.handled == count and result.duplicated == 0 and result.in_dlq == 0
+    assert peak <= limit + concurrency * leak + 30, peak
+    assert workers > 2
+    assert not [r for r in daemon.logs() if r.get("event") == "worker_died"]
+    assert daemon.stop() == 0
+
+
+@pytest.mark.drill
+def test_an_endpoint_that_never_answers_keeps_the_daemon_live_and_stoppable(
+    local_sqs, sqs, make_queues, tmp_path, daemon_factory, capsys
+):
+    from tests.faultproxy import FaultProxy
+
+    # GIVEN a ready daemon with 20 s long polls, behind a proxy
+    url, dlq = make_queues()
+    with FaultProxy(local_sqs.endpoint_url) as proxy:
+        config = write_config(
+            tmp_path, proxy, url, dlq, queue={"wait_time_seconds": 20}, logging={"level": "info"}
+        )
+        daemon = daemon_factory(config)
+        daemon.wait_ready()
+
+        # WHEN the endpoint accepts receives and never answers them, for 75 s
+        proxy.tarpit("ReceiveMessage")
+        started = time.monotonic()
+        unhealthy = []
+        while time.monotonic() - started < 75:
+            if daemon.healthz() != 200:
+                unhealthy.append(round(time.monotonic() - started))
+            time.sleep(1)
+        metrics = daemon.scrape()
+        calls = sum(
+            v
+            for k, v in metrics.items()
+            if k.startswith('sqs_poller_sqs_requests_total{action="ReceiveMessage"')
+        )
+        requests = proxy.count("ReceiveMessage")
+        stop_started = time.monotonic()
+        code = daemon.stop(timeout=60)
+        stop_took = time.monotonic() - stop_started
+
+    # THEN the loop stayed live (/healthz 200), each receive was one request, and SIGTERM
+    # stopped it cleanly within seconds
+    with capsys.disabled():
+        print(
+            f"\ndrill tarpit 75 s: receive requests={requests} receive calls counted={calls:.0f} "
+            f"healthz non-200 for {len(unhealthy)} s (from {unhealthy[:1]} s) "
+            f"sigterm exit={code} in {stop_took:.1f}s"
+        )
+    assert not unhealthy, unhealthy
+    assert abs(requests - calls) <= 2, (requests, calls)  # a request or two may be in flight at the scrape
+    assert code == 0 and stop_took < 5
