@@ -65,14 +65,16 @@ def make_client(
     pool_size: int = 10,
     attempts: int = 3,
     validate: bool = True,
+    connect_timeout: float = CONNECT_TIMEOUT,
 ) -> Any:
-    """An SQS client on this process's botocore session: call it in the process that uses it."""
+    """An SQS client on this process's botocore session: call it in the process that uses it.
+    `attempts` counts requests, not retries: 1 sends each call once."""
     region = region or region_from_url(queue_url) or default_region()
     return aws_client(
         "sqs",
         region or ("us-east-1" if endpoint_url else None),
         endpoint_url,
-        connect_timeout=CONNECT_TIMEOUT,
+        connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         attempts=attempts,
         pool_size=pool_size,

@@ -9,7 +9,12 @@ from poller.configload import load_config
 from poller.errors import EXIT_FAILURE, EXIT_OK, HandlerLoadError, SqsError
 from poller.handlers.load import load_target
 from poller.handlers.styles import check_signature
-from poller.sqs import Sqs, client_for
+from poller.sqs import Sqs, make_client
+
+# A queue answers GetQueueAttributes in milliseconds: one try each, so an endpoint that never
+# answers is reported within seconds instead of after every retry of a long-poll timeout.
+CHECK_CONNECT_TIMEOUT = 3
+CHECK_READ_TIMEOUT = 5
 
 
 def run_checks(config_path: str | None) -> int:
@@ -27,7 +32,16 @@ def run_checks(config_path: str | None) -> int:
     except HandlerLoadError as exc:
         rows.append(("handler", "FAILED", str(exc)))
         code = exc.exit_code
-    sqs = Sqs(client_for(config.queue))
+    queue = config.queue
+    client = make_client(
+        queue.url,
+        queue.region,
+        queue.endpoint_url,
+        read_timeout=CHECK_READ_TIMEOUT,
+        attempts=1,
+        connect_timeout=CHECK_CONNECT_TIMEOUT,
+    )
+    sqs = Sqs(client)
     for name, url in (("queue", config.queue.url), ("dlq", config.queue.dlq_url)):
         try:
             attributes = sqs.attributes(url)
