@@ -18,11 +18,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from poller.daemon.heartbeat import Heartbeat
 from poller.daemon.inflight import InFlight
-from poller.errors import ConfigError, SqsError
+from poller.errors import ConfigError, PollerError, SqsError
 from poller.failure import read_failure
 from poller.message import Message
 from poller.pipeline.payload import describe_pointer, resolve_body
@@ -351,15 +351,19 @@ def export(
     """Stream every message to JSONL. Without `delete` they stay hidden until the end and are then
     released; with `delete` each is deleted only after its line is flushed and fsynced. `resolve`
     inlines S3 payloads (the S3 object is left where it is)."""
+    fh = create_export_file(out)
     summary = ExportSummary()
     hold = Hold(sqs, url, polling.visibility)
     unsynced: list[Message] = []
+    synced = 0
     try:
-        with open(out, "x", encoding="utf-8") as fh:
+        with fh:
 
             def sync() -> None:
+                nonlocal synced
                 fh.flush()
                 os.fsync(fh.fileno())
+                synced += len(unsynced)
                 if delete:
                     deleted, failed = hold.delete([m.message_id for m in unsynced])
                     summary.deleted += len(deleted)
@@ -389,12 +393,27 @@ def export(
             sync()
             summary.ended = receiver.ended
             summary.interrupted = receiver.ended == "stopped"
-    except FileExistsError:
-        raise ConfigError(f"{out} exists: choose a new file (an export is never overwritten)") from None
+    except OSError as exc:  # the file: SQS and S3 errors arrive as their own types
+        deleted = f", {summary.deleted} of them deleted from the DLQ" if delete else ""
+        raise PollerError(
+            f"writing {out} failed: {exc.strerror or exc}. {synced} message(s) are safely in the "
+            f"file{deleted}; every other one stays on the DLQ (the file may end in a partial line)"
+        ) from None
     finally:
         summary.released = len(hold)
         hold.release_all()
     return summary
+
+
+def create_export_file(out: Path) -> TextIO:
+    """A new file for the export, before anything is received: a path that cannot be created
+    is a usage error (exit 2) with nothing touched on the DLQ."""
+    try:
+        return open(out, "x", encoding="utf-8")
+    except FileExistsError:
+        raise ConfigError(f"{out} exists: choose a new file (an export is never overwritten)") from None
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create the file: {exc.strerror or exc}") from None
 
 
 def read_export(path: Path) -> Iterator[Message]:
