@@ -22,6 +22,7 @@ from poller.timeouts import CONNECT_TIMEOUT, READ_SLACK
 
 MAX_BATCH = 10
 MAX_BATCH_BYTES = 1024 * 1024  # SendMessageBatch: all bodies and attributes together
+MAX_MESSAGE_BYTES = 1024 * 1024  # one message: its body and attributes, in UTF-8 bytes
 
 # Error codes worth waiting out; anything else (missing queue, access denied) is reported too,
 # but the daemon still never dies of it: it keeps backing off and saying what is wrong.
@@ -30,6 +31,7 @@ _TRANSIENT = re.compile(
     r"RequestLimitExceeded|KmsThrottled|SlowDown|TooManyRequests|OverLimit|Unavailable"
 )
 INVALID_RECEIPT = ("ReceiptHandleIsInvalid", "InvalidParameterValue", "MessageNotInflight")
+_TOO_LARGE = re.compile(r"shorter than|too long|TooLong", re.IGNORECASE)
 
 Counter = Callable[[str, str], None]
 
@@ -190,6 +192,11 @@ def receive_retrying(
         before_sleep=before_sleep,
         reraise=True,
     )
+
+
+def too_large(exc: SqsError) -> bool:
+    """SQS refused a send for its size (over 1 MiB, or over the queue's MaximumMessageSize)."""
+    return bool(_TOO_LARGE.search(str(exc)))
 
 
 class Sqs:

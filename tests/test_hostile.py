@@ -192,12 +192,14 @@ def test_a_message_that_kills_its_worker_is_dead_lettered_and_its_batch_mates_ar
 # --- 3. the DLQ move always fits -----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("room", [250, 64], ids=["room_for_a_short_record", "room_for_none"])
 def test_poison_near_the_size_limit_is_dead_lettered_after_one_run(
-    local_sqs, sqs, make_queues, tmp_path, daemon_factory, proxy
+    local_sqs, sqs, make_queues, tmp_path, daemon_factory, proxy, room
 ):
-    # GIVEN a legal poison message of almost 1 MiB, and SQS's real size limit (the proxy's)
+    # GIVEN a legal poison message `room` bytes short of 1 MiB, and SQS's real size limit (the
+    # proxy's): 250 bytes hold a shortened poller.failure, not the whole one; 64 hold none
     url, dlq = make_queues(max_receive_count=6)
-    big = "x" * (SQS_MAX_BYTES - 64)
+    big = "x" * (SQS_MAX_BYTES - room)
     sqs.send_message(QueueUrl=url, MessageBody=big)
     daemon = daemon_factory(
         hostile_config(tmp_path, proxy, url, dlq, handler={"target": "tests.hostile_handlers:poison_any"})
@@ -207,13 +209,18 @@ def test_poison_near_the_size_limit_is_dead_lettered_after_one_run(
     wait_until(lambda: queue_total(sqs, dlq) == 1 or len(daemon.handled()) >= 3, timeout=25)
     time.sleep(1)
 
-    # THEN the handler ran once, and the whole body is in the DLQ (the failure record made to fit)
+    # THEN the handler ran once, and the whole body is in the DLQ, with the failure record
+    # shortened to fit (or left out when nothing fits)
     runs = daemon.handled()
     assert len(runs) == 1, f"the handler ran {len(runs)} times: the DLQ move did not fit"
     [moved] = receive_all(sqs, dlq)
     assert moved["Body"] == big
     failure = failure_of(moved)
-    assert failure is not None and failure["type"] == "Poison"
+    if room == 64:
+        assert failure is None
+    else:
+        assert failure is not None and failure["type"] == "Poison" and failure["truncated"] is True, failure
+        assert failure["source_queue"] == url and failure["message_id"] == runs[0]["id"]
     assert queue_total(sqs, url) == 0
     assert daemon.stop() == 0
 

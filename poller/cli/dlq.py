@@ -152,7 +152,7 @@ def peek(target: Any, limit: int, as_json: bool, full: bool) -> int:
     process is killed).
     """
     from poller.cli.output import emit_json, emit_table
-    from poller.failure import read_failure
+    from poller.failure import shown_failure
     from poller.ops.dlq import peek as dlq_peek
     from poller.ops.dlq import to_record
     from poller.pipeline.payload import describe_pointer
@@ -164,7 +164,7 @@ def peek(target: Any, limit: int, as_json: bool, full: bool) -> int:
         return EXIT_OK
     rows = []
     for message in messages:
-        failure = read_failure(message.message_attributes) or {}
+        failure = shown_failure(message.message_attributes, message.body)
         payload = describe_pointer(message.body, message.message_attributes)
         body = message.body if full else preview(message.body)
         if payload is not None:

@@ -14,11 +14,12 @@ from typing import Any
 
 from poller.config import Config
 from poller.daemon.inflight import Held, InFlight
+from poller.daemon.marks import UNDELIVERABLE, Marks
 from poller.errors import SqsError
-from poller.failure import FAILURE_ATTRIBUTE, MAX_ATTRIBUTES, failure_record
+from poller.failure import FAILURE_ATTRIBUTE, MAX_ATTRIBUTES, fitting_failure_record
 from poller.message import Message, Poison, Retry, Unavailable
 from poller.pipeline import Skip
-from poller.sqs import Sqs, send_entry, sendable_attributes
+from poller.sqs import MAX_MESSAGE_BYTES, Sqs, entry_size, send_entry, sendable_attributes, too_large
 
 DELETE, RETRY, DEAD_LETTER = "delete", "retry", "dead_letter"
 
@@ -73,29 +74,56 @@ def backoff_seconds(receive_count: int, base: float, cap: int, rng: Any = random
     return min(43200, round(delay * rng.uniform(0.75, 1.0)))
 
 
-def dead_letter_attributes(message: Message, failure: str) -> tuple[dict[str, Any], bool]:
-    """The original attributes plus poller.failure; False if SQS's limit of ten left no room."""
-    attributes = sendable_attributes(message.message_attributes)
-    if FAILURE_ATTRIBUTE not in attributes and len(attributes) >= MAX_ATTRIBUTES:
-        return attributes, False
-    attributes[FAILURE_ATTRIBUTE] = {"DataType": "String", "StringValue": failure}
-    return attributes, True
+class TooLargeForDlq(Exception):
+    """Not even the bare copy fits the DLQ: only the queue's redrive policy can move it."""
 
 
-def move_to_dlq(sqs: Sqs, dlq_url: str, message: Message, reason: str, error_type: str) -> bool:
-    """Send the original body and attributes to the DLQ (the caller deletes it after). Returns
-    whether the failure attribute fit. FIFO: same group; dedup id from the message id, so a crash
-    between send and delete cannot put it in the DLQ twice within SQS's deduplication window."""
-    attributes, annotated = dead_letter_attributes(message, failure_record(message, reason, error_type))
+def move_to_dlq(sqs: Sqs, dlq_url: str, message: Message, reason: str, error_type: str) -> str:
+    """Send the original body and attributes to the DLQ (the caller deletes it after), with the
+    fullest poller.failure that fits SQS's size limit. Returns what the copy lacks ("" if
+    nothing). If the DLQ refuses it for its size (a smaller MaximumMessageSize), the bare copy is
+    tried; if that is refused too, raises TooLargeForDlq. FIFO: same group; dedup id from the
+    message id, so a crash between send and delete cannot put it in the DLQ twice within SQS's
+    deduplication window."""
+    bare = sendable_attributes(message.message_attributes)
+    bare.pop(FAILURE_ATTRIBUTE, None)
+    record = None
+    if len(bare) >= MAX_ATTRIBUTES:
+        note = "ten attributes already: poller.failure omitted"
+    else:
+        room = MAX_MESSAGE_BYTES - entry_size(message.body, bare)
+        record = fitting_failure_record(message, reason, error_type, room)
+        if record is None:
+            note = "too large: poller.failure omitted"
+        else:
+            note = "poller.failure shortened to fit" if '"truncated":true' in record else ""
+    try:
+        if record is None:
+            _send_copy(sqs, dlq_url, message, bare)
+            return note
+        _send_copy(
+            sqs, dlq_url, message, {**bare, FAILURE_ATTRIBUTE: {"DataType": "String", "StringValue": record}}
+        )
+        return note
+    except SqsError as exc:
+        if not too_large(exc):
+            raise
+        if record is None:
+            raise TooLargeForDlq(str(exc)) from None
+    try:
+        _send_copy(sqs, dlq_url, message, bare)
+    except SqsError as exc:
+        if too_large(exc):
+            raise TooLargeForDlq(str(exc)) from None
+        raise
+    return "the DLQ's size limit left no room: poller.failure omitted"
+
+
+def _send_copy(sqs: Sqs, dlq_url: str, message: Message, attributes: dict[str, Any]) -> None:
     entry = send_entry(
-        dlq_url,
-        message.body,
-        attributes,
-        group_id=message.group_id,
-        dedup_id=f"dlq-{message.message_id}",
+        dlq_url, message.body, attributes, group_id=message.group_id, dedup_id=f"dlq-{message.message_id}"
     )
     sqs.send(dlq_url, entry)
-    return annotated
 
 
 class Settler:
@@ -103,9 +131,18 @@ class Settler:
     change the visibility, dead letters are sent (then deleted). Every path forgets the entry."""
 
     def __init__(
-        self, config: Config, sqs: Sqs, house: Any, held: Held, metrics: Any, pipeline: Any, log: Any
+        self,
+        config: Config,
+        sqs: Sqs,
+        house: Any,
+        held: Held,
+        metrics: Any,
+        pipeline: Any,
+        log: Any,
+        marks: Marks | None = None,
     ):
         self.config = config
+        self.marks = marks or Marks()
         self.sqs = sqs
         self.house = house
         self.held = held
@@ -144,12 +181,39 @@ class Settler:
         finally:
             self.held.forget(entry)
 
+    def leave_undeliverable(self, entries: list[InFlight]) -> list[InFlight]:
+        """Those of `entries` to run: one the DLQ refused before (`TooLargeForDlq`) goes back
+        after a backoff without its handler, until the queue's redrive policy moves it."""
+        if not entries:
+            return entries
+        run = []
+        for entry in entries:
+            if not self.marks.has(UNDELIVERABLE, entry.message.message_id):
+                run.append(entry)
+            elif entry.claim():
+                retry = self.config.retry
+                delay = backoff_seconds(entry.message.receive_count, retry.backoff_base, retry.backoff_max)
+                reason = "left to the queue's redrive policy: the DLQ cannot take it"
+                self.execute(entry, Decision(RETRY, "retried", delay, reason, TooLargeForDlq.__name__))
+        return run
+
     def _dead_letter(self, entry: InFlight, decision: Decision) -> bool:
         message = entry.message
         try:
-            annotated = move_to_dlq(
+            note = move_to_dlq(
                 self.sqs, self.config.queue.dlq_url, message, decision.reason, decision.error_type
             )
+        except TooLargeForDlq as exc:
+            if self.marks.add(UNDELIVERABLE, message.message_id):  # said once, by one process
+                self.log.error(
+                    "dead_letter_impossible",
+                    message_id=message.message_id,
+                    receive_count=message.receive_count,
+                    error=str(exc)[:500],
+                    note="the DLQ refuses even the bare copy; the handler will not run on it again "
+                    "on this host, and the queue's redrive policy must move it",
+                )
+            return False
         except SqsError as exc:
             self.log.error(
                 "dead_letter_failed",
@@ -167,6 +231,6 @@ class Settler:
             receive_count=message.receive_count,
             type=decision.error_type,
             reason=decision.reason[:500],
-            **({} if annotated else {"note": "ten attributes already: poller.failure omitted"}),
+            **({"note": note} if note else {}),
         )
         return True

@@ -21,6 +21,7 @@ from poller.config import Config
 from poller.configload import load_config
 from poller.daemon.boot import start_worker
 from poller.daemon.log import configure_logging, get_logger
+from poller.daemon.marks import prepare_marks_dir, remove_marks_dir
 from poller.daemon.metrics import (
     Metrics,
     mark_process_dead,
@@ -74,6 +75,7 @@ class Supervisor:
 
     def run(self) -> int:
         self.metrics_dir, owned = prepare_multiproc_dir()
+        marks_dir = prepare_marks_dir()
         self.metrics = Metrics()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
@@ -119,6 +121,7 @@ class Supervisor:
             os.close(self._wake_r)
             os.close(self._wake_w)
             remove_multiproc_dir(self.metrics_dir, owned)
+            remove_marks_dir(marks_dir)
             self.notifier.close()
 
     def request_stop(self) -> None:

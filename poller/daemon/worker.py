@@ -195,7 +195,7 @@ class Worker:
         if not raw:
             return
         self._round_trip = time.monotonic() - received_at
-        held = self._hold(raw, received_at + cfg.visibility_timeout)
+        held = self.settler.leave_undeliverable(self._hold(raw, received_at + cfg.visibility_timeout))
         self._notice_stop()
         if self.stopping:  # the poll returned after the signal: these never start
             self.house.release(held)

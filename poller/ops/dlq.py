@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from poller.daemon.heartbeat import Heartbeat
 from poller.daemon.inflight import InFlight
 from poller.errors import ConfigError, PollerError, SqsError
-from poller.failure import read_failure
+from poller.failure import missing_failure, read_failure, shown_failure
 from poller.message import Message
 from poller.pipeline.payload import describe_pointer, resolve_body
 from poller.sqs import MAX_BATCH, Sqs, chunks, receive_retrying, sendable_attributes
@@ -77,6 +77,8 @@ def to_record(message: Message) -> dict[str, Any]:
         "message_attributes": encode_attributes(sendable_attributes(message.message_attributes)),
         "failure": read_failure(message.message_attributes),
     }
+    if record["failure"] is None:  # say why, for `peek --json` and whoever reads the export
+        record["failure_missing"] = missing_failure(message.message_attributes, message.body)["error"]
     payload = describe_pointer(message.body, message.message_attributes)
     if payload is not None:
         record["payload"] = payload
@@ -311,7 +313,7 @@ def stats(sqs: Sqs, url: str, sample: int = 0, polling: Polling = Polling()) -> 
     messages, hold = receive_some(sqs, url, sample, polling)
     hold.release_all()
     for message in messages:
-        failure = read_failure(message.message_attributes) or {}
+        failure = shown_failure(message.message_attributes, message.body)
         result.types[failure.get("type") or "(none)"] += 1
         result.sources[failure.get("source_queue") or "(unknown)"] += 1
     result.sampled = len(messages)
