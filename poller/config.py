@@ -169,6 +169,12 @@ class MetricsConfig:
     emf_namespace: str = key("", check=_at_most(255), doc='CloudWatch EMF per-release figures; "" = off')
     deployment: str = key("", check=_at_most(1024), doc="EMF dimension Deployment")
     version: str = key("", check=_at_most(1024), doc="EMF dimension Version: the release")
+    ready_window: int = key(
+        60,
+        low=1,
+        high=3600,
+        doc="seconds receives may fail before /readyz says 503 (permanent errors: at once)",
+    )
 
     @property
     def address(self) -> tuple[str, int] | None:

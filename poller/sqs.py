@@ -200,28 +200,31 @@ def too_large(exc: SqsError) -> bool:
 
 
 class Sqs:
-    def __init__(self, client: Any, count: Counter | None = None):
+    def __init__(self, client: Any, count: Counter | None = None, count_error: Counter | None = None):
         self.client = client
         self._count = count or (lambda action, outcome: None)
+        self._count_error = count_error or (lambda action, code: None)
 
     def _call(self, action: str, method: Callable[..., Any], **kwargs: Any) -> Any:
         try:
             response = method(**kwargs)
         except ClientError as exc:
-            self._count(action, "error")
             error = exc.response.get("Error", {})
             code = error.get("Code", "Unknown")
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             transient = bool(_TRANSIENT.search(code)) or status >= 500
-            raise SqsError(action, code, error.get("Message", ""), transient) from None
+            raise self._failed(SqsError(action, code, error.get("Message", ""), transient)) from None
         except NoCredentialsError as exc:
-            self._count(action, "error")
-            raise SqsError(action, "NoCredentials", str(exc), transient=True) from None
+            raise self._failed(SqsError(action, "NoCredentials", str(exc), transient=True)) from None
         except BotoCoreError as exc:
-            self._count(action, "error")
-            raise SqsError(action, type(exc).__name__, str(exc), transient=True) from None
+            raise self._failed(SqsError(action, type(exc).__name__, str(exc), transient=True)) from None
         self._count(action, "ok")
         return response
+
+    def _failed(self, error: SqsError) -> SqsError:
+        self._count(error.action, "error")
+        self._count_error(error.action, error.code)
+        return error
 
     # --- receive --------------------------------------------------------------------------
 

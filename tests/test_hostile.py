@@ -350,7 +350,9 @@ def test_readyz_fails_with_the_reason_when_the_queue_does_not_exist(
     daemon = daemon_factory(hostile_config(tmp_path, local_sqs, url + "-gone", dlq))
 
     # WHEN the daemon runs
-    status, reason = wait_alive(daemon, lambda: (r := readyz(daemon))[0] == 503 and r, timeout=15)
+    status, reason = wait_alive(
+        daemon, lambda: (r := readyz(daemon))[0] == 503 and "NonExistentQueue" in r[1] and r, timeout=15
+    )
 
     # THEN it is alive (/healthz 200) but not ready, saying why; errors are counted by code
     assert daemon.healthz() == 200
@@ -399,10 +401,13 @@ def test_readyz_fails_without_credentials(local_sqs, make_queues, tmp_path, daem
     daemon = daemon_factory(hostile_config(tmp_path, local_sqs, url, dlq), env=env)
 
     # WHEN the daemon runs
-    status, reason = wait_alive(daemon, lambda: (r := readyz(daemon))[0] == 503 and r, timeout=15)
+    status, reason = wait_alive(
+        daemon, lambda: (r := readyz(daemon))[0] == 503 and "credential" in r[1].lower() and r, timeout=15
+    )
 
-    # THEN it is not ready, and says credentials are missing
+    # THEN it is alive but not ready, and says credentials are missing
     assert "credential" in reason.lower(), reason
+    assert daemon.healthz() == 200
     assert daemon.stop() == 0
 
 

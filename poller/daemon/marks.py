@@ -1,34 +1,21 @@
 """Marks this host keeps on messages, shared by every worker process and kept across worker
-restarts: one empty file a message, named by its id, in one folder a kind of mark.
-
-The supervisor owns the folder (`prepare_marks_dir`, in $SQS_POLLER_MARKS_DIR, removed when it
-stops); a worker started without one (tests, a lone Worker) gets a private folder.
+restarts: one empty file a message, named by its id, in one folder a kind of mark (in the
+supervisor's run directory, see rundir.py).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 
-ENV_DIR = "SQS_POLLER_MARKS_DIR"
+from poller.daemon.rundir import run_dir
+
 UNDELIVERABLE = "undeliverable"  # the DLQ refused even its bare copy: left to the redrive policy
-
-
-def prepare_marks_dir() -> str:
-    path = tempfile.mkdtemp(prefix="sqs-poller-marks-")
-    os.environ[ENV_DIR] = path  # inherited by the worker processes spawned after this
-    return path
-
-
-def remove_marks_dir(path: str) -> None:
-    shutil.rmtree(path, ignore_errors=True)
 
 
 class Marks:
     def __init__(self, root: str | None = None):
-        self.root = root or os.environ.get(ENV_DIR) or tempfile.mkdtemp(prefix="sqs-poller-marks-")
+        self.root = os.path.join(root or run_dir(), "marks")
 
     def _path(self, kind: str, message_id: str) -> str:
         return os.path.join(self.root, kind, re.sub(r"[^\w.-]", "_", message_id))

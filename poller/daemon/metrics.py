@@ -77,6 +77,11 @@ class Metrics:
             labelnames=("action", "outcome"),
         )
         self._request_children: dict[tuple[str, str], object] = {}
+        self._errors = Counter(
+            "sqs_poller_sqs_errors",
+            "Failed SQS API calls, by action and error code",
+            labelnames=("action", "code"),
+        )
         self.worker_restarts = Counter(
             "sqs_poller_worker_restarts", "Worker processes restarted by the supervisor"
         )
@@ -95,6 +100,9 @@ class Metrics:
             self._request_children[(action, outcome)] = child
         child.inc()
 
+    def count_error(self, action: str, code: str) -> None:
+        self._errors.labels(action=action, code=code).inc()
+
 
 def render_metrics(path: str) -> bytes:
     from prometheus_client import CollectorRegistry, generate_latest, multiprocess
@@ -111,9 +119,14 @@ def mark_process_dead(pid: int, path: str) -> None:
 
 
 def serve_metrics(
-    address: tuple[str, int], path: str, health: Callable[[], tuple[bool, str]]
+    address: tuple[str, int],
+    path: str,
+    health: Callable[[], tuple[bool, str]],
+    ready: Callable[[], tuple[bool, str]] | None = None,
 ) -> ThreadingHTTPServer:
-    """Serve /metrics and /healthz from a daemon thread; returns the server (call shutdown())."""
+    """Serve /metrics, /healthz (liveness) and /readyz (readiness) from a daemon thread;
+    returns the server (call shutdown())."""
+    probes = {"/healthz": health, "/readyz": ready or health}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
@@ -121,11 +134,11 @@ def serve_metrics(
                 from prometheus_client import CONTENT_TYPE_LATEST
 
                 self._reply(200, render_metrics(path), CONTENT_TYPE_LATEST)
-            elif self.path.split("?")[0] == "/healthz":
-                ok, detail = health()
+            elif self.path.split("?")[0] in probes:
+                ok, detail = probes[self.path.split("?")[0]]()
                 self._reply(200 if ok else 503, (detail + "\n").encode(), "text/plain")
             else:
-                self._reply(404, b"not found: try /metrics or /healthz\n", "text/plain")
+                self._reply(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain")
 
         def _reply(self, status: int, body: bytes, content_type: str) -> None:
             self.send_response(status)

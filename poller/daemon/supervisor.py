@@ -21,7 +21,6 @@ from poller.config import Config
 from poller.configload import load_config
 from poller.daemon.boot import start_worker
 from poller.daemon.log import configure_logging, get_logger
-from poller.daemon.marks import prepare_marks_dir, remove_marks_dir
 from poller.daemon.metrics import (
     Metrics,
     mark_process_dead,
@@ -29,6 +28,8 @@ from poller.daemon.metrics import (
     remove_multiproc_dir,
     serve_metrics,
 )
+from poller.daemon.readiness import read_readiness
+from poller.daemon.rundir import prepare_run_dir, remove_run_dir
 from poller.daemon.systemd import Notifier
 from poller.errors import EXIT_FAILURE, EXIT_HANDLER, EXIT_OK, ConfigError
 from poller.timeouts import health_window
@@ -75,7 +76,7 @@ class Supervisor:
 
     def run(self) -> int:
         self.metrics_dir, owned = prepare_multiproc_dir()
-        marks_dir = prepare_marks_dir()
+        self.run_dir = prepare_run_dir()
         self.metrics = Metrics()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
@@ -85,7 +86,7 @@ class Supervisor:
             address = self.config.metrics.address
             if address:
                 try:
-                    server = serve_metrics(address, self.metrics_dir, self.health)
+                    server = serve_metrics(address, self.metrics_dir, self.health, self.readiness)
                 except OSError as exc:
                     self.log.error("metrics_listen_failed", listen=self.config.metrics.listen, error=str(exc))
                     return EXIT_FAILURE
@@ -121,7 +122,7 @@ class Supervisor:
             os.close(self._wake_r)
             os.close(self._wake_w)
             remove_multiproc_dir(self.metrics_dir, owned)
-            remove_marks_dir(marks_dir)
+            remove_run_dir(self.run_dir)
             self.notifier.close()
 
     def request_stop(self) -> None:
@@ -279,6 +280,14 @@ class Supervisor:
         if problems:
             return False, "; ".join(problems)
         return True, f"ok: {len(self.slots)} workers polling"
+
+    def readiness(self) -> tuple[bool, str]:
+        """Live, and every worker's receives succeed (see readiness.py)."""
+        alive, detail = self.health()
+        if not alive:
+            return False, detail
+        workers = [(s.index, s.process.pid) for s in list(self.slots) if s.process is not None]
+        return read_readiness(workers, self.config.metrics.ready_window, self.run_dir)
 
     def notify_state(self) -> None:
         healthy, detail = self.health()

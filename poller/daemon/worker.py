@@ -22,6 +22,7 @@ from poller.daemon.housekeeper import Housekeeper
 from poller.daemon.inflight import Held, InFlight
 from poller.daemon.log import configure_logging, get_logger
 from poller.daemon.metrics import Metrics
+from poller.daemon.readiness import ReceiveHealth
 from poller.daemon.settle import HandlerTimeout, Settler
 from poller.errors import EXIT_FAILURE, EXIT_HANDLER, EXIT_OK, HandlerLoadError, SqsError
 from poller.handlers.load import LoadedHandler, load_target
@@ -55,6 +56,7 @@ class Worker:
         self.metrics = metrics
         self.handler = handler
         self.pipeline = pipeline
+        self.receive_health = ReceiveHealth()
         self.stopping = False
         self.exit_code = EXIT_OK
         self._signalled = False
@@ -77,7 +79,7 @@ class Worker:
             # call never blocks the loop longer than one long poll plus its timeouts.
             # No parameter validation: our requests are built by code (about 6 us a message).
             client = client_for(cfg.queue, cfg.workers.concurrency + 2, attempts=1, validate=False)
-            self.sqs = Sqs(client, self.metrics.count_request)
+            self.sqs = Sqs(client, self.metrics.count_request, self.metrics.count_error)
         secrets = None
         if self.pipeline is None:
             from poller.pipeline.build import build_pipeline
@@ -242,7 +244,13 @@ class Worker:
 
     def _poll(self, url: str, count: int, wait: int, visibility: int) -> list[dict[str, Any]]:
         self.beat()
-        return self.sqs.receive(url, count, wait, visibility)
+        try:
+            raw = self.sqs.receive(url, count, wait, visibility)
+        except SqsError as exc:
+            self.receive_health.failed(exc)
+            raise
+        self.receive_health.ok()
+        return raw
 
     def _pause(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds

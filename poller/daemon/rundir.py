@@ -1,0 +1,32 @@
+"""The supervisor's run directory: state its worker processes share on this host (message marks,
+receive health), kept across worker restarts and removed when the supervisor stops.
+
+The supervisor creates it (`prepare_run_dir`) and names it in $SQS_POLLER_RUN_DIR, which the
+workers it spawns inherit; a worker started without one (tests, a lone Worker) gets its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+ENV_DIR = "SQS_POLLER_RUN_DIR"
+
+
+def prepare_run_dir() -> str:
+    path = tempfile.mkdtemp(prefix="sqs-poller-run-")
+    os.environ[ENV_DIR] = path  # inherited by the worker processes spawned after this
+    return path
+
+
+def remove_run_dir(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def run_dir() -> str:
+    path = os.environ.get(ENV_DIR)
+    if not path:
+        path = tempfile.mkdtemp(prefix="sqs-poller-run-")
+        os.environ[ENV_DIR] = path
+    return path
