@@ -1,8 +1,9 @@
 """The supervisor's run directory: state its worker processes share on this host (message marks,
 receive health), kept across worker restarts and removed when the supervisor stops.
 
-The supervisor creates it (`prepare_run_dir`) and names it in $SQS_POLLER_RUN_DIR, which the
-workers it spawns inherit; a worker started without one (tests, a lone Worker) gets its own.
+The supervisor creates it (`prepare_run_dir`) and names it in $POLLER_RUN_DIR, which the workers
+it spawns inherit; a worker started without one (tests, a lone Worker) gets its own. (Not
+SQS_POLLER_*: that prefix is for config overrides, and an unknown one is an error.)
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 import shutil
 import tempfile
 
-ENV_DIR = "SQS_POLLER_RUN_DIR"
+ENV_DIR = "POLLER_RUN_DIR"
 
 
 def prepare_run_dir() -> str:
