@@ -214,7 +214,7 @@ def export(target: Any, out: Path, delete: bool, resolve: bool) -> int:
     With --resolve a body kept in S3 is written inline (the S3 object is left in place).
     """
     from poller.cli.output import emit_json, is_terminal
-    from poller.ops.dlq import export as dlq_export
+    from poller.ops.export import export as dlq_export
 
     if out.exists():
         raise click.UsageError(f"{out} exists: choose a new file (an export is never overwritten)")
