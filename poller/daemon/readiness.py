@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Iterable
 
@@ -41,31 +42,34 @@ class ReceiveHealth:
         self.path = _path(root or run_dir(), pid or os.getpid())
         self._state: tuple[str, str] = ("ok", "")
         self._since = 0.0
+        self._lock = threading.Lock()  # a worker may run several receives at once
 
     def ok(self) -> None:
-        if self._state != ("ok", ""):
-            self._state = ("ok", "")
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
+        with self._lock:
+            if self._state != ("ok", ""):
+                self._state = ("ok", "")
+                try:
+                    os.unlink(self.path)
+                except FileNotFoundError:
+                    pass
 
     def failed(self, exc: SqsError) -> None:
-        if self._state == ("failing", exc.code):
-            return
-        since = time.time() if self._state[0] == "ok" else self._since
-        self._state, self._since = ("failing", exc.code), since
-        record = {
-            "since": since,
-            "code": exc.code,
-            "error": str(exc)[:300],
-            "permanent": is_permanent(exc.code),
-        }
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        tmp = f"{self.path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(record, fh)
-        os.replace(tmp, self.path)  # the supervisor never reads half a record
+        with self._lock:
+            if self._state == ("failing", exc.code):
+                return
+            since = time.time() if self._state[0] == "ok" else self._since
+            self._state, self._since = ("failing", exc.code), since
+            record = {
+                "since": since,
+                "code": exc.code,
+                "error": str(exc)[:300],
+                "permanent": is_permanent(exc.code),
+            }
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            tmp = f"{self.path}.tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(record, fh)
+            os.replace(tmp, self.path)  # the supervisor never reads half a record
 
 
 def read_readiness(
