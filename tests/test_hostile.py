@@ -107,9 +107,9 @@ def run_cli(*args: str, timeout: float = 25, **kwargs: Any) -> subprocess.Comple
 def test_a_handler_that_exits_3_mid_run_is_a_crash_not_a_load_failure(
     local_sqs, sqs, make_queues, tmp_path, daemon_factory
 ):
-    # GIVEN a running daemon (its workers reported ready)
+    # GIVEN a running daemon (its workers reported ready), one message at a time per worker
     url, dlq = make_queues(visibility=5, max_receive_count=3)
-    daemon = daemon_factory(hostile_config(tmp_path, local_sqs, url, dlq, workers={"concurrency": 2}))
+    daemon = daemon_factory(hostile_config(tmp_path, local_sqs, url, dlq, workers={"concurrency": 1}))
     daemon.wait_ready()
 
     # WHEN a message makes its handler call os._exit(3), among ten ordinary ones

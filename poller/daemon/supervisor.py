@@ -31,13 +31,14 @@ from poller.daemon.metrics import (
 from poller.daemon.readiness import read_readiness
 from poller.daemon.rundir import prepare_run_dir, remove_run_dir
 from poller.daemon.systemd import Notifier
-from poller.errors import EXIT_FAILURE, EXIT_HANDLER, EXIT_OK, ConfigError
+from poller.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_HANDLER, EXIT_OK, ConfigError
 from poller.timeouts import health_window
 
 TICK = 1.0
 EMF_INTERVAL = 60.0  # seconds between per-release EMF lines
 STARTING_TICK = 0.05  # look often until READY=1: start-up time is what a cold start costs
 RESTART_BACKOFF_MAX = 30.0
+FORCED_STOP_GRACE = 3.0  # seconds workers get to release their messages on a forced stop
 STABLE_AFTER = 60.0  # a worker that lived this long resets the restart backoff
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 
@@ -65,6 +66,7 @@ class Supervisor:
         self._signals: deque[int] = deque()
         self._ctx = multiprocessing.get_context("spawn")
         self._stopping = False
+        self._forced = False
         self._exit_code = EXIT_OK
         self._ready_sent = False
         self._status = ""
@@ -170,7 +172,7 @@ class Supervisor:
         self.log.info("reloading", processes=config.workers.processes)
         self.config = config
         for slot in self.slots:
-            self._terminate(slot)
+            self._terminate(slot, signal.SIGUSR1)
             slot.retiring = True
         self.retiring += [s for s in self.slots if s.process is not None]
         self.slots = [WorkerSlot(n, config) for n in range(config.workers.processes)]
@@ -196,6 +198,19 @@ class Supervisor:
         slot.started_at = time.monotonic()
         self.log.info("worker_spawned", worker=slot.index, pid=slot.process.pid)
 
+    def force_stop(self, workers: list[WorkerSlot]) -> float:
+        """Workers release what they hold and exit without waiting for running handlers (SIGQUIT);
+        returns the new deadline, after which the rest are killed."""
+        self._signals.clear()
+        self._forced = True
+        self._exit_code = EXIT_FAILURE  # running handlers were abandoned
+        self.log.warning("shutdown_forced", note="running handlers are not waited for")
+        for slot in workers:
+            if slot.process.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(slot.process.pid, signal.SIGQUIT)
+        return time.monotonic() + FORCED_STOP_GRACE
+
     def reap_workers(self) -> None:
         for slot in list(self.retiring):
             if slot.process.exitcode is not None:
@@ -207,19 +222,20 @@ class Supervisor:
             code = slot.process.exitcode
             pid = slot.process.pid
             lived = time.monotonic() - slot.started_at
+            booted = slot.beat is not None and slot.beat.value != 0.0  # it reported ready
             self._forget_process(slot)
             if self._stopping:
                 continue
-            if code == EXIT_HANDLER:
-                self.log.error(
-                    "handler_cannot_load",
-                    worker=slot.index,
-                    note="stopping instead of restarting; see handler_load_failed above",
-                )
-                self._exit_code = EXIT_HANDLER
+            if not booted and code in (EXIT_HANDLER, EXIT_CONFIG):
+                # Exit codes mean "cannot boot" only before ready; after that, a death is a crash.
+                event = "handler_cannot_load" if code == EXIT_HANDLER else "config_cannot_work"
+                self.log.error(event, worker=slot.index, note="stopping instead of restarting; see above")
+                self._exit_code = code
                 self._stopping = True
                 continue
-            slot.failures = 1 if lived >= STABLE_AFTER else slot.failures + 1
+            # A worker that booted and then crashed (a message killed it) restarts at once; only
+            # start-up failures back off, so one bad message never idles a healthy host.
+            slot.failures = 1 if booted or lived >= STABLE_AFTER else slot.failures + 1
             delay = min(RESTART_BACKOFF_MAX, 0.5 * 2 ** (slot.failures - 1))
             slot.next_start = time.monotonic() + delay
             self.metrics.worker_restarts.inc()
@@ -232,10 +248,12 @@ class Supervisor:
         slot.process.close()
         slot.process = None
 
-    def _terminate(self, slot: WorkerSlot) -> None:
+    def _terminate(self, slot: WorkerSlot, sig: int = signal.SIGTERM) -> None:
+        """SIGTERM: stop now (an idle long poll is abandoned). SIGUSR1: retire, when a successor
+        already polls: the current long poll ends normally and what it brings is released."""
         if slot.process is not None and slot.process.exitcode is None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(slot.process.pid, signal.SIGTERM)
+                os.kill(slot.process.pid, sig)
 
     def stop_workers(self) -> None:
         """SIGTERM every worker, wait for them to drain, SIGKILL what outlives the deadline."""
@@ -251,6 +269,8 @@ class Supervisor:
         while time.monotonic() < deadline and any(s.process.exitcode is None for s in everyone):
             self._wait(0.2)
             self.heartbeat_lifecycle()
+            if signal.SIGINT in self._signals and not self._forced:  # a second Ctrl-C
+                deadline = min(deadline, self.force_stop(everyone))
         for slot in everyone:
             if slot.process.exitcode is None:
                 self.log.error("worker_killed", worker=slot.index, pid=slot.process.pid)

@@ -21,10 +21,10 @@ from poller.daemon.execute import Calls, EventLoop, Threads
 from poller.daemon.housekeeper import Housekeeper
 from poller.daemon.inflight import Held, InFlight
 from poller.daemon.log import configure_logging, get_logger
+from poller.daemon.longpoll import LongPoll
 from poller.daemon.metrics import Metrics
-from poller.daemon.readiness import ReceiveHealth
 from poller.daemon.settle import HandlerTimeout, Settler
-from poller.errors import EXIT_FAILURE, EXIT_HANDLER, EXIT_OK, HandlerLoadError, SqsError
+from poller.errors import EXIT_FAILURE, EXIT_OK, ConfigError, HandlerLoadError, SqsError
 from poller.handlers.load import LoadedHandler, load_target
 from poller.handlers.styles import build_runner
 from poller.message import Message
@@ -56,10 +56,12 @@ class Worker:
         self.metrics = metrics
         self.handler = handler
         self.pipeline = pipeline
-        self.receive_health = ReceiveHealth()
         self.stopping = False
         self.exit_code = EXIT_OK
         self._signalled = False
+        self._interrupts = 0
+        self._abandon_poll = False
+        self._forced = False
         self._parent = os.getppid()
         self._round_trip = 0.0  # the last receive that returned messages took this long
         self._pending: list[InFlight] = []  # batch and lambda styles: a batch being gathered
@@ -86,6 +88,9 @@ class Worker:
 
             self.pipeline, secrets = build_pipeline(cfg)
         runner = self._build_runner(secrets)
+        # A stop abandons an idle long poll (its late reply hides messages for their visibility
+        # timeout); with messages in flight, or when retiring, the poll ends and its reply is released.
+        self.long_poll = LongPoll(self.sqs, lambda: self._notice_stop() or self._may_abandon_poll())
         self.held = Held(self.metrics.in_flight.set)
         self.house = Housekeeper(
             self.sqs,
@@ -162,7 +167,11 @@ class Worker:
         return self.shutdown()
 
     def request_stop(self, signum: int = signal.SIGTERM, *_: object) -> None:
-        """Signal handler: only record. The loop notices within one poll."""
+        """Signal handler: only record. A second SIGINT (Ctrl-C), or SIGQUIT from the
+        supervisor, forces the stop: running handlers are not waited for."""
+        self._interrupts += signum == signal.SIGINT
+        self._forced = self._forced or signum == signal.SIGQUIT or self._interrupts >= 2
+        self._abandon_poll = self._abandon_poll or signum != signal.SIGUSR1  # SIGUSR1: retiring
         self._signalled = True
 
     # --- the loop -----------------------------------------------------------------------------
@@ -244,13 +253,10 @@ class Worker:
 
     def _poll(self, url: str, count: int, wait: int, visibility: int) -> list[dict[str, Any]]:
         self.beat()
-        try:
-            raw = self.sqs.receive(url, count, wait, visibility)
-        except SqsError as exc:
-            self.receive_health.failed(exc)
-            raise
-        self.receive_health.ok()
-        return raw
+        return self.long_poll.receive(url, count, wait, visibility)
+
+    def _may_abandon_poll(self) -> bool:
+        return self.stopping and self._abandon_poll and not len(self.held)
 
     def _pause(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -399,11 +405,12 @@ class Worker:
         if isinstance(self.executor, Threads):
             self.executor.stop()
         with self.held.changed:
-            while len(self.held) and time.monotonic() < grace_until:
+            while len(self.held) and time.monotonic() < grace_until and not self._forced:
                 self.held.changed.wait(timeout=min(0.5, grace_until - time.monotonic()))
         leftover = self.held.snapshot()
         if leftover:
-            self.log.warning("shutdown_grace_expired", abandoned=len(leftover))
+            self.exit_code = EXIT_FAILURE if self._forced else self.exit_code  # work was abandoned
+            self.log.warning("shutdown_grace_expired", abandoned=len(leftover), forced=self._forced)
             self.house.release(leftover)
         if isinstance(self.executor, EventLoop):
             self.executor.stop()
@@ -434,13 +441,14 @@ def run_worker(config: Config, index: int, beat: Any) -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the supervisor reloads by replacing us
     configure_logging(config.logging.level, config.logging.format, worker=index)
     worker = Worker(config, index, beat)
-    signal.signal(signal.SIGTERM, worker.request_stop)
-    signal.signal(signal.SIGINT, worker.request_stop)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1):
+        signal.signal(sig, worker.request_stop)
     try:
         worker.initialize()
-    except HandlerLoadError as exc:
-        worker.log.error("handler_load_failed", error=str(exc))
-        os._exit(EXIT_HANDLER)
+    except (HandlerLoadError, ConfigError) as exc:  # can never work: exit 3, or 2 (a missing keyring)
+        event = "handler_load_failed" if isinstance(exc, HandlerLoadError) else "worker_config_invalid"
+        worker.log.error(event, error=str(exc))
+        os._exit(exc.exit_code)
     except Exception as exc:
         worker.log.error("worker_start_failed", error=f"{type(exc).__name__}: {exc}")
         os._exit(EXIT_FAILURE)
