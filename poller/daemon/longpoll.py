@@ -47,8 +47,9 @@ class LongPoll:
         self.health = health or ReceiveHealth()
 
     def receive(self, url: str, count: int, wait: int, visibility: int) -> list[dict[str, Any]]:
-        """Messages, or [] once a stop abandons the poll: what its reply brings later is released
-        (if the process lives that long; else it reappears after its visibility timeout)."""
+        """Messages, or [] once `stopped()` abandons the poll (the worker does so on a stop with
+        nothing in flight): what its reply brings later is released if the process lives that
+        long, else it reappears after its visibility timeout."""
 
         def release(raw: list[dict[str, Any]]) -> None:
             if raw:

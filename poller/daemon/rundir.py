@@ -18,7 +18,18 @@ ENV_DIR = "POLLER_RUN_DIR"
 def prepare_run_dir() -> str:
     path = tempfile.mkdtemp(prefix="sqs-poller-run-")
     os.environ[ENV_DIR] = path  # inherited by the worker processes spawned after this
+    with open(os.path.join(path, "supervisor.pid"), "w") as fh:
+        fh.write(str(os.getpid()))
     return path
+
+
+def supervisor_pid() -> int | None:
+    """The supervisor that owns the run directory, if one does (a lone Worker has none)."""
+    try:
+        with open(os.path.join(run_dir(), "supervisor.pid")) as fh:
+            return int(fh.read())
+    except (OSError, ValueError):
+        return None
 
 
 def remove_run_dir(path: str) -> None:

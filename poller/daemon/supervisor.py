@@ -29,6 +29,7 @@ from poller.daemon.metrics import (
     serve_metrics,
 )
 from poller.daemon.readiness import read_readiness
+from poller.daemon.recycle import successor_path
 from poller.daemon.rundir import prepare_run_dir, remove_run_dir
 from poller.daemon.systemd import Notifier
 from poller.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_HANDLER, EXIT_OK, ConfigError
@@ -40,7 +41,8 @@ STARTING_TICK = 0.05  # look often until READY=1: start-up time is what a cold s
 RESTART_BACKOFF_MAX = 30.0
 FORCED_STOP_GRACE = 3.0  # seconds workers get to release their messages on a forced stop
 STABLE_AFTER = 60.0  # a worker that lived this long resets the restart backoff
-HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
+# SIGUSR2: a worker asked for a successor (recycle.py); like SIGCHLD, it only wakes the loop.
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR2)
 
 
 @dataclass(eq=False)
@@ -182,10 +184,34 @@ class Supervisor:
     # --- the worker set ---------------------------------------------------------------------
 
     def manage_workers(self) -> None:
+        self.replace_recycled()
         now = time.monotonic()
         for slot in self.slots:
             if slot.process is None and now >= slot.next_start:
                 self._spawn(slot)
+
+    def replace_recycled(self) -> None:
+        """A worker near its max_messages or max_memory_mb asked for a successor: start it now,
+        in its slot; the old one finishes what it holds and exits on its own (see recycle.py)."""
+        for slot in self.slots:
+            if slot.process is None or slot.process.exitcode is not None:
+                continue
+            if not self._take_successor_request(slot.process.pid):
+                continue
+            old = WorkerSlot(slot.index, slot.config, slot.process, slot.beat, slot.started_at, retiring=True)
+            self.retiring.append(old)
+            slot.process = None
+            self._spawn(slot)
+            self.log.info(
+                "worker_recycling", worker=slot.index, pid=old.process.pid, successor=slot.process.pid
+            )
+
+    def _take_successor_request(self, pid: int) -> bool:
+        try:
+            os.unlink(successor_path(pid, self.run_dir))
+        except FileNotFoundError:
+            return False
+        return True
 
     def _spawn(self, slot: WorkerSlot) -> None:
         slot.beat = self._ctx.Value("d", 0.0, lock=False)
@@ -225,6 +251,9 @@ class Supervisor:
             booted = slot.beat is not None and slot.beat.value != 0.0  # it reported ready
             self._forget_process(slot)
             if self._stopping:
+                continue
+            if code == 0 and self._take_successor_request(pid):  # recycled before we saw it ask
+                self.log.info("worker_recycling", worker=slot.index, pid=pid)
                 continue
             if not booted and code in (EXIT_HANDLER, EXIT_CONFIG):
                 # Exit codes mean "cannot boot" only before ready; after that, a death is a crash.
@@ -294,7 +323,8 @@ class Supervisor:
             if process is None or process.exitcode is not None:
                 problems.append(f"worker {slot.index}: not running")
             elif beat is None or beat.value == 0.0:
-                problems.append(f"worker {slot.index}: starting")
+                if not any(r.index == slot.index and r.process.exitcode is None for r in self.retiring):
+                    problems.append(f"worker {slot.index}: starting")  # (a successor: its predecessor polls)
             elif now - beat.value > window:
                 problems.append(f"worker {slot.index}: no poll for {now - beat.value:.0f}s")
         if problems:

@@ -23,6 +23,7 @@ from poller.daemon.inflight import Held, InFlight
 from poller.daemon.log import configure_logging, get_logger
 from poller.daemon.longpoll import LongPoll
 from poller.daemon.metrics import Metrics
+from poller.daemon.recycle import Recycle
 from poller.daemon.settle import HandlerTimeout, Settler
 from poller.errors import EXIT_FAILURE, EXIT_OK, ConfigError, HandlerLoadError, SqsError
 from poller.handlers.load import LoadedHandler, load_target
@@ -59,9 +60,7 @@ class Worker:
         self.stopping = False
         self.exit_code = EXIT_OK
         self._signalled = False
-        self._interrupts = 0
-        self._abandon_poll = False
-        self._forced = False
+        self._interrupts, self._forced, self._abandon_poll = 0, False, False  # see request_stop
         self._parent = os.getppid()
         self._round_trip = 0.0  # the last receive that returned messages took this long
         self._pending: list[InFlight] = []  # batch and lambda styles: a batch being gathered
@@ -88,10 +87,12 @@ class Worker:
 
             self.pipeline, secrets = build_pipeline(cfg)
         runner = self._build_runner(secrets)
-        # A stop abandons an idle long poll (its late reply hides messages for their visibility
-        # timeout); with messages in flight, or when retiring, the poll ends and its reply is released.
-        self.long_poll = LongPoll(self.sqs, lambda: self._notice_stop() or self._may_abandon_poll())
+        self.long_poll = LongPoll(
+            self.sqs,
+            lambda: self._notice_stop() or (self.stopping and self._abandon_poll and not len(self.held)),
+        )
         self.held = Held(self.metrics.in_flight.set)
+        self.recycle = Recycle(cfg.workers.max_messages, cfg.workers.max_memory_mb, cfg.queue.batch_size)
         self.house = Housekeeper(
             self.sqs,
             cfg.queue.url,
@@ -167,8 +168,7 @@ class Worker:
         return self.shutdown()
 
     def request_stop(self, signum: int = signal.SIGTERM, *_: object) -> None:
-        """Signal handler: only record. A second SIGINT (Ctrl-C), or SIGQUIT from the
-        supervisor, forces the stop: running handlers are not waited for."""
+        """Signal handler: only record. SIGQUIT or a second SIGINT force the stop (see shutdown)."""
         self._interrupts += signum == signal.SIGINT
         self._forced = self._forced or signum == signal.SIGQUIT or self._interrupts >= 2
         self._abandon_poll = self._abandon_poll or signum != signal.SIGUSR1  # SIGUSR1: retiring
@@ -181,7 +181,9 @@ class Worker:
         self._notice_stop()
         if self._pending and self._batch_due():
             self._flush_batch()
-        free = self._wait_for_slots()
+        free = self.recycle.cap(self._wait_for_slots())
+        if self.recycle.enabled and (why := self.recycle.due()):
+            self.begin_stop(f"recycled: {why}")  # finishes what it holds; a successor polls
         if free == 0 or self.stopping:
             return
         cfg = self.config.queue
@@ -245,6 +247,7 @@ class Worker:
         url = self.config.queue.url
         held = [InFlight(Message.from_sqs(m, url), visible_until) for m in raw]
         self.metrics.received.inc(len(held))
+        self.recycle.received += len(held)
         now = time.time()
         for entry in held:
             self.metrics.message_age.observe(max(0.0, now - entry.message.sent_at.timestamp()))
@@ -254,9 +257,6 @@ class Worker:
     def _poll(self, url: str, count: int, wait: int, visibility: int) -> list[dict[str, Any]]:
         self.beat()
         return self.long_poll.receive(url, count, wait, visibility)
-
-    def _may_abandon_poll(self) -> bool:
-        return self.stopping and self._abandon_poll and not len(self.held)
 
     def _pause(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
