@@ -9,10 +9,12 @@ handler thread, never on the housekeeping thread that keeps other messages hidde
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from poller.config import Config
+from poller.daemon.crashes import crash_reason, crashes
 from poller.daemon.inflight import Held, InFlight
 from poller.daemon.marks import UNDELIVERABLE, Marks
 from poller.errors import SqsError
@@ -181,20 +183,31 @@ class Settler:
         finally:
             self.held.forget(entry)
 
-    def leave_undeliverable(self, entries: list[InFlight]) -> list[InFlight]:
-        """Those of `entries` to run: one the DLQ refused before (`TooLargeForDlq`) goes back
-        after a backoff without its handler, until the queue's redrive policy moves it."""
-        if not entries:
-            return entries
+    def screen(self, entries: list[InFlight], isolate: Callable[[InFlight], None]) -> list[InFlight]:
+        """Those of `entries` to run now. One the DLQ refused before (`TooLargeForDlq`) goes back
+        after a backoff without its handler, until the queue's redrive policy moves it. One that
+        was running when a worker crashed goes to `isolate` (it runs alone); after two such
+        crashes it is dead-lettered without running (see crashes.py)."""
         run = []
         for entry in entries:
-            if not self.marks.has(UNDELIVERABLE, entry.message.message_id):
+            message = entry.message
+            if self.marks.has(UNDELIVERABLE, message.message_id):
+                if entry.claim():
+                    retry = self.config.retry
+                    delay = backoff_seconds(message.receive_count, retry.backoff_base, retry.backoff_max)
+                    reason = "left to the queue's redrive policy: the DLQ cannot take it"
+                    self.execute(entry, Decision(RETRY, "retried", delay, reason, TooLargeForDlq.__name__))
+                continue
+            hows = crashes(message.message_id)
+            if not hows:
                 run.append(entry)
-            elif entry.claim():
-                retry = self.config.retry
-                delay = backoff_seconds(entry.message.receive_count, retry.backoff_base, retry.backoff_max)
-                reason = "left to the queue's redrive policy: the DLQ cannot take it"
-                self.execute(entry, Decision(RETRY, "retried", delay, reason, TooLargeForDlq.__name__))
+            elif len(hows) >= 2:  # the second crash was alone: this message is the one
+                if entry.claim():
+                    self.execute(
+                        entry, Decision(DEAD_LETTER, "dead_lettered", 0, crash_reason(hows), "WorkerCrash")
+                    )
+            else:
+                isolate(entry)
         return run
 
     def _dead_letter(self, entry: InFlight, decision: Decision) -> bool:

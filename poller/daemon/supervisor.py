@@ -20,6 +20,7 @@ from typing import Any
 from poller.config import Config
 from poller.configload import load_config
 from poller.daemon.boot import start_worker
+from poller.daemon.crashes import record_crash
 from poller.daemon.log import configure_logging, get_logger
 from poller.daemon.metrics import (
     Metrics,
@@ -269,7 +270,15 @@ class Supervisor:
             slot.next_start = time.monotonic() + delay
             self.metrics.worker_restarts.inc()
             how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-            self.log.error("worker_died", worker=slot.index, pid=pid, how=how, restart_in=round(delay, 2))
+            suspects = record_crash(pid, how, self.run_dir) if booted else []  # see crashes.py
+            self.log.error(
+                "worker_died",
+                worker=slot.index,
+                pid=pid,
+                how=how,
+                restart_in=round(delay, 2),
+                suspects=len(suspects),
+            )
 
     def _forget_process(self, slot: WorkerSlot) -> None:
         slot.process.join(timeout=0)

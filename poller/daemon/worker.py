@@ -17,6 +17,7 @@ from collections import defaultdict
 from typing import Any
 
 from poller.config import Config
+from poller.daemon.crashes import Isolation, RunningRecord
 from poller.daemon.execute import Calls, EventLoop, Threads
 from poller.daemon.housekeeper import Housekeeper
 from poller.daemon.inflight import Held, InFlight
@@ -91,7 +92,10 @@ class Worker:
             self.sqs,
             lambda: self._notice_stop() or (self.stopping and self._abandon_poll and not len(self.held)),
         )
-        self.held = Held(self.metrics.in_flight.set)
+        self.held = Held(self._held_changed)
+        running = RunningRecord()  # what a crash of this process would be attributed to
+        self.isolation = Isolation(self.held, lambda task: self.executor.submit(task), self._release, running)
+        self._record_running = lambda: running.write(self.isolation.running(self.held.snapshot()))
         self.recycle = Recycle(cfg.workers.max_messages, cfg.workers.max_memory_mb, cfg.queue.batch_size)
         self.house = Housekeeper(
             self.sqs,
@@ -179,6 +183,8 @@ class Worker:
     def loop(self) -> None:
         """One iteration: wait for free slots, receive at most that many, dispatch them."""
         self._notice_stop()
+        if self.isolation.waiting:  # suspects of a crash: one at a time, alone (crashes.py)
+            return self.isolation.run_next(lambda: self._notice_stop() or self.stopping, self.beat)
         if self._pending and self._batch_due():
             self._flush_batch()
         free = self.recycle.cap(self._wait_for_slots())
@@ -208,7 +214,7 @@ class Worker:
         if not raw:
             return
         self._round_trip = time.monotonic() - received_at
-        held = self.settler.leave_undeliverable(self._hold(raw, received_at + cfg.visibility_timeout))
+        held = self.settler.screen(self._hold(raw, received_at + cfg.visibility_timeout), self.isolation.add)
         self._notice_stop()
         if self.stopping:  # the poll returned after the signal: these never start
             self.house.release(held)
@@ -242,6 +248,13 @@ class Worker:
         if errors and not raw:
             raise errors[0]
         return raw  # what any call received is held, even when another failed
+
+    def _held_changed(self, count: int) -> None:
+        self.metrics.in_flight.set(count)
+        self._record_running()
+
+    def _release(self, entries: list[InFlight]) -> None:
+        self.house.release(entries)
 
     def _hold(self, raw: list[dict[str, Any]], visible_until: float) -> list[InFlight]:
         url = self.config.queue.url
@@ -402,6 +415,7 @@ class Worker:
         if self._pending:
             self.house.release(self._pending)
             self._pending = []
+        self.isolation.release_waiting()
         if isinstance(self.executor, Threads):
             self.executor.stop()
         with self.held.changed:
