@@ -94,7 +94,9 @@ class Worker:
         )
         self.held = Held(self._held_changed)
         running = RunningRecord()  # what a crash of this process would be attributed to
-        self.isolation = Isolation(self.held, lambda task: self.executor.submit(task), self._release, running)
+        self.isolation = Isolation(
+            self.held, lambda t: self.executor.submit(t), lambda e: self.house.release(e), running
+        )
         self._record_running = lambda: running.write(self.isolation.running(self.held.snapshot()))
         self.recycle = Recycle(cfg.workers.max_messages, cfg.workers.max_memory_mb, cfg.queue.batch_size)
         self.house = Housekeeper(
@@ -252,9 +254,6 @@ class Worker:
     def _held_changed(self, count: int) -> None:
         self.metrics.in_flight.set(count)
         self._record_running()
-
-    def _release(self, entries: list[InFlight]) -> None:
-        self.house.release(entries)
 
     def _hold(self, raw: list[dict[str, Any]], visible_until: float) -> list[InFlight]:
         url = self.config.queue.url
