@@ -37,14 +37,19 @@ class RunningRecord:
     """What this worker process is running, for the supervisor to read should it die."""
 
     def __init__(self, root: str | None = None):
-        path = _running_path(root or run_dir(), os.getpid())
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self.path = _running_path(root or run_dir(), os.getpid())
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
 
     def write(self, message_ids: Iterable[str]) -> None:
         data = "\n".join(message_ids).encode()
         os.pwrite(self._fd, data, 0)
         os.ftruncate(self._fd, len(data))
+
+    def close(self) -> None:
+        """A clean exit: nothing to attribute."""
+        os.close(self._fd)
+        os.unlink(self.path)
 
 
 def record_crash(pid: int, how: str, root: str | None = None) -> list[str]:

@@ -428,6 +428,7 @@ class Worker:
         if isinstance(self.executor, EventLoop):
             self.executor.stop()
         self.house.stop()
+        self.isolation.record.close()
         if not leftover:
             self.pipeline.close()
             try:
