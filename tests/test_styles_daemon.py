@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 import pytest
 from aws_lambda_powertools.utilities.parser.models import SqsModel
 
-from tests.conftest import queue_total, receive_all, send_bodies, wait_until, write_config
+from tests.conftest import queue_counts, queue_total, receive_all, send_bodies, wait_until, write_config
 
 LAMBDA = {"style": "lambda", "timeout": 30}
 
@@ -257,4 +257,5 @@ def test_async_handler_at_concurrency_200_handles_each_once_and_drains_on_sigter
     starts = Counter(r["id"] for r in records if r["phase"] == "start")
     ends = Counter(r["id"] for r in records if r["phase"] == "end")
     assert starts == ends and all(c == 1 for c in ends.values())
-    assert len(ends) + queue_total(sqs, url) == 400
+    left = queue_counts(sqs, url)
+    assert len(ends) + sum(left.values()) == 400, (len(ends), left, daemon.text()[-3000:])

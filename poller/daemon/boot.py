@@ -15,8 +15,30 @@ def skip_rich(log_format: str) -> None:
 
 
 def start_worker(config: Any, index: int, beat: Any) -> None:
-    """multiprocessing target: a worker process's entry point."""
+    """multiprocessing target: a worker process's entry point. Exit codes: 3 the handler cannot
+    load, 2 a config that can never work (a missing keyring), 1 another start-up failure; a
+    booted worker exits with its stop's code (os._exit: handler threads that outlived the grace
+    period must not hold the process open)."""
     skip_rich(config.logging.format)
-    from poller.daemon.worker import run_worker
+    import os
+    import signal
 
-    run_worker(config, index, beat)
+    from poller.daemon.log import configure_logging
+    from poller.daemon.worker import Worker
+    from poller.errors import EXIT_FAILURE, ConfigError, HandlerLoadError
+
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the supervisor reloads by replacing us
+    configure_logging(config.logging.level, config.logging.format, worker=index)
+    worker = Worker(config, index, beat)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1):
+        signal.signal(sig, worker.request_stop)
+    try:
+        worker.initialize()
+    except (HandlerLoadError, ConfigError) as exc:  # can never work: exit 3, or 2 (a missing keyring)
+        event = "handler_load_failed" if isinstance(exc, HandlerLoadError) else "worker_config_invalid"
+        worker.log.error(event, error=str(exc))
+        os._exit(exc.exit_code)
+    except Exception as exc:
+        worker.log.error("worker_start_failed", error=f"{type(exc).__name__}: {exc}")
+        os._exit(EXIT_FAILURE)
+    os._exit(worker.run())

@@ -3,9 +3,8 @@ against an endpoint that never answers), and that tells readiness how receives g
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
@@ -14,23 +13,19 @@ from poller.errors import SqsError
 from poller.sqs import Sqs
 
 STOP_CHECK = 0.1  # seconds between looks at the stop flag while a receive runs
+POLLERS = 10  # threads that make receive calls: the parallel receives of a busy queue, and one
 
 
 def call_unless_stopped(
-    fn: Callable[[], Any], stopped: Callable[[], bool], on_late: Callable[[Any], None]
+    fn: Callable[[], Any],
+    stopped: Callable[[], bool],
+    on_late: Callable[[Any], None],
+    pool: ThreadPoolExecutor,
 ) -> tuple[bool, Any]:
-    """Run `fn` on a daemon thread and wait for it. Returns (True, its result), or raises what it
+    """Run `fn` on a pool thread and wait for it. Returns (True, its result), or raises what it
     raised; or, once `stopped()`, (False, None) at once, and `on_late(result)` runs whenever the
     abandoned call returns a result."""
-    future: Future[Any] = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(fn())
-        except BaseException as exc:  # handed to the waiter, or dropped if it left
-            future.set_exception(exc)
-
-    threading.Thread(target=run, name="long-poll", daemon=True).start()
+    future: Future[Any] = pool.submit(fn)
     while True:
         try:
             return True, future.result(timeout=STOP_CHECK)
@@ -45,6 +40,7 @@ class LongPoll:
         self.sqs = sqs
         self.stopped = stopped
         self.health = health or ReceiveHealth()
+        self.pool = ThreadPoolExecutor(POLLERS, thread_name_prefix="long-poll")  # threads reused
 
     def receive(self, url: str, count: int, wait: int, visibility: int) -> list[dict[str, Any]]:
         """Messages, or [] once `stopped()` abandons the poll (the worker does so on a stop with
@@ -59,7 +55,7 @@ class LongPoll:
 
         try:
             done, raw = call_unless_stopped(
-                lambda: self.sqs.receive(url, count, wait, visibility), self.stopped, release
+                lambda: self.sqs.receive(url, count, wait, visibility), self.stopped, release, self.pool
             )
         except SqsError as exc:
             self.health.failed(exc)

@@ -9,7 +9,6 @@ housekeeping thread batches deletes and keeps held messages hidden (housekeeper.
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import time
@@ -17,21 +16,21 @@ from collections import defaultdict
 from typing import Any
 
 from poller.config import Config
+from poller.daemon.batches import Batches
 from poller.daemon.crashes import Isolation, RunningRecord
 from poller.daemon.execute import Calls, EventLoop, Threads
 from poller.daemon.housekeeper import Housekeeper
 from poller.daemon.inflight import Held, InFlight
-from poller.daemon.log import configure_logging, get_logger
+from poller.daemon.log import get_logger
 from poller.daemon.longpoll import LongPoll
 from poller.daemon.metrics import Metrics
 from poller.daemon.recycle import Recycle
 from poller.daemon.settle import HandlerTimeout, Settler
-from poller.errors import EXIT_FAILURE, EXIT_OK, ConfigError, HandlerLoadError, SqsError
-from poller.handlers.load import LoadedHandler, load_target
-from poller.handlers.styles import build_runner
+from poller.errors import EXIT_FAILURE, EXIT_OK, SqsError
+from poller.handlers.load import LoadedHandler, load_runner
 from poller.message import Message
 from poller.pipeline import Pipeline
-from poller.sqs import Sqs, client_for, queue_region, receive_retrying
+from poller.sqs import Sqs, client_for, receive_retrying
 from poller.timeouts import RECEIVE_BACKOFF_MAX
 
 SLOT_LINGER = 0.02  # wait at least this long for a full batch of free slots before a partial receive
@@ -64,8 +63,6 @@ class Worker:
         self._interrupts, self._forced, self._abandon_poll = 0, False, False  # see request_stop
         self._parent = os.getppid()
         self._round_trip = 0.0  # the last receive that returned messages took this long
-        self._pending: list[InFlight] = []  # batch and lambda styles: a batch being gathered
-        self._pending_until = 0.0
         self._busy = False  # the last receive came back full: more is waiting
         self._receivers: Any = None  # a thread pool for parallel receives, made when first busy
         self.log = get_logger("poller.worker")
@@ -87,7 +84,7 @@ class Worker:
             from poller.pipeline.build import build_pipeline
 
             self.pipeline, secrets = build_pipeline(cfg)
-        runner = self._build_runner(secrets)
+        self.handler, runner = load_runner(cfg, secrets, self.handler)
         self.long_poll = LongPoll(
             self.sqs,
             lambda: self._notice_stop() or (self.stopping and self._abandon_poll and not len(self.held)),
@@ -123,6 +120,13 @@ class Worker:
             clear_context=clear_trace_context if cfg.tracing.enabled else None,
         )
         self.per_call = runner.per_call
+        self.batches = Batches(  # batch and lambda styles: a batch being gathered
+            cfg.handler.batch_size,
+            cfg.handler.batch_window,
+            cfg.workers.concurrency,
+            lambda: len(self.held),
+            lambda batch: self.executor.submit(batch),
+        )
         if runner.is_async:
             self.executor: Any = EventLoop(
                 self.calls, cfg.workers.concurrency, cfg.queue.is_fifo, lambda: self.stopping
@@ -148,26 +152,6 @@ class Worker:
             pid=os.getpid(),
         )
 
-    def _build_runner(self, secrets: Any) -> Any:
-        cfg = self.config
-        if self.handler is None:
-            options = dict(cfg.handler.options)
-            if secrets is not None:
-                options["secrets"] = secrets
-            target = load_target(cfg.handler.target, options)
-            self.handler = LoadedHandler(target.obj, target.close, target.name)
-            style = cfg.handler.style
-        else:
-            style = "message"
-        return build_runner(
-            style,
-            self.handler.handle,
-            timeout=cfg.handler.timeout,
-            region=queue_region(cfg.queue),
-            queue_url=cfg.queue.url,
-            options=cfg.handler.options,
-        )
-
     def run(self) -> int:
         while not self.stopping:
             self.loop()
@@ -187,17 +171,15 @@ class Worker:
         self._notice_stop()
         if self.isolation.waiting:  # suspects of a crash: one at a time, alone (crashes.py)
             return self.isolation.run_next(lambda: self._notice_stop() or self.stopping, self.beat)
-        if self._pending and self._batch_due():
-            self._flush_batch()
+        if self.batches and self.batches.due():
+            self.batches.flush()
         free = self.recycle.cap(self._wait_for_slots())
         if self.recycle.enabled and (why := self.recycle.due()):
             self.begin_stop(f"recycled: {why}")  # finishes what it holds; a successor polls
         if free == 0 or self.stopping:
             return
         cfg = self.config.queue
-        wait = cfg.wait_time_seconds
-        if self._pending:  # never wait past the batch window for more
-            wait = min(wait, max(0, math.ceil(self._pending_until - time.monotonic())))
+        wait = self.batches.wait_left(cfg.wait_time_seconds)
         calls = min(free // cfg.batch_size, MAX_PARALLEL_RECEIVES) if self._busy else 1
         try:
             received_at = time.monotonic()
@@ -222,7 +204,7 @@ class Worker:
             self.house.release(held)
             return
         if self.per_call:
-            self._gather(held)
+            self.batches.add(held)
         else:
             self._dispatch(held)
 
@@ -297,13 +279,13 @@ class Worker:
         """
         cfg = self.config
         concurrency = cfg.workers.concurrency
-        want = 1 if self._pending else min(cfg.queue.batch_size, concurrency)
+        want = 1 if self.batches else min(cfg.queue.batch_size, concurrency)
         linger_until = None
         self.held.wake_at = concurrency - want
         with self.held.changed:
             while True:
                 free = concurrency - len(self.held)
-                if free >= want or self.stopping or (self._pending and self._batch_due()):
+                if free >= want or self.stopping or (self.batches and self.batches.due()):
                     return free
                 now = time.monotonic()
                 if free > 0:
@@ -324,33 +306,6 @@ class Worker:
         for entry in held:
             groups[entry.message.group_id].append(entry)
         self.executor.submit_all(list(groups.values()))
-
-    # --- batches (batch and lambda styles) ---------------------------------------------------------
-
-    def _gather(self, held: list[InFlight]) -> None:
-        if not self._pending:
-            self._pending_until = time.monotonic() + self.config.handler.batch_window
-        self._pending.extend(held)
-        while len(self._pending) >= self.config.handler.batch_size:
-            self._flush_batch(self.config.handler.batch_size)
-        if self._pending and self._batch_due():
-            self._flush_batch()
-
-    def _batch_due(self) -> bool:
-        """The batch goes when it is full, its window has passed, or no slot is left to fill it."""
-        cfg = self.config
-        return (
-            len(self._pending) >= cfg.handler.batch_size
-            or time.monotonic() >= self._pending_until
-            or len(self.held) >= cfg.workers.concurrency
-        )
-
-    def _flush_batch(self, size: int | None = None) -> None:
-        size = size or len(self._pending)
-        batch, self._pending = self._pending[:size], self._pending[size:]
-        if self._pending:
-            self._pending_until = time.monotonic() + self.config.handler.batch_window
-        self.executor.submit(batch)
 
     def _run_task(self, task: list[InFlight]) -> None:
         """On a handler thread: one call of the batch or lambda style, or messages in order."""
@@ -411,9 +366,7 @@ class Worker:
         """Release what never started, let running handlers finish within the grace period."""
         started = getattr(self, "_stop_started", time.monotonic())
         grace_until = started + self.config.workers.shutdown_grace
-        if self._pending:
-            self.house.release(self._pending)
-            self._pending = []
+        self.house.release(self.batches.take_all())
         self.isolation.release_waiting()
         if isinstance(self.executor, Threads):
             self.executor.stop()
@@ -448,24 +401,3 @@ def clear_trace_context() -> None:
     import structlog
 
     structlog.contextvars.unbind_contextvars("trace_id", "span_id")
-
-
-def run_worker(config: Config, index: int, beat: Any) -> None:
-    """Entry point of a worker process (multiprocessing target)."""
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the supervisor reloads by replacing us
-    configure_logging(config.logging.level, config.logging.format, worker=index)
-    worker = Worker(config, index, beat)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1):
-        signal.signal(sig, worker.request_stop)
-    try:
-        worker.initialize()
-    except (HandlerLoadError, ConfigError) as exc:  # can never work: exit 3, or 2 (a missing keyring)
-        event = "handler_load_failed" if isinstance(exc, HandlerLoadError) else "worker_config_invalid"
-        worker.log.error(event, error=str(exc))
-        os._exit(exc.exit_code)
-    except Exception as exc:
-        worker.log.error("worker_start_failed", error=f"{type(exc).__name__}: {exc}")
-        os._exit(EXIT_FAILURE)
-    code = worker.run()
-    # Handler threads that outlived the grace period must not hold the process open.
-    os._exit(code)

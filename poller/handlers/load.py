@@ -81,3 +81,31 @@ def load_handler(target: str, options: Mapping[str, Any]) -> LoadedHandler:
 
 def _nothing() -> None:
     pass
+
+
+def load_runner(
+    config: Any, secrets: Any = None, handler: LoadedHandler | None = None
+) -> tuple[LoadedHandler, Any]:
+    """The worker's handler and its style's Runner (poller.handlers.styles). The target's class
+    gets `[handler.options]` plus the worker's secrets; a `handler` given (a test's) is called
+    in the message style."""
+    from poller.handlers.styles import build_runner
+    from poller.sqs import queue_region
+
+    style = "message"
+    if handler is None:
+        options = dict(config.handler.options)
+        if secrets is not None:
+            options["secrets"] = secrets
+        target = load_target(config.handler.target, options)
+        handler = LoadedHandler(target.obj, target.close, target.name)
+        style = config.handler.style
+    runner = build_runner(
+        style,
+        handler.handle,
+        timeout=config.handler.timeout,
+        region=queue_region(config.queue),
+        queue_url=config.queue.url,
+        options=config.handler.options,
+    )
+    return handler, runner
