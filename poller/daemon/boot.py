@@ -14,7 +14,7 @@ def skip_rich(log_format: str) -> None:
         sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
 
 
-def start_worker(config: Any, index: int, beat: Any) -> None:
+def start_worker(config: Any, index: int, beat: Any, flow: Any = None) -> None:
     """multiprocessing target: a worker process's entry point. Exit codes: 3 the handler cannot
     load, 2 a config that can never work (a missing keyring), 1 another start-up failure; a
     booted worker exits with its stop's code (os._exit: handler threads that outlived the grace
@@ -29,7 +29,7 @@ def start_worker(config: Any, index: int, beat: Any) -> None:
 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the supervisor reloads by replacing us
     configure_logging(config.logging.level, config.logging.format, worker=index)
-    worker = Worker(config, index, beat)
+    worker = Worker(config, index, beat, flow=flow)  # flow: the host's, from the supervisor
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1):
         signal.signal(sig, worker.request_stop)
     try:

@@ -17,6 +17,7 @@ from typing import Any
 
 ENV_DIR = "PROMETHEUS_MULTIPROC_DIR"
 OUTCOMES = ("deleted", "retried", "dead_lettered", "released", "filtered")
+BREAKER_STATES = ("open", "probing", "closed")
 HANDLER_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 AGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
@@ -89,6 +90,18 @@ class Metrics:
             "sqs_poller_receipt_handle_invalid",
             "Deletes or visibility changes refused: the message may be processed twice",
         )
+        # Set by whichever process moved the breaker; the newest write is the host's state.
+        self.breaker_open = Gauge(
+            "sqs_poller_breaker_open",
+            "1 while the circuit breaker pauses polling (downstream unavailable)",
+            multiprocess_mode="mostrecent",
+        )
+        transitions = Counter(
+            "sqs_poller_breaker_transitions",
+            "Circuit breaker transitions, by the state entered",
+            labelnames=("to",),
+        )
+        self.breaker_transitions = {to: transitions.labels(to=to) for to in BREAKER_STATES}
         self.handler_timeouts = Counter(
             "sqs_poller_handler_timeouts", "Handlers that ran past handler.timeout"
         )

@@ -34,6 +34,7 @@ from poller.daemon.recycle import successor_path
 from poller.daemon.rundir import prepare_run_dir, remove_run_dir
 from poller.daemon.systemd import Notifier
 from poller.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_HANDLER, EXIT_OK, ConfigError
+from poller.pipeline.flow import new_flow_state
 from poller.timeouts import health_window
 
 TICK = 1.0
@@ -68,6 +69,7 @@ class Supervisor:
         self.retiring: list[WorkerSlot] = []
         self._signals: deque[int] = deque()
         self._ctx = multiprocessing.get_context("spawn")
+        self.flow = new_flow_state(config, self._ctx)  # shared by every worker: host-wide
         self._stopping = False
         self._forced = False
         self._exit_code = EXIT_OK
@@ -83,6 +85,7 @@ class Supervisor:
         self.metrics_dir, owned = prepare_multiproc_dir()
         self.run_dir = prepare_run_dir()
         self.metrics = Metrics()
+        self.metrics.breaker_open.set(0)
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         previous = {s: signal.signal(s, self._record_signal) for s in HANDLED_SIGNALS}
@@ -174,6 +177,7 @@ class Supervisor:
         configure_logging(config.logging.level, config.logging.format)
         self.log.info("reloading", processes=config.workers.processes)
         self.config = config
+        self.flow = new_flow_state(config, self._ctx)
         for slot in self.slots:
             self._terminate(slot, signal.SIGUSR1)
             slot.retiring = True
@@ -218,7 +222,7 @@ class Supervisor:
         slot.beat = self._ctx.Value("d", 0.0, lock=False)
         slot.process = self._ctx.Process(
             target=start_worker,
-            args=(slot.config, slot.index, slot.beat),
+            args=(slot.config, slot.index, slot.beat, self.flow),
             name=f"sqs-poller-worker-{slot.index}",
         )
         slot.process.start()
@@ -338,6 +342,9 @@ class Supervisor:
                 problems.append(f"worker {slot.index}: no poll for {now - beat.value:.0f}s")
         if problems:
             return False, "; ".join(problems)
+        paused = self.flow.describe()  # paused is healthy: the workers beat while they wait
+        if paused:
+            return True, f"paused: {paused}"
         return True, f"ok: {len(self.slots)} workers polling"
 
     def readiness(self) -> tuple[bool, str]:

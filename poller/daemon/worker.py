@@ -30,6 +30,7 @@ from poller.errors import EXIT_FAILURE, EXIT_OK, SqsError
 from poller.handlers.load import LoadedHandler, load_runner
 from poller.message import Message
 from poller.pipeline import Pipeline
+from poller.pipeline.flow import FlowState, FlowStep, new_flow_state, report_transitions
 from poller.sqs import Sqs, client_for, receive_retrying
 from poller.timeouts import RECEIVE_BACKOFF_MAX
 
@@ -49,6 +50,7 @@ class Worker:
         metrics: Metrics | None = None,
         handler: LoadedHandler | None = None,
         pipeline: Pipeline | None = None,
+        flow: FlowState | None = None,
     ):
         self.config = config
         self.index = index
@@ -57,6 +59,7 @@ class Worker:
         self.metrics = metrics
         self.handler = handler
         self.pipeline = pipeline
+        self.flow = flow  # the host's shared flow-control state (the supervisor's); else our own
         self.stopping = False
         self.exit_code = EXIT_OK
         self._signalled = False
@@ -79,11 +82,15 @@ class Worker:
             # No parameter validation: our requests are built by code (about 6 us a message).
             client = client_for(cfg.queue, cfg.workers.concurrency + 2, attempts=1, validate=False)
             self.sqs = Sqs(client, self.metrics.count_request, self.metrics.count_error)
+        if self.flow is None:
+            self.flow = new_flow_state(cfg)
+        self.flow_step = FlowStep(self.flow, report_transitions(self.metrics, self.log))
+        self._gated = bool(self.flow.interval)  # a rate limit asks before every receive
         secrets = None
         if self.pipeline is None:
             from poller.pipeline.build import build_pipeline
 
-            self.pipeline, secrets = build_pipeline(cfg)
+            self.pipeline, secrets = build_pipeline(cfg, flow=self.flow_step)
         self.handler, runner = load_runner(cfg, secrets, self.handler)
         self.long_poll = LongPoll(
             self.sqs,
@@ -176,6 +183,8 @@ class Worker:
         free = self.recycle.cap(self._wait_for_slots())
         if self.recycle.enabled and (why := self.recycle.due()):
             self.begin_stop(f"recycled: {why}")  # finishes what it holds; a successor polls
+        if free and not self.stopping and (self._gated or not self.flow.closed):
+            free = self._wait_for_flow(free)
         if free == 0 or self.stopping:
             return
         cfg = self.config.queue
@@ -190,11 +199,14 @@ class Worker:
                     self._poll, cfg.url, min(free, cfg.batch_size), wait, cfg.visibility_timeout
                 )
         except SqsError:
+            self.flow_step.received([])
             return  # only when stopping: the retrying above waits out everything else
         self.beat()
         # A full batch means more is waiting: while it lasts, free slots fill with parallel receives.
         asked = calls * cfg.batch_size if calls > 1 else min(free, cfg.batch_size)
         self._busy = len(raw) >= asked
+        if self.flow_step.probe == "":
+            self.flow_step.received([m["ReceiptHandle"] for m in raw])
         if not raw:
             return
         self._round_trip = time.monotonic() - received_at
@@ -296,6 +308,16 @@ class Worker:
                 self.held.changed.wait(timeout=(linger_until - now) if linger_until else 1.0)
                 self.beat()
                 self._notice_stop()
+
+    def _wait_for_flow(self, free: int) -> int:
+        """While the breaker is open, wait (beating, so paused stays healthy); with a rate limit,
+        receive only what the host's schedule can start within its horizon."""
+        while not self.stopping:
+            count, wait = self.flow_step.admit(free)
+            if count:
+                return count
+            self._pause(wait)
+        return 0
 
     def _dispatch(self, held: list[InFlight]) -> None:
         if not self.config.queue.is_fifo:

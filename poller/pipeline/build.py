@@ -1,8 +1,9 @@
 """Compose the pipeline of one worker process from the config, once, in a fixed order:
-tracing (its span covers the rest), S3 payload, decrypt (a producer may encrypt the offloaded
-body), filters (on the body the handler would see), idempotency. A step whose section is off
-is not built at all. Secrets are not a per-message step: they are handed to the handler and
-refreshed on a thread of their own."""
+flow control (outermost: its `after` sees the final outcome; a rate-limit wait is no part of a
+span), tracing (its span covers the rest), S3 payload, decrypt (a producer may encrypt the
+offloaded body), filters (on the body the handler would see), idempotency. A step whose section
+is off is not built at all. Secrets are not a per-message step: they are handed to the handler
+and refreshed on a thread of their own."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ from poller.config import Config
 from poller.pipeline import Pipeline
 
 
-def build_pipeline(config: Config) -> tuple[Pipeline, Any]:
-    """(the pipeline, the worker's Secrets or None). Raises what a step's set-up raises."""
+def build_pipeline(config: Config, flow: Any = None) -> tuple[Pipeline, Any]:
+    """(the pipeline, the worker's Secrets or None). Raises what a step's set-up raises.
+
+    `flow`: the worker's FlowStep (poller.pipeline.flow), first in the chain."""
     from poller.pipeline.decrypt import build_decrypt
     from poller.pipeline.idempotency import IdempotencyStep, build_idempotency_store
     from poller.pipeline.secrets import SecretsStep, build_secrets
 
-    steps: list[Any] = []
+    steps: list[Any] = [flow] if flow is not None else []
     if config.tracing.enabled:
         from poller.pipeline.tracing import Tracing
 
