@@ -3,12 +3,17 @@
     stub = LegacyStub().start()          # 127.0.0.1, a free port; stub.url
     stub.respond("/mailboxes", 503, headers={"Retry-After": "2"})   # next response only
     stub.respond("/mailboxes", "hang")   # never answers (until stop())
+    stub.respond("/mailboxes", "drop")   # closes the connection without an answer
+    stub.go_down(503)                    # an outage: every request gets 503 (or "drop", "hang")
+    stub.come_up()                       # ...until this
+    stub.reject_bodies("poison", 422)    # a body containing "poison" always gets 422
     ...
     stub.requests                        # every request, as a RecordedRequest
     stub.stop()
 
-Responses queued with ``respond()`` are used once each, in order, per path; when none is
-queued the stub answers ``default_status`` (201, JSON ``{"ok": true, "id": <n>}``), optionally
+While down, every request gets the outage's answer. A body matching ``reject_bodies`` gets its
+status. Otherwise responses queued with ``respond()`` are used once each, in order, per path; when
+none is queued the stub answers ``default_status`` (201, JSON ``{"ok": true, "id": <n>}``), optionally
 after ``delay`` seconds to act slow. ``fail_first(path, n, status)`` queues n failures.
 
 Run ``python -m examples.legacy_stub --port 8080`` to keep one in the foreground.
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HANG = "hang"
+DROP = "drop"
 _HANG_LIMIT = 60.0  # seconds; a hung request is released by stop() or after this
 
 
@@ -35,6 +41,8 @@ class RecordedRequest:
     headers: dict[str, str]
     body: bytes
     client: tuple[str, int] = ("", 0)  # the client's address: one per connection
+    status: int | str = 0  # what the stub answered (or HANG, DROP)
+    at: float = 0.0  # time.monotonic() when it arrived
 
     def json(self):
         return json.loads(self.body)
@@ -67,6 +75,8 @@ class LegacyStub:
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
+        self.outage: int | str | None = None
+        self._rejects: list[tuple[bytes, int]] = []
 
     @property
     def url(self) -> str:
@@ -108,6 +118,21 @@ class LegacyStub:
         with self._lock:
             self._scripts[path].append(_Response(status, dict(headers or {}), data))
 
+    def go_down(self, answer: int | str = 503) -> None:
+        """Every request from now on gets `answer` (a status, DROP or HANG) until come_up()."""
+        self.outage = answer
+
+    def come_up(self) -> None:
+        self.outage = None
+
+    def reject_bodies(self, marker: str, status: int = 422) -> None:
+        """A request whose body contains `marker` always gets `status` (unless down)."""
+        self._rejects.append((marker.encode(), status))
+
+    def answered(self, status: int) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.status == status]
+
     def fail_first(self, path: str, count: int, status: int = 503) -> None:
         for _ in range(count):
             self.respond(path, status)
@@ -126,6 +151,14 @@ class LegacyStub:
             self.requests.append(request)
             return len(self.requests)
 
+    def _choose(self, path: str, body: bytes) -> _Response | None:
+        if self.outage is not None:
+            return _Response(self.outage, {}, b"")
+        for marker, status in self._rejects:
+            if marker in body:
+                return _Response(status, {}, b"")
+        return self._next_response(path)
+
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         stub = self
 
@@ -136,6 +169,9 @@ class LegacyStub:
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                arrived = time.monotonic()
+                response = stub._choose(self.path, body)
+                status = response.status if response is not None else stub.default_status
                 number = stub._record(
                     RecordedRequest(
                         self.command,
@@ -143,14 +179,18 @@ class LegacyStub:
                         dict(self.headers.items()),
                         body,
                         self.client_address[:2],
+                        status,
+                        arrived,
                     )
                 )
-                response = stub._next_response(self.path)
                 if response is None:
                     if stub.delay:
                         time.sleep(stub.delay)
                     payload = json.dumps({"ok": True, "id": number}).encode()
                     response = _Response(stub.default_status, {"Content-Type": "application/json"}, payload)
+                if response.status == DROP:
+                    self.close_connection = True
+                    return
                 if response.status == HANG:
                     stub._released.wait(_HANG_LIMIT)
                     self.close_connection = True

@@ -19,7 +19,8 @@ The payload (JSON object)::
 
 Bad input is ``Poison`` with a reason naming the field and the rule, never the value (the
 body was encrypted for a reason). The legacy answer follows ``Forward``'s policy: 2xx done,
-429/503 with Retry-After later, other 5xx/timeouts with backoff, other 4xx poison.
+refused/timeouts/502/503/504 ``Unavailable`` (the breaker pauses polling), 429 with Retry-After
+later, other 5xx with backoff, other 4xx poison.
 """
 
 from __future__ import annotations

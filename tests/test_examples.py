@@ -16,7 +16,7 @@ from moto import mock_aws
 
 from examples.legacy_stub import HANG, LegacyStub
 from examples.mailbox import SAMPLE_REQUESTS, CreateMailbox, parse_request, to_legacy_form
-from poller import Message, Poison, Retry
+from poller import Message, Poison, Retry, Unavailable
 from poller.crypto import DataKeyCache, Decryptor, Encryptor, KmsKeyProvider, LocalKeyring, create_keyring
 from poller.handlers.http import ForwardError
 from poller.pipeline.idempotency import IdempotencyStore, create_table
@@ -134,12 +134,12 @@ def test_legacy_outcomes_follow_the_forward_policy(stub, handler):
     stub.respond("/mailboxes", 503, headers={"Retry-After": "30"})
     stub.respond("/mailboxes", 500)
     message = make_message(json.dumps(GOOD))
-    # WHEN handled three times THEN poison with the status, a Retry of 30 s, a backoff error
+    # WHEN handled three times THEN poison with the status, unavailable for 30 s, a backoff error
     with pytest.raises(Poison, match=r"^HTTP 409 from http://127\.0\.0\.1:\d+/mailboxes$"):
         handler.handle(message)
-    with pytest.raises(Retry) as info:
+    with pytest.raises(Unavailable) as info:
         handler.handle(message)
-    assert info.value.delay == 30
+    assert info.value.retry_after == 30
     with pytest.raises(ForwardError, match="HTTP 500"):
         handler.handle(message)
     # AND the fourth succeeds

@@ -9,8 +9,8 @@ from email.utils import format_datetime
 
 import pytest
 
-from examples.legacy_stub import HANG, LegacyStub
-from poller import Message, Poison, Retry
+from examples.legacy_stub import DROP, HANG, LegacyStub
+from poller import Message, Poison, Retry, Unavailable
 from poller.errors import ConfigError
 from poller.handlers.http import Forward, ForwardError, display_url, parse_retry_after
 from tests.messages import message
@@ -71,25 +71,39 @@ def test_group_id_header_and_custom_headers_and_method(stub):
     assert request.headers["X-Team"] == "mail"
 
 
-@pytest.mark.parametrize("status", [429, 503])
-def test_429_and_503_with_retry_after_seconds_retry_after_that_delay(stub, forward, status):
-    # GIVEN the endpoint is overloaded and says when to come back
-    stub.respond("/jobs", status, headers={"Retry-After": "120"})
-    # WHEN handled THEN Retry with exactly that delay
+def test_429_with_retry_after_seconds_retries_after_that_delay(stub, forward):
+    # GIVEN the endpoint refuses this request and says when to come back
+    stub.respond("/jobs", 429, headers={"Retry-After": "120"})
+    # WHEN handled THEN Retry with exactly that delay (the endpoint is up: no outage)
     with pytest.raises(Retry) as info:
         forward.handle(make_message())
     assert info.value.delay == 120
-    assert f"HTTP {status}" in info.value.reason
+    assert "HTTP 429" in info.value.reason
+    assert not isinstance(info.value, Unavailable)
+
+
+def test_503_with_retry_after_is_unavailable_for_that_long(stub, forward):
+    # GIVEN the endpoint is down for maintenance and says when it is back
+    stub.respond("/jobs", 503, headers={"Retry-After": "120"})
+    # WHEN handled THEN Unavailable, retry_after exactly that (the breaker's cooldown if larger)
+    with pytest.raises(Unavailable) as info:
+        forward.handle(make_message())
+    assert info.value.retry_after == 120
+    assert str(info.value) == f"HTTP 503 from {stub.url}/jobs, Retry-After 120s"
 
 
 def test_retry_after_http_date(stub, forward):
     # GIVEN a Retry-After as an HTTP-date about 90 seconds ahead
     when = datetime.now(tz=UTC) + timedelta(seconds=90)
+    stub.respond("/jobs", 429, headers={"Retry-After": format_datetime(when, usegmt=True)})
     stub.respond("/jobs", 503, headers={"Retry-After": format_datetime(when, usegmt=True)})
-    # WHEN handled THEN the delay is about 90 seconds
-    with pytest.raises(Retry) as info:
+    # WHEN handled THEN the delay is about 90 seconds, for a Retry and an Unavailable alike
+    with pytest.raises(Retry) as retry:
         forward.handle(make_message())
-    assert 85 <= info.value.delay <= 91
+    assert 85 <= retry.value.delay <= 91
+    with pytest.raises(Unavailable) as down:
+        forward.handle(make_message())
+    assert 85 <= down.value.retry_after <= 91
 
 
 def test_retry_after_is_capped_at_sqs_maximum(stub, forward):
@@ -100,15 +114,25 @@ def test_retry_after_is_capped_at_sqs_maximum(stub, forward):
     assert info.value.delay == 43200
 
 
-@pytest.mark.parametrize("status", [429, 503])
-def test_429_and_503_without_retry_after_use_the_backoff(stub, forward, status):
-    # GIVEN an overload answer without Retry-After WHEN handled THEN a plain, retryable error
-    stub.respond("/jobs", status)
-    with pytest.raises(ForwardError, match=f"HTTP {status} from http://127.0.0.1"):
+def test_429_without_retry_after_uses_the_backoff(stub, forward):
+    # GIVEN a refusal without Retry-After WHEN handled THEN a plain, retryable error
+    stub.respond("/jobs", 429)
+    with pytest.raises(ForwardError, match="HTTP 429 from http://127.0.0.1"):
         forward.handle(make_message())
 
 
-@pytest.mark.parametrize("status", [500, 502, 504, 599])
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_502_503_504_say_the_downstream_is_unavailable(stub, forward, status):
+    # GIVEN a gateway or the endpoint itself says it is down (503 without Retry-After too)
+    stub.respond("/jobs", status, body="upstream connect error")
+    # WHEN handled THEN Unavailable, naming the status and URL only
+    with pytest.raises(Unavailable) as info:
+        forward.handle(make_message())
+    assert str(info.value) == f"HTTP {status} from {stub.url}/jobs"
+    assert info.value.retry_after is None
+
+
+@pytest.mark.parametrize("status", [500, 501, 505, 599])
 def test_other_5xx_retry_with_backoff_naming_the_status_not_the_body(stub, forward, status):
     # GIVEN a server error whose body holds internals
     stub.respond("/jobs", status, body="Traceback: password=hunter2")
@@ -137,25 +161,35 @@ def test_redirect_is_not_followed_and_retries(stub, forward):
     assert stub.requests_to("/elsewhere") == []
 
 
-def test_hanging_endpoint_times_out(stub):
+def test_hanging_endpoint_times_out_as_unavailable(stub):
     # GIVEN an endpoint that never answers and a 0.5 s timeout
     stub.respond("/jobs", HANG)
     handler = Forward({"url": f"{stub.url}/jobs", "timeout": 0.5})
-    # WHEN handled THEN a retryable timeout error within about the timeout
+    # WHEN handled THEN Unavailable naming the timeout, within about the timeout
     started = time.monotonic()
-    with pytest.raises(ForwardError, match=r"ReadTimeout after 0.5s"):
+    with pytest.raises(Unavailable, match=r"ReadTimeout after 0.5s"):
         handler.handle(make_message())
     assert time.monotonic() - started < 3
     handler.close()
 
 
-def test_refused_connection_retries():
+def test_refused_connection_is_unavailable():
     # GIVEN a port nobody listens on
     handler = Forward({"url": f"http://127.0.0.1:{free_closed_port()}/jobs", "timeout": 2})
-    # WHEN handled THEN a retryable connection error naming the class
-    with pytest.raises(ForwardError, match="failed: ConnectionError"):
+    # WHEN handled THEN Unavailable naming the class
+    with pytest.raises(Unavailable, match="failed: ConnectionError"):
         handler.handle(make_message())
     handler.close()
+
+
+def test_connection_closed_without_an_answer_is_unavailable(stub, forward):
+    # GIVEN the endpoint drops the connection (a reset, a crashing server) THEN Unavailable
+    stub.respond("/jobs", DROP)
+    with pytest.raises(Unavailable, match="failed: ConnectionError"):
+        forward.handle(make_message())
+    # AND the next request goes through on a fresh connection
+    forward.handle(make_message())
+    assert [r.status for r in stub.requests] == [DROP, 201]
 
 
 def test_connections_are_pooled(stub, forward):

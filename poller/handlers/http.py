@@ -18,10 +18,14 @@ For teams whose logic lives in any language behind HTTP. Target
 Each request carries ``X-Sqs-Poller-Message-Id``, ``X-Sqs-Poller-Receive-Count``,
 ``X-Sqs-Poller-Sent-At`` (ISO-8601 UTC) and, on FIFO queues, ``X-Sqs-Poller-Group-Id``.
 
-Outcomes: 2xx returns (the message is deleted). 429 or 503 with a valid ``Retry-After``
-(seconds or HTTP-date) raises ``Retry(delay=...)`` (capped at 43200 s); without one they,
-any other 5xx, 3xx, timeouts and connection errors raise ``ForwardError``, a plain exception,
-so the daemon's backoff applies. Any other 4xx raises ``Poison("HTTP <status> from <url>")``.
+Outcomes: 2xx returns (the message is deleted). The endpoint being down raises
+``Unavailable``: the message is retried after the flow-control cooldown, never dead-lettered for
+it, and enough of them open the host's circuit breaker, which pauses polling. Down means a
+refused or reset connection, a timeout, or HTTP 502, 503 or 504; a valid ``Retry-After`` (seconds
+or HTTP-date, capped at 43200 s) on a 503 becomes ``retry_after``. 429 with a ``Retry-After``
+raises ``Retry(delay=...)`` (one request refused, the endpoint is up). 429 without one, any other
+5xx and 3xx raise ``ForwardError``, a plain exception, so the daemon's backoff applies. Any other
+4xx raises ``Poison("HTTP <status> from <url>")``.
 Reasons name the status or the error class and the URL without credentials or query string,
 never the body.
 
@@ -46,11 +50,12 @@ from requests.adapters import HTTPAdapter
 
 from poller import __version__
 from poller.errors import ConfigError
-from poller.message import Message, Poison, Retry
+from poller.message import Message, Poison, Retry, Unavailable
 
 log = structlog.get_logger(__name__)
 
 MAX_RETRY_AFTER = 43200
+DOWN_STATUSES = (502, 503, 504)  # a gateway or the endpoint itself says it is down
 _OPTIONS = {"url", "timeout", "method", "content_type", "headers", "pool_size", "verify", "secrets"}
 _SECRET_REF = re.compile(r"\$\{secret:([^}]+)\}")
 
@@ -113,9 +118,11 @@ class Forward:
                 allow_redirects=False,
             )
         except requests.Timeout as exc:
-            raise ForwardError(
+            raise Unavailable(
                 f"{self.method} {self.display_url} failed: {type(exc).__name__} after {self.timeout:g}s"
             ) from None
+        except requests.ConnectionError as exc:  # refused, reset, closed without an answer
+            raise Unavailable(f"{self.method} {self.display_url} failed: {type(exc).__name__}") from None
         except requests.RequestException as exc:
             raise ForwardError(f"{self.method} {self.display_url} failed: {type(exc).__name__}") from None
         self._check_status(response)
@@ -144,7 +151,12 @@ class Forward:
             return
         where = f"HTTP {status} from {self.display_url}"
         response.close()
-        if status in (429, 503):
+        if status in DOWN_STATUSES:
+            delay = parse_retry_after(response.headers.get("Retry-After")) if status == 503 else None
+            if delay is not None:
+                raise Unavailable(f"{where}, Retry-After {delay:g}s", retry_after=delay)
+            raise Unavailable(where)
+        if status == 429:
             delay = parse_retry_after(response.headers.get("Retry-After"))
             if delay is not None:
                 log.info("forward_retry_after", status=status, delay=delay)
