@@ -16,7 +16,7 @@ from moto import mock_aws
 
 from examples.legacy_stub import HANG, LegacyStub
 from examples.mailbox import SAMPLE_REQUESTS, CreateMailbox, parse_request, to_legacy_form
-from poller import Message, Poison, Retry, Unavailable
+from poller import Message, Poison, Unavailable
 from poller.crypto import DataKeyCache, Decryptor, Encryptor, KmsKeyProvider, LocalKeyring, create_keyring
 from poller.handlers.http import ForwardError
 from poller.pipeline.idempotency import IdempotencyStore, create_table
