@@ -220,3 +220,19 @@ def test_a_slow_rate_still_admits_one_message():
 
 def config_with(**sections):
     return build_config({**BASE, **sections}, {})
+
+
+def test_a_failed_probe_stays_away_until_after_the_next_probe_so_probes_spread():
+    clock, state = Clock(), flow(breaker_cooldown=5.0)
+    worker, seen = step(state, clock)
+    open_breaker(state, clock)
+    clock.sleep(5)
+    worker.admit(10)
+    worker.received(["probe"])
+    # WHEN the probe fails as Unavailable
+    error = Unavailable("HTTP 503")
+    worker.after(message("p", receipt_handle="probe"), error)
+    # THEN the breaker reopens for 10 s and that message is visible again only after it
+    assert [t.to for t in seen] == ["probing", "open"]
+    assert error.retry_after == 11
+    assert decide(message("p"), error, config_with(flow={"breaker_cooldown": 5})).delay == 11

@@ -233,6 +233,7 @@ class FlowStep:
     def after(self, message: Message, error: BaseException | None) -> None:
         if self.probe and message.receipt_handle == self.probe:
             self._finish_probe(probe_result(error), getattr(error, "retry_after", None))
+            self._skip_next_probe(error)
             return
         if error is None:
             if self.state.quiet():  # the hot path: nothing has failed lately
@@ -243,6 +244,13 @@ class FlowStep:
         transition = self.state.record(unavailable, getattr(error, "retry_after", None), self.clock())
         if transition is not None:
             self.report(transition)
+        self._skip_next_probe(error)
+
+    def _skip_next_probe(self, error: BaseException | None) -> None:
+        """An Unavailable message goes back until just after the next probe, so that probes
+        spread over the queue instead of picking the same oldest message every time."""
+        if isinstance(error, Unavailable) and not self.state.closed:
+            error.retry_after = max(error.retry_after or 0.0, min(43200.0, self._time_left() + 1))
 
     def close(self) -> None:
         if self.probe is not None:  # stopping with the probe unreported: let another worker probe
