@@ -3,6 +3,8 @@ schedule and receive gate (poller.pipeline.flow). The daemon end to end is in te
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from poller.config import FlowConfig
@@ -10,6 +12,7 @@ from poller.configload import build_config
 from poller.daemon.settle import decide
 from poller.handlers.styles import Released
 from poller.message import Unavailable
+from poller.ops.check import redrive_row
 from poller.pipeline import Skip
 from poller.pipeline.flow import BreakerOpen, FlowState, FlowStep, probe_result
 from tests.configs import BASE
@@ -236,3 +239,24 @@ def test_a_failed_probe_stays_away_until_after_the_next_probe_so_probes_spread()
     assert [t.to for t in seen] == ["probing", "open"]
     assert error.retry_after == 11
     assert decide(message("p"), error, config_with(flow={"breaker_cooldown": 5})).delay == 11
+
+
+@pytest.mark.parametrize(
+    ("max_receive_count", "result", "says"),
+    [
+        (5, "warning", "SQS moves failing messages before sqs-poller can record why"),
+        (6, "warning", "room for about 1 downstream outage(s) above max_receives 5"),
+        (7, "warning", "raise it to at least 8"),
+        (8, "ok", "room for about 3 downstream outages"),
+        (20, "ok", "room for about 15 downstream outages"),
+    ],
+)
+def test_check_warns_when_redrive_leaves_too_little_room_for_outages(max_receive_count, result, says):
+    # GIVEN the queue's redrive policy and max_receives = 5 WHEN checked
+    policy = json.dumps(
+        {"deadLetterTargetArn": "arn:aws:sqs:us-east-1:1:dlq", "maxReceiveCount": max_receive_count}
+    )
+    row = redrive_row({"RedrivePolicy": policy}, 5)
+    # THEN a warning when outages could push messages past maxReceiveCount, naming the room
+    assert row[:2] == ("redrive", result)
+    assert says in row[2]

@@ -16,6 +16,8 @@ from poller.sqs import Sqs, make_client
 CHECK_CONNECT_TIMEOUT = 3
 CHECK_READ_TIMEOUT = 5
 
+OUTAGE_ROOM = 3  # receives above max_receives kept for downstream outages (about one each)
+
 
 def run_checks(config_path: str | None) -> int:
     """Config errors raise ConfigError (exit 2); otherwise every check runs and is reported."""
@@ -57,7 +59,11 @@ def run_checks(config_path: str | None) -> int:
 
 
 def redrive_row(attributes: dict[str, str], max_receives: int) -> tuple[str, str, str]:
-    """The queue's redrive policy is the backstop for messages that crash a worker outright."""
+    """The queue's redrive policy is the backstop for messages that crash a worker outright.
+
+    Above max_receives it must also leave room for downstream outages: the daemon never
+    dead-letters for `Unavailable`, but each outage adds about one receive to the messages it
+    touches, and SQS counts every receive."""
     policy = attributes.get("RedrivePolicy")
     if not policy:
         return ("redrive", "warning", "no redrive policy: a message that kills workers never leaves")
@@ -69,4 +75,18 @@ def redrive_row(attributes: dict[str, str], max_receives: int) -> tuple[str, str
             f"maxReceiveCount {count} <= max_receives {max_receives}: SQS moves failing "
             "messages before sqs-poller can record why",
         )
-    return ("redrive", "ok", f"maxReceiveCount {count} > max_receives {max_receives}")
+    room = count - max_receives
+    if room < OUTAGE_ROOM:
+        return (
+            "redrive",
+            "warning",
+            f"maxReceiveCount {count} leaves room for about {room} downstream outage(s) above "
+            f"max_receives {max_receives}: each adds about one receive to the messages it touches, "
+            f"then SQS moves them to the DLQ without poller.failure; raise it to at least "
+            f"{max_receives + OUTAGE_ROOM}",
+        )
+    return (
+        "redrive",
+        "ok",
+        f"maxReceiveCount {count} > max_receives {max_receives}: room for about {room} downstream outages",
+    )
