@@ -8,7 +8,8 @@ from tests.test_daemon import run_cli
 
 
 def test_demo_settles_and_accounts_for_every_message():
-    # WHEN the demo runs with 80 sample messages (JSON output off a terminal)
+    # WHEN the demo runs with 80 sample messages (JSON output off a terminal), the sample legacy
+    # system going down for 15 s once a third are handled
     result = run_cli("demo", "--messages", "80", timeout=180)
 
     # THEN it exits 0 and its summary accounts for every message
@@ -19,6 +20,11 @@ def test_demo_settles_and_accounts_for_every_message():
     assert summary["handled (deleted)"] + summary["in the DLQ now"] == 80
     assert summary["dead-lettered"] == summary["in the DLQ now"] > 0
     assert summary["retries"] > 0
+    # AND the legacy system's outage paused polling and dead-lettered nothing
+    assert float(summary["legacy system down (seconds)"]) >= 14
+    assert summary["circuit breaker openings"] >= 1
+    assert float(summary["polling paused (seconds)"]) >= 10
+    assert summary["dead-lettered by the outage"] == 0
     why = [r for r in rows if r.get("table") == "dead-lettered: why (poller.failure)"]
     assert why and all(r["error"] for r in why)
 

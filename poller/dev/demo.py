@@ -1,7 +1,9 @@
 """`sqs-poller demo`: the daemon on an embedded local SQS endpoint with sample traffic.
 
 Also the demo's handler (`poller.dev.demo:handle`): most messages succeed, some fail twice then
-succeed, some ask to be retried later, some are poison, some always fail.
+succeed, some ask to be retried later, some are poison, some always fail. Once a third of the
+messages are handled, the sample legacy system goes down for OUTAGE_SECONDS: the handler raises
+`Unavailable`, the circuit breaker pauses polling, and nothing is dead-lettered for it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import threading
 import time
 from typing import Any
 
-from poller.message import Message, Poison, Retry
+from poller.message import Message, Poison, Retry, Unavailable
 
 KINDS = (
     ("ok", 0.79),
@@ -27,6 +29,12 @@ KINDS = (
 )
 
 
+OUTAGE_SECONDS = 15
+OUTAGE_ENV = "SQS_POLLER_DEMO_OUTAGE"  # a file that exists while the legacy system is down
+DEMO_RATE = 20  # [flow] max_per_second: the legacy system takes 20 requests a second
+DEMO_COOLDOWN = 5  # [flow] breaker_cooldown: probes 5 s and 15 s after it opens
+
+
 class LegacySystemDown(Exception):
     """The demo's stand-in for a slow legacy dependency that fails now and then."""
 
@@ -35,6 +43,8 @@ def handle(message: Message) -> None:
     payload = message.json()
     kind = payload.get("kind")
     time.sleep(random.uniform(0.005, 0.03))  # a call to something slow
+    if os.path.exists(os.environ.get(OUTAGE_ENV, "\0")):
+        raise Unavailable("legacy system refused the connection (outage)")
     if kind == "ok":
         return
     if kind == "flaky" and message.receive_count <= 2:
@@ -101,6 +111,7 @@ def run_demo(messages: int = 300, processes: int = 2) -> int:
                 "metrics": {"listen": f"127.0.0.1:{free_port()}"},
                 "logging": {"level": "info", "format": "console" if is_terminal() else "json"},
                 "crypto": crypto,
+                "flow": {"max_per_second": DEMO_RATE, "breaker_cooldown": DEMO_COOLDOWN},
             },
             env={},
             source="(demo)",
@@ -114,18 +125,24 @@ def run_demo(messages: int = 300, processes: int = 2) -> int:
             f"metrics on http://{config.metrics.listen}/metrics"
         )
         supervisor = Supervisor(config)
+        outage: dict[str, float] = {}
+        flag = os.path.join(metrics_dir, "legacy-system-down")
+        os.environ[OUTAGE_ENV] = flag  # the workers, spawned after this, see the same file
         started = time.monotonic()
         watcher = threading.Thread(target=_stop_when_settled, args=(sqs, url, supervisor), daemon=True)
         watcher.start()
+        args = (metrics_dir, flag, supervisor.flow, max(1, messages // 3), outage)
+        threading.Thread(target=_take_legacy_down, args=args, daemon=True).start()
         code = supervisor.run()
         elapsed = time.monotonic() - started
         totals = _totals(render_metrics(metrics_dir).decode())
-        dlq_depth = int(sqs.attributes(dlq_url)["ApproximateNumberOfMessages"])
-        samples = client.receive_message(
-            QueueUrl=dlq_url, MaxNumberOfMessages=3, MessageAttributeNames=["All"]
-        ).get("Messages", [])
+        dead = _receive_all(client, dlq_url)
     shutil.rmtree(metrics_dir, ignore_errors=True)
     os.environ.pop(ENV_DIR, None)
+    os.environ.pop(OUTAGE_ENV, None)
+    dlq_depth = len(dead)
+    samples = dead[:3]
+    by_outage = sum(1 for m in dead if _why(m)[1] in ("Unavailable", "BreakerOpen"))
 
     requests = totals.get("requests", 0)
     emit_table(
@@ -137,6 +154,10 @@ def run_demo(messages: int = 300, processes: int = 2) -> int:
             ("retries", int(totals.get("retried", 0))),
             ("dead-lettered", int(totals.get("dead_lettered", 0))),
             ("in the DLQ now", dlq_depth),
+            ("legacy system down (seconds)", f"{outage.get('down', 0):.1f}"),
+            ("circuit breaker openings", int(totals.get("breaker_opened", 0))),
+            ("polling paused (seconds)", f"{outage.get('paused', 0):.1f}"),
+            ("dead-lettered by the outage", by_outage),
             ("worker processes", processes),
             ("elapsed seconds", f"{elapsed:.1f}"),
             ("SQS requests per message", f"{requests / max(sent, 1):.2f}"),
@@ -153,7 +174,7 @@ def run_demo(messages: int = 300, processes: int = 2) -> int:
         "`sqs-poller dlq stats --sample 100` and `sqs-poller dlq peek -n 5` (--config PATH)."
     )
     lost = sent - int(totals.get("deleted", 0)) - dlq_depth
-    if failed or lost or code:
+    if failed or lost or code or by_outage:
         emit_note(f"demo problem: send failures {len(failed)}, unaccounted {lost}, exit {code}")
         return code or 1
     return 0
@@ -181,12 +202,52 @@ def _stop_when_settled(sqs: Any, url: str, supervisor: Any, deadline: float = 30
     supervisor.request_stop()
 
 
+def _take_legacy_down(
+    metrics_dir: str, flag: str, flow: Any, after: int, outage: dict[str, float], deadline: float = 120
+) -> None:
+    """Once `after` messages were handled, the legacy system is down for OUTAGE_SECONDS; meanwhile
+    measure how long the host's breaker kept polling paused."""
+    from poller.daemon.metrics import render_metrics
+
+    until = time.monotonic() + deadline
+    while time.monotonic() < until:
+        if _totals(render_metrics(metrics_dir).decode()).get("deleted", 0) >= after:
+            break
+        time.sleep(0.2)
+    open(flag, "w").close()
+    down_at = time.monotonic()
+    paused = 0.0
+    while time.monotonic() < until:
+        tick = time.monotonic()
+        time.sleep(0.1)
+        if not flow.closed:
+            paused += time.monotonic() - tick
+        if os.path.exists(flag) and time.monotonic() - down_at >= OUTAGE_SECONDS:
+            os.unlink(flag)
+            outage["down"] = time.monotonic() - down_at
+        elif not os.path.exists(flag) and flow.closed:
+            break
+    outage["paused"] = paused
+
+
+def _receive_all(client: Any, url: str) -> list[dict[str, Any]]:
+    """Every message on the (small) queue, hidden for a minute."""
+    out: list[dict[str, Any]] = []
+    while got := client.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60, MessageAttributeNames=["All"]
+    ).get("Messages", []):
+        out += got
+    return out
+
+
 def _totals(text: str) -> dict[str, float]:
     totals: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith("sqs_poller_messages_total{"):
             outcome = line.split('outcome="')[1].split('"')[0]
             totals[outcome] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith('sqs_poller_breaker_transitions_total{to="open"}'):
+            totals["breaker_opened"] = float(line.rsplit(" ", 1)[1])
         elif line.startswith("sqs_poller_sqs_requests_total{"):
             totals["requests"] = totals.get("requests", 0) + float(line.rsplit(" ", 1)[1])
     return totals
