@@ -4,6 +4,9 @@ schedule and receive gate (poller.pipeline.flow). The daemon end to end is in te
 from __future__ import annotations
 
 import json
+import threading
+import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -17,6 +20,7 @@ from poller.pipeline import Skip
 from poller.pipeline.flow import BreakerOpen, FlowState, FlowStep, probe_result
 from tests.configs import BASE
 from tests.messages import message
+from tests.test_worker_seams import FakeSqs, make_worker
 
 
 class Clock:
@@ -164,7 +168,7 @@ def test_the_step_runs_the_probe_and_sends_back_held_messages_with_the_time_left
     # WHEN the cooldown is over THEN this worker takes the probe, runs it, and it closes
     clock.sleep(3)
     assert worker.admit(10) == (1, 0.0)
-    worker.received(["probe-handle"])
+    worker.received([{"ReceiptHandle": "probe-handle"}])
     probe = message("p", receipt_handle="probe-handle")
     assert worker.before(probe) is probe
     worker.after(probe, None)
@@ -231,7 +235,7 @@ def test_a_failed_probe_stays_away_until_after_the_next_probe_so_probes_spread()
     open_breaker(state, clock)
     clock.sleep(5)
     worker.admit(10)
-    worker.received(["probe"])
+    worker.received([{"ReceiptHandle": "probe"}])
     # WHEN the probe fails as Unavailable
     error = Unavailable("HTTP 503")
     worker.after(message("p", receipt_handle="probe"), error)
@@ -260,3 +264,31 @@ def test_check_warns_when_redrive_leaves_too_little_room_for_outages(max_receive
     # THEN a warning when outages could push messages past maxReceiveCount, naming the room
     assert row[:2] == ("redrive", result)
     assert says in row[2]
+
+
+def test_a_paused_worker_makes_no_receive_calls_and_keeps_beating():
+    # GIVEN a worker (on an in-memory SQS) with messages waiting, and its host's breaker open
+    sqs = CountingSqs()
+    for n in range(5):
+        sqs.put(f"m{n}")
+    worker, _ = make_worker(sqs, lambda message: None)
+    worker._beat = SimpleNamespace(value=0.0)
+    fail(worker.flow, time.monotonic, len(worker.flow.ring))
+    # WHEN its loop runs for a second and a half
+    threading.Timer(1.5, worker.begin_stop, args=("test",)).start()
+    started = time.time()
+    worker.loop()
+    # THEN it received nothing, heard the stop, and its heartbeat kept going meanwhile
+    assert sqs.receives == 0 and worker.stopping
+    assert worker._beat.value >= started + 1
+    worker.shutdown()
+
+
+class CountingSqs(FakeSqs):
+    def __init__(self) -> None:
+        super().__init__()
+        self.receives = 0
+
+    def receive(self, *args, **kwargs):
+        self.receives += 1
+        return super().receive(*args, **kwargs)

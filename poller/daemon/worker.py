@@ -184,7 +184,7 @@ class Worker:
         if self.recycle.enabled and (why := self.recycle.due()):
             self.begin_stop(f"recycled: {why}")  # finishes what it holds; a successor polls
         if free and not self.stopping and (self._gated or not self.flow.closed):
-            free = self._wait_for_flow(free)
+            free = self.flow_step.wait_for_turn(free, self._pause, lambda: self.stopping)
         if free == 0 or self.stopping:
             return
         cfg = self.config.queue
@@ -199,14 +199,12 @@ class Worker:
                     self._poll, cfg.url, min(free, cfg.batch_size), wait, cfg.visibility_timeout
                 )
         except SqsError:
-            self.flow_step.received([])
             return  # only when stopping: the retrying above waits out everything else
         self.beat()
         # A full batch means more is waiting: while it lasts, free slots fill with parallel receives.
         asked = calls * cfg.batch_size if calls > 1 else min(free, cfg.batch_size)
         self._busy = len(raw) >= asked
-        if self.flow_step.probe == "":
-            self.flow_step.received([m["ReceiptHandle"] for m in raw])
+        self.flow_step.received(raw)
         if not raw:
             return
         self._round_trip = time.monotonic() - received_at
@@ -308,16 +306,6 @@ class Worker:
                 self.held.changed.wait(timeout=(linger_until - now) if linger_until else 1.0)
                 self.beat()
                 self._notice_stop()
-
-    def _wait_for_flow(self, free: int) -> int:
-        """While the breaker is open, wait (beating, so paused stays healthy); with a rate limit,
-        receive only what the host's schedule can start within its horizon."""
-        while not self.stopping:
-            count, wait = self.flow_step.admit(free)
-            if count:
-                return count
-            self._pause(wait)
-        return 0
 
     def _dispatch(self, held: list[InFlight]) -> None:
         if not self.config.queue.is_fifo:

@@ -205,11 +205,23 @@ class FlowStep:
             self.report(Transition("probing", reason="cooldown over: one message probes"))
         return count, (0.0 if count else self.state.wait_hint(now))
 
-    def received(self, receipt_handles: list[str]) -> None:
-        """After a receive: the probe's message, or none (another worker may probe at once)."""
+    def wait_for_turn(self, free: int, pause: Any, stopping: Any) -> int:
+        """The worker loop's gate: while the breaker is open, `pause` (the worker's wait, which
+        keeps beating, so paused stays healthy); with a rate limit, admit only what the host's
+        schedule starts soon. Returns how many to receive, 0 once stopping."""
+        while not stopping():
+            count, wait = self.admit(free)
+            if count:
+                return count
+            pause(wait)
+        return 0
+
+    def received(self, raw: list[dict[str, Any]]) -> None:
+        """After each receive: note the probe's message, or that there was none (then another
+        worker may probe at once)."""
         if self.probe == "":
-            if receipt_handles:
-                self.probe = receipt_handles[0]
+            if raw:
+                self.probe = raw[0]["ReceiptHandle"]
             else:
                 self._finish_probe("inconclusive", None)
 
