@@ -176,8 +176,9 @@ class Supervisor:
             self.log.warning("reload_metrics_listen_ignored", note="takes effect on restart")
         configure_logging(config.logging.level, config.logging.format)
         self.log.info("reloading", processes=config.workers.processes)
+        if config.flow != self.config.flow:  # else the new workers share the breaker's state
+            self.flow = new_flow_state(config, self._ctx)
         self.config = config
-        self.flow = new_flow_state(config, self._ctx)
         for slot in self.slots:
             self._terminate(slot, signal.SIGUSR1)
             slot.retiring = True
