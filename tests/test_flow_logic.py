@@ -13,6 +13,7 @@ import pytest
 from poller.config import FlowConfig
 from poller.configload import build_config
 from poller.daemon.settle import decide
+from poller.dev.memsqs import MemorySqs
 from poller.handlers.styles import Released
 from poller.message import Unavailable
 from poller.ops.check import redrive_row
@@ -20,7 +21,7 @@ from poller.pipeline import Skip
 from poller.pipeline.flow import BreakerOpen, FlowState, FlowStep, probe_result
 from tests.configs import BASE
 from tests.messages import message
-from tests.test_worker_seams import FakeSqs, make_worker
+from tests.test_worker_seams import make_worker
 
 
 class Clock:
@@ -268,7 +269,7 @@ def test_check_warns_when_redrive_leaves_too_little_room_for_outages(max_receive
 
 def test_a_paused_worker_makes_no_receive_calls_and_keeps_beating():
     # GIVEN a worker (on an in-memory SQS) with messages waiting, and its host's breaker open
-    sqs = CountingSqs()
+    sqs = MemorySqs()
     for n in range(5):
         sqs.put(f"m{n}")
     worker, _ = make_worker(sqs, lambda message: None)
@@ -282,13 +283,3 @@ def test_a_paused_worker_makes_no_receive_calls_and_keeps_beating():
     assert sqs.receives == 0 and worker.stopping
     assert worker._beat.value >= started + 1
     worker.shutdown()
-
-
-class CountingSqs(FakeSqs):
-    def __init__(self) -> None:
-        super().__init__()
-        self.receives = 0
-
-    def receive(self, *args, **kwargs):
-        self.receives += 1
-        return super().receive(*args, **kwargs)

@@ -82,8 +82,7 @@ class Worker:
             # No parameter validation: our requests are built by code (about 6 us a message).
             client = client_for(cfg.queue, cfg.workers.concurrency + 2, attempts=1, validate=False)
             self.sqs = Sqs(client, self.metrics.count_request, self.metrics.count_error)
-        if self.flow is None:
-            self.flow = new_flow_state(cfg)
+        self.flow = self.flow or new_flow_state(cfg)
         self.flow_step = FlowStep(self.flow, report_transitions(self.metrics, self.log))
         self._gated = bool(self.flow.interval)  # a rate limit asks before every receive
         secrets = None

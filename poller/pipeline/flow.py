@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from poller.config import Config, FlowConfig
-from poller.handlers.styles import Released
 from poller.message import Message, Unavailable
 from poller.pipeline import Skip
 
@@ -191,6 +190,7 @@ class FlowStep:
         self.clock = clock
         self.sleep = sleep
         self.probe: str | None = None  # receipt handle of the probe this process runs
+        self.not_answers = not_answers()
         if state.interval:  # unlimited: only the breaker's cheap check runs before a message
             self.before = self._before_limited  # type: ignore[method-assign]
 
@@ -244,13 +244,13 @@ class FlowStep:
 
     def after(self, message: Message, error: BaseException | None) -> None:
         if self.probe and message.receipt_handle == self.probe:
-            self._finish_probe(probe_result(error), getattr(error, "retry_after", None))
+            self._finish_probe(probe_result(error, self.not_answers), getattr(error, "retry_after", None))
             self._skip_next_probe(error)
             return
         if error is None:
             if self.state.quiet():  # the hot path: nothing has failed lately
                 return
-        elif isinstance(error, BreakerOpen | Skip | Released):
+        elif isinstance(error, self.not_answers):
             return  # not an answer from the downstream
         unavailable = isinstance(error, Unavailable)
         transition = self.state.record(unavailable, getattr(error, "retry_after", None), self.clock())
@@ -279,11 +279,19 @@ class FlowStep:
         return min(43200.0, max(0.0, left))
 
 
-def probe_result(error: BaseException | None) -> str:
+def not_answers() -> tuple[type[BaseException], ...]:
+    """Outcomes that say nothing about the downstream: sent back unstarted, skipped by a step,
+    released after an earlier message of the FIFO group failed."""
+    from poller.handlers.styles import Released  # here: the supervisor imports this module
+
+    return (BreakerOpen, Skip, Released)
+
+
+def probe_result(error: BaseException | None, ignored: tuple[type[BaseException], ...] = ()) -> str:
     """The downstream answered unless the probe failed as Unavailable or never reached it."""
     if error is None:
         return "ok"
-    if isinstance(error, BreakerOpen | Skip | Released):
+    if isinstance(error, ignored or not_answers()):
         return "inconclusive"
     return "unavailable" if isinstance(error, Unavailable) else "ok"
 
