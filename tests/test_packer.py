@@ -282,6 +282,8 @@ def test_cloudwatch_agent_ships_the_exported_journal_and_scrapes_metrics():
     assert 'targets: ["127.0.0.1:9102"]' in scrape and "metrics_path: /metrics" in scrape
     selectors = json.dumps(prometheus["emf_processor"]["metric_declaration"])
     assert "sqs_poller_messages_total" in selectors
+    # A paused host shows in CloudWatch (see docs/operations.md, Downstream outages)
+    assert "^sqs_poller_breaker_open$" in selectors and "sqs_poller_breaker_transitions_total" in selectors
 
 
 def test_configure_script_fills_the_template(tmp_path):
