@@ -44,7 +44,7 @@ bench-peers: $(VENV)/.installed-dev
 	$(PY) -m bench.peers
 
 drill: $(VENV)/.installed-dev
-	$(PY) -m pytest -m drill tests/test_drills.py
+	$(PY) -m pytest -m drill tests/integration/test_drills.py
 
 clean:
 	rm -rf $(VENV) .venv-checkov .venv-peers .cache build dist *.egg-info .pytest_cache .hypothesis

@@ -126,7 +126,7 @@ def write_config(directory: Path, local: LocalSqs, url: str, dlq_url: str, **sec
         },
         "retry": {"backoff_base": 1.0, "backoff_max": 30},
         "workers": {"processes": 2, "concurrency": 10, "shutdown_grace": 10},
-        "handler": {"target": "tests.handlers:noop", "timeout": 60},
+        "handler": {"target": "tests.sample_handlers:noop", "timeout": 60},
         "metrics": {"listen": f"127.0.0.1:{free_port()}"},
         "logging": {"level": "debug", "format": "json"},
     }

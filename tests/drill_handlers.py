@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from poller import Message, Poison
-from tests.handlers import record
+from tests.sample_handlers import record
 
 
 def scripted(message: Message) -> None:

@@ -49,7 +49,7 @@ def test_failures_retry_after_the_backoff_then_succeed(local_sqs, sqs, make_queu
         local_sqs,
         url,
         dlq,
-        handler={"target": "tests.handlers:fail_twice"},
+        handler={"target": "tests.sample_handlers:fail_twice"},
         retry={"backoff_base": 2.0, "backoff_max": 60},
     )
 
@@ -81,7 +81,7 @@ def test_poison_goes_to_the_dlq_after_one_receive_unchanged(
     url, dlq = make_queues()
     body = json.dumps({"order": 42, "note": "ünïcode ✓"})
     send_bodies(sqs, url, [body], tenant="acme", trace="abc-123")
-    config = write_config(tmp_path, local_sqs, url, dlq, handler={"target": "tests.handlers:poison"})
+    config = write_config(tmp_path, local_sqs, url, dlq, handler={"target": "tests.sample_handlers:poison"})
 
     # WHEN the daemon handles it
     daemon = daemon_factory(config)
@@ -117,7 +117,7 @@ def test_always_failing_message_reaches_the_dlq_after_max_receives(
         url,
         dlq,
         queue={"max_receives": 3},
-        handler={"target": "tests.handlers:always_fail"},
+        handler={"target": "tests.sample_handlers:always_fail"},
         retry={"backoff_base": 0.5, "backoff_max": 1},
     )
 
@@ -145,7 +145,7 @@ def test_long_handler_keeps_its_message_hidden(local_sqs, sqs, make_queues, tmp_
         url,
         dlq,
         queue={"visibility_timeout": 2},
-        handler={"target": "tests.handlers:slow"},
+        handler={"target": "tests.sample_handlers:slow"},
     )
 
     # WHEN the daemon runs it to the end
@@ -173,7 +173,7 @@ def test_sigterm_finishes_in_flight_work_and_leaves_the_rest_visible(
         local_sqs,
         url,
         dlq,
-        handler={"target": "tests.handlers:slow"},
+        handler={"target": "tests.sample_handlers:slow"},
         workers={"processes": 2, "concurrency": 2, "shutdown_grace": 10},
     )
     daemon = daemon_factory(config)
@@ -205,7 +205,7 @@ def test_sigterm_releases_received_fifo_messages_that_never_started(
         local_sqs,
         url,
         dlq,
-        handler={"target": "tests.handlers:slow"},
+        handler={"target": "tests.sample_handlers:slow"},
         workers={"processes": 1, "concurrency": 10},
     )
     daemon = daemon_factory(config)
@@ -232,7 +232,7 @@ def test_a_killed_worker_is_restarted_and_its_message_handled_later(
         url,
         dlq,
         queue={"visibility_timeout": 4},
-        handler={"target": "tests.handlers:slow"},
+        handler={"target": "tests.sample_handlers:slow"},
         workers={"processes": 2, "concurrency": 1},
     )
     daemon = daemon_factory(config)
@@ -271,7 +271,7 @@ def test_fifo_groups_keep_their_order_also_across_a_retry(
         local_sqs,
         url,
         dlq,
-        handler={"target": "tests.handlers:by_body"},
+        handler={"target": "tests.sample_handlers:by_body"},
         workers={"processes": 2, "concurrency": 4},
         retry={"backoff_base": 1.0, "backoff_max": 2},
     )
@@ -331,7 +331,7 @@ def test_bad_config_exits_2_naming_the_key(local_sqs, make_queues, tmp_path, sec
 def test_missing_url_and_bad_env_override_exit_2(tmp_path):
     config = tmp_path / "p.toml"
     config.write_text(
-        '[queue]\ndlq_url = "http://127.0.0.1:1/1/d"\n[handler]\ntarget = "tests.handlers:noop"\n'
+        '[queue]\ndlq_url = "http://127.0.0.1:1/1/d"\n[handler]\ntarget = "tests.sample_handlers:noop"\n'
     )
     result = run_cli("run", "--config", str(config))
     assert result.returncode == 2 and "missing required key queue.url" in result.stderr
@@ -353,8 +353,8 @@ def test_missing_url_and_bad_env_override_exit_2(tmp_path):
     "target, expected",
     [
         ("no_such_module:handle", "ModuleNotFoundError: No module named 'no_such_module'"),
-        ("tests.handlers:missing", "has no attribute 'missing'"),
-        ("tests.handlers:BrokenConstructor", "ConnectionError: cannot reach the legacy database"),
+        ("tests.sample_handlers:missing", "has no attribute 'missing'"),
+        ("tests.sample_handlers:BrokenConstructor", "ConnectionError: cannot reach the legacy database"),
     ],
 )
 def test_handler_that_cannot_load_exits_3_instead_of_restarting(
@@ -427,7 +427,7 @@ def test_sighup_reloads_the_config_and_replaces_workers(
         local_sqs,
         url,
         dlq,
-        handler={"target": "tests.handlers:WithOptions", "options": {"tag": "v1"}},
+        handler={"target": "tests.sample_handlers:WithOptions", "options": {"tag": "v1"}},
     )
     daemon = daemon_factory(config)
     daemon.wait_ready()
@@ -482,7 +482,7 @@ def test_daemon_survives_the_sqs_endpoint_going_away_and_coming_back(tmp_path, d
             url,
             dlq,
             queue={"visibility_timeout": 5},
-            handler={"target": "tests.handlers:slow"},
+            handler={"target": "tests.sample_handlers:slow"},
             workers={"processes": 2, "concurrency": 2},
         )
         daemon = daemon_factory(config)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SYSTEMD = ROOT / "systemd"
 TEMPLATE = SYSTEMD / "sqs-poller@.service"
 EXPORTER = SYSTEMD / "sqs-poller-journal-export.service"

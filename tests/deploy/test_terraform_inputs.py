@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_terraform import MODULE, block, default, load_dir, resource, terraform
+from tests.deploy.test_terraform import MODULE, block, default, load_dir, resource, terraform
 
 BASELINE = {
     "name": "jobs",

@@ -13,7 +13,7 @@ import pytest
 
 from tests.hcl import load_hcl
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "terraform"
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 DLQ_RETENTION = 1209600

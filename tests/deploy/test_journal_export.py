@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_systemd import EXPORT_SCRIPT, JOURNAL_REMOTE, require_tool
+from tests.deploy.test_systemd import EXPORT_SCRIPT, JOURNAL_REMOTE, require_tool
 
 
 def systemd_version() -> int:

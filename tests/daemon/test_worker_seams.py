@@ -29,7 +29,7 @@ def make_worker(
         "queue": {"url": URL, "dlq_url": DLQ, "wait_time_seconds": 0, "visibility_timeout": 30, **queue},
         "retry": {"backoff_base": 10.0, "backoff_max": 60},
         "workers": {"processes": 1, "concurrency": 4, "shutdown_grace": 5},
-        "handler": {"target": "tests.handlers:noop", "timeout": timeout},
+        "handler": {"target": "tests.sample_handlers:noop", "timeout": timeout},
         "metrics": {"listen": ""},
     }
     configure_logging("info", "json")  # to this test's (captured) stdout

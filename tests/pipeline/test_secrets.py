@@ -301,7 +301,7 @@ class SecretRecorder:
         self.secrets = options["secrets"]
 
     def handle(self, message) -> None:
-        from tests.handlers import record
+        from tests.sample_handlers import record
 
         record(message, token_generation=self.secrets["legacy/token"].split("-")[0])
 
@@ -323,7 +323,7 @@ def test_daemon_hands_secrets_to_handlers_and_refreshes_them_on_sighup(
         local_sqs,
         url,
         dlq,
-        handler={"target": "tests.test_secrets:SecretRecorder"},
+        handler={"target": "tests.pipeline.test_secrets:SecretRecorder"},
         secrets={
             "ssm_paths": [path],
             "ttl": 3600,

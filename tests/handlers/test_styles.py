@@ -263,15 +263,18 @@ def test_unknown_style_is_a_config_error() -> None:
 
 def test_load_target_constructs_classes_for_any_style_and_load_handler_still_works() -> None:
     # GIVEN targets named as in handler.target
-    writer = load_target("tests.test_styles:BulkWriter", {"x": 1})
+    writer = load_target("tests.handlers.test_styles:BulkWriter", {"x": 1})
     function = load_target("examples.lambda_powertools.orders:lambda_handler", {})
 
     # THEN a class is constructed (its handle_batch fits the batch style); a function is as is
     assert writer.is_instance and check_signature("batch", writer.obj) is None
     assert not function.is_instance and check_signature("lambda", function.obj) is None
-    assert load_handler("tests.test_styles:OnlyHandle", {}).name == "tests.test_styles:OnlyHandle"
+    assert (
+        load_handler("tests.handlers.test_styles:OnlyHandle", {}).name
+        == "tests.handlers.test_styles:OnlyHandle"
+    )
     with pytest.raises(HandlerLoadError, match="no handle"):
-        load_handler("tests.test_styles:BulkWriter", {})
+        load_handler("tests.handlers.test_styles:BulkWriter", {})
 
 
 def test_callable_objects_with_async_call_are_awaited() -> None:

@@ -20,8 +20,8 @@ import pytest
 
 from poller.pipeline.payload import SIZE_ATTRIBUTE, describe_pointer
 from tests.conftest import queue_total, receive_all, wait_until, write_config
-from tests.test_daemon import run_cli
-from tests.test_payload import TWO_MIB, big_body, peer
+from tests.integration.test_daemon import run_cli
+from tests.pipeline.test_payload import TWO_MIB, big_body, peer
 
 
 @pytest.fixture

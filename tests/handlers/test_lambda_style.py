@@ -459,7 +459,7 @@ def test_example_configs_name_lambda_targets_that_fit(name: str) -> None:
     from poller.handlers.styles import check_signature
 
     config = tomllib.loads(
-        (Path(__file__).parent.parent / f"examples/lambda_powertools/{name}.toml").read_text()
+        (Path(__file__).parents[2] / f"examples/lambda_powertools/{name}.toml").read_text()
     )
     handler = config["handler"]
     assert handler["style"] == "lambda" and handler["batch_size"] <= config["workers"]["concurrency"]

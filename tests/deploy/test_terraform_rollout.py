@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from tests.test_terraform import MODULE, block, default, load_dir, resource
+from tests.deploy.test_terraform import MODULE, block, default, load_dir, resource
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import pytest
 
 from tests.provider_schema import check_directory, load_schema
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "terraform"
 EXAMPLE = MODULE / "examples" / "complete"
 SCHEMAS = ROOT / ".cache" / "provider-schema"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.test_daemon import run_cli
+from tests.integration.test_daemon import run_cli
 
 
 def test_demo_settles_and_accounts_for_every_message():

@@ -29,7 +29,7 @@ from poller.pipeline.payload import (
 from poller.sqs import Sqs
 from tests.messages import message
 
-PEER = Path(__file__).with_name("extended_client_peer.py")
+PEER = Path(__file__).parents[1] / "extended_client_peer.py"
 TWO_MIB = 2 * 1024 * 1024
 
 

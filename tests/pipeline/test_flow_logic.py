@@ -20,8 +20,8 @@ from poller.ops.check import redrive_row
 from poller.pipeline import Skip
 from poller.pipeline.flow import BreakerOpen, FlowState, FlowStep, probe_result
 from tests.configs import BASE
+from tests.daemon.test_worker_seams import make_worker
 from tests.messages import message
-from tests.test_worker_seams import make_worker
 
 
 class Clock:

@@ -15,7 +15,7 @@ import pytest
 
 from poller.daemon.emf import METRICS, EmfReporter, read_outcome_totals, render_emf_record
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_record_has_the_exact_emf_shape():
@@ -139,7 +139,7 @@ def test_the_daemon_writes_its_release_figures_as_emf_lines(
         local_sqs,
         url,
         dlq,
-        handler={"target": "tests.handlers:noop"},
+        handler={"target": "tests.sample_handlers:noop"},
         metrics={"emf_namespace": "SqsPoller", "deployment": "jobs", "version": "ami-0abc/cfg-12"},
     )
     daemon = daemon_factory(config)

@@ -6,7 +6,7 @@ import json
 
 from poller.crypto import create_keyring
 from tests.conftest import receive_all, wait_until, write_config
-from tests.test_daemon import run_cli
+from tests.integration.test_daemon import run_cli
 
 
 def test_send_body_count_and_attributes(local_sqs, sqs, make_queues):

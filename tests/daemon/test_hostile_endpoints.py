@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import queue_counts, queue_total, receive_all, send_bodies, wait_until
+from tests.daemon.test_hostile import failure_of, hostile_config, readyz, run_cli, wait_alive
 from tests.faultproxy import SQS_MAX_BYTES, FaultProxy
-from tests.test_hostile import failure_of, hostile_config, readyz, run_cli, wait_alive
 
 
 @pytest.fixture

@@ -100,7 +100,7 @@ def make_worker(local_sqs: Any, url: str, dlq: str, max_receives: int, handler: 
         },
         "retry": {"backoff_base": 60.0, "backoff_max": 600},
         "workers": {"processes": 1, "concurrency": 4, "shutdown_grace": 10},
-        "handler": {"target": "tests.handlers:noop", "timeout": 30},
+        "handler": {"target": "tests.sample_handlers:noop", "timeout": 30},
         "metrics": {"listen": ""},
         "logging": {"level": "warning"},
     }

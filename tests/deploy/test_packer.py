@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - the [dev] extras install it
         raise
     pytest.skip("python-hcl2 is not installed (outside CI only)", allow_module_level=True)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKER = ROOT / "packer"
 TEMPLATE = PACKER / "sqs-poller.pkr.hcl"
 FILES = PACKER / "files"

@@ -97,7 +97,7 @@ def test_terminating_instance_drains_then_completes_the_lifecycle_action(
             local_sqs,
             url,
             dlq,
-            handler={"target": "tests.handlers:slow"},
+            handler={"target": "tests.sample_handlers:slow"},
             workers={"processes": 1, "concurrency": 2, "shutdown_grace": 20},
             lifecycle={
                 "enabled": True,
@@ -162,7 +162,7 @@ def test_a_spot_interruption_notice_drains_within_its_deadline(
             local_sqs,
             url,
             dlq,
-            handler={"target": "tests.handlers:slow"},
+            handler={"target": "tests.sample_handlers:slow"},
             workers={"processes": 1, "concurrency": 2, "shutdown_grace": 60},
             lifecycle={"spot": True, "imds_url": stand_in.url, "poll_seconds": 1},
         )
