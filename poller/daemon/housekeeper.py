@@ -47,6 +47,7 @@ class Housekeeper:
         on_timeout: Callable[[InFlight], None],
         on_stuck: Callable[[InFlight], None],
         stuck_after: float,
+        delete_linger: float = DELETE_LINGER,
     ):
         self.sqs = sqs
         self.url = url
@@ -64,6 +65,7 @@ class Housekeeper:
         self.on_timeout = on_timeout
         self.on_stuck = on_stuck
         self.stuck_after = stuck_after
+        self.delete_linger = delete_linger  # longer under a rate limit: messages finish spaced out
         self._deletes: list[PendingDelete] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -84,7 +86,7 @@ class Housekeeper:
     def delete(self, entry: InFlight, outcome: str | None = "deleted") -> None:
         now = time.monotonic()
         with self._lock:
-            self._deletes.append(PendingDelete(entry, outcome, now + DELETE_LINGER, now))
+            self._deletes.append(PendingDelete(entry, outcome, now + self.delete_linger, now))
             count = len(self._deletes)
         if count == 1 or count >= MAX_BATCH:
             # The housekeeper sends it: the handler thread (and its slot) must not wait on SQS.

@@ -19,7 +19,7 @@ from poller.config import Config
 from poller.daemon.batches import Batches
 from poller.daemon.crashes import Isolation, RunningRecord
 from poller.daemon.execute import Calls, EventLoop, Threads
-from poller.daemon.housekeeper import Housekeeper
+from poller.daemon.housekeeper import DELETE_LINGER, Housekeeper
 from poller.daemon.inflight import Held, InFlight
 from poller.daemon.log import get_logger
 from poller.daemon.longpoll import LongPoll
@@ -113,6 +113,7 @@ class Worker:
             on_timeout=self._time_out,
             on_stuck=self._stuck,
             stuck_after=max(60.0, float(cfg.workers.shutdown_grace)),
+            delete_linger=max(DELETE_LINGER, min(1.0, self.flow.batch * self.flow.interval)),
         )
         self.settler = Settler(cfg, self.sqs, self.house, self.held, self.metrics, self.pipeline, self.log)
         self.calls = Calls(

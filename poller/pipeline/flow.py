@@ -63,6 +63,11 @@ class FlowState:
         self.values[COOLDOWN] = config.breaker_cooldown
         self.interval = 1.0 / config.max_per_second if config.max_per_second else 0.0
         self.horizon = max(HORIZON, self.interval)
+        # A receive waits for room for half the horizon's starts (at most ten): the rest of the
+        # schedule keeps the downstream busy meanwhile, so the rate holds.
+        self.batch = (
+            max(1, min(10, math.floor(round(self.horizon / self.interval / 2, 6)))) if self.interval else 1
+        )
 
     # --- cheap reads (no lock) ----------------------------------------------------------------
 
@@ -94,7 +99,10 @@ class FlowState:
             if not self.interval:
                 return free, False
             room = self.horizon - max(0.0, v[NEXT_START] - now)  # starts fit within the horizon
-            return (min(free, math.ceil(round(room / self.interval, 6))) if room > 0 else 0), False
+            fits = math.ceil(round(room / self.interval, 6)) if room > 0 else 0
+            # Wait for room for a part of the horizon at once: one receive (and one delete batch)
+            # per few messages, not one per message as the schedule frees a slot at a time.
+            return (min(free, fits) if fits >= min(free, self.batch) else 0), False
         if (state == OPEN and now >= v[UNTIL]) or (state == PROBING and now >= v[PROBE_DEADLINE]):
             with self.lock:
                 state = v[STATE]
@@ -112,7 +120,7 @@ class FlowState:
             return min(PAUSE_SLICE, max(0.01, v[UNTIL] - now))
         if v[STATE] == PROBING:
             return PAUSE_SLICE
-        return min(PAUSE_SLICE, max(0.005, v[NEXT_START] - now - self.horizon))
+        return min(PAUSE_SLICE, max(0.005, v[NEXT_START] - now - (self.horizon - self.batch * self.interval)))
 
     # --- the rate limit -------------------------------------------------------------------------
 

@@ -212,9 +212,15 @@ def test_the_receive_gate_admits_only_what_the_schedule_starts_within_its_horizo
         state.take_start(clock())
     assert state.admit(10, clock()) == (0, False)
     assert 0 < state.wait_hint(clock()) <= 0.5
-    # AND once 100 ms passed, two fit
+    # AND once 100 ms passed, two would fit: it still waits for room for five (half the horizon),
+    # so receives come five at a time, not one per freed start
     clock.sleep(0.1)
-    assert state.admit(10, clock()) == (2, False)
+    assert state.admit(10, clock()) == (0, False)
+    assert state.wait_hint(clock()) == pytest.approx(0.15)
+    clock.sleep(0.15)
+    assert state.admit(10, clock()) == (5, False)
+    # AND a worker with fewer free slots needs room for only those
+    assert state.admit(2, clock()) == (2, False)
 
 
 def test_a_slow_rate_still_admits_one_message():
