@@ -8,16 +8,16 @@ from tests.integration.test_daemon import run_cli
 
 
 def test_demo_settles_and_accounts_for_every_message():
-    # WHEN the demo runs with 80 sample messages (JSON output off a terminal), the sample legacy
+    # WHEN the demo runs with 120 sample messages (JSON output off a terminal), the sample legacy
     # system going down for 15 s once a third are handled
-    result = run_cli("demo", "--messages", "80", timeout=180)
+    result = run_cli("demo", "--messages", "120", timeout=180)
 
     # THEN it exits 0 and its summary accounts for every message
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     summary = {r["figure"]: r["value"] for r in rows if r.get("table") == "sqs-poller demo"}
-    assert summary["messages sent"] == 80
-    assert summary["handled (deleted)"] + summary["in the DLQ now"] == 80
+    assert summary["messages sent"] == 120
+    assert summary["handled (deleted)"] + summary["in the DLQ now"] == 120
     assert summary["dead-lettered"] == summary["in the DLQ now"] > 0
     assert summary["retries"] > 0
     # AND the legacy system's outage paused polling and dead-lettered nothing
