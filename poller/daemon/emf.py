@@ -113,3 +113,22 @@ class EmfReporter:
         stream.write(json.dumps(record, separators=(",", ":")) + "\n")
         stream.flush()
         return record
+
+
+class EmfTicker:
+    """The supervisor's side: an EmfReporter fed the workers' totals once an interval, and once
+    more at the end for the last partial interval."""
+
+    def __init__(self, reporter: EmfReporter, multiproc_dir: str, interval: float = 60.0):
+        self.reporter = reporter
+        self.multiproc_dir = multiproc_dir
+        self.interval = interval
+        self.next = time.monotonic() + interval
+
+    def tick(self) -> None:
+        if time.monotonic() >= self.next:
+            self.flush()
+
+    def flush(self) -> None:
+        self.next = time.monotonic() + self.interval
+        self.reporter.report(read_outcome_totals(self.multiproc_dir))

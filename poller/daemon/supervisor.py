@@ -38,7 +38,6 @@ from poller.pipeline.flow import new_flow_state
 from poller.timeouts import health_window
 
 TICK = 1.0
-EMF_INTERVAL = 60.0  # seconds between per-release EMF lines
 STARTING_TICK = 0.05  # look often until READY=1: start-up time is what a cold start costs
 RESTART_BACKOFF_MAX = 30.0
 FORCED_STOP_GRACE = 3.0  # seconds workers get to release their messages on a forced stop
@@ -145,12 +144,9 @@ class Supervisor:
         self._signals.append(signum)  # only record: the main loop acts
 
     def _wait(self, timeout: float) -> None:
-        try:
-            ready, _, _ = select.select([self._wake_r], [], [], timeout)
-            if ready:
+        with contextlib.suppress(InterruptedError):
+            if select.select([self._wake_r], [], [], timeout)[0]:
                 os.read(self._wake_r, 4096)
-        except InterruptedError:
-            pass
 
     def dispatch_signals(self) -> None:
         while self._signals:
@@ -381,23 +377,16 @@ class Supervisor:
             self.lifecycle = InstanceEvents(lc, self.log)
         m = self.config.metrics
         if m.emf_namespace:
-            from poller.daemon.emf import EmfReporter
+            from poller.daemon.emf import EmfReporter, EmfTicker
 
-            self.emf = EmfReporter(m.emf_namespace, m.deployment, m.version)
-            self._next_emf = time.monotonic() + EMF_INTERVAL
+            self.emf = EmfTicker(EmfReporter(m.emf_namespace, m.deployment, m.version), self.metrics_dir)
 
     def watch_lifecycle(self) -> None:
         if self.lifecycle is not None and (reason := self.lifecycle.drain_reason()):
             self.log.info("lifecycle_terminating", reason=reason, note="draining as on SIGTERM")
             self._stopping = True
-        if self.emf is not None and time.monotonic() >= self._next_emf:
-            self.report_emf()
-
-    def report_emf(self) -> None:
-        from poller.daemon.emf import read_outcome_totals
-
-        self._next_emf = time.monotonic() + EMF_INTERVAL
-        self.emf.report(read_outcome_totals(self.metrics_dir))
+        if self.emf is not None:
+            self.emf.tick()
 
     def heartbeat_lifecycle(self) -> None:
         if self.lifecycle is not None:
@@ -405,6 +394,6 @@ class Supervisor:
 
     def finish_lifecycle(self) -> None:
         if self.emf is not None:
-            self.report_emf()  # the last partial interval
+            self.emf.flush()  # the last partial interval
         if self.lifecycle is not None:
             self.lifecycle.complete()
