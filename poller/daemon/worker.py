@@ -67,7 +67,6 @@ class Worker:
         self._parent = os.getppid()
         self._round_trip = 0.0  # the last receive that returned messages took this long
         self._busy = False  # the last receive came back full: more is waiting
-        self._receivers: Any = None  # a thread pool for parallel receives, made when first busy
         self.log = get_logger("poller.worker")
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -193,7 +192,7 @@ class Worker:
         try:
             received_at = time.monotonic()
             if calls > 1:
-                raw = self._receive_parallel(calls, wait)
+                raw = self._receive(self._poll_many, calls, wait)
             else:
                 raw = self._receive(
                     self._poll, cfg.url, min(free, cfg.batch_size), wait, cfg.visibility_timeout
@@ -218,31 +217,6 @@ class Worker:
         else:
             self._dispatch(held)
 
-    def _receive_parallel(self, calls: int, wait: int) -> list[dict[str, Any]]:
-        """`calls` full-batch receives at once: a slot then waits about one round trip for its
-        next message instead of one round trip per ten slots."""
-        if self._receivers is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._receivers = ThreadPoolExecutor(MAX_PARALLEL_RECEIVES, thread_name_prefix="receive")
-        cfg = self.config.queue
-        futures = [
-            self._receivers.submit(
-                self._receive, self._poll, cfg.url, cfg.batch_size, wait, cfg.visibility_timeout
-            )
-            for _ in range(calls)
-        ]
-        raw: list[dict[str, Any]] = []
-        errors = []
-        for future in futures:
-            try:
-                raw += future.result()
-            except SqsError as exc:  # only when stopping (the retrying waits out the rest)
-                errors.append(exc)
-        if errors and not raw:
-            raise errors[0]
-        return raw  # what any call received is held, even when another failed
-
     def _held_changed(self, count: int) -> None:
         self.metrics.in_flight.set(count)
         self._record_running()
@@ -261,6 +235,13 @@ class Worker:
     def _poll(self, url: str, count: int, wait: int, visibility: int) -> list[dict[str, Any]]:
         self.beat()
         return self.long_poll.receive(url, count, wait, visibility)
+
+    def _poll_many(self, calls: int, wait: int) -> list[dict[str, Any]]:
+        """`calls` full-batch receives at once: a slot then waits about one round trip for its
+        next message instead of one round trip per ten slots."""
+        self.beat()
+        cfg = self.config.queue
+        return self.long_poll.receive_many(calls, cfg.url, cfg.batch_size, wait, cfg.visibility_timeout)
 
     def _pause(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
