@@ -18,6 +18,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 class MotoProcess:
+    """The server as a child process (`module` run with the port), up once `ready()` answers."""
+
+    module = "bench.server"
+
     def __init__(self) -> None:
         self.port = free_port()
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
@@ -25,7 +29,7 @@ class MotoProcess:
 
     def start(self) -> MotoProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.server", str(self.port)],
+            [sys.executable, "-m", self.module, str(self.port)],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -33,11 +37,14 @@ class MotoProcess:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                urllib.request.urlopen(self.endpoint_url + "/moto-api/", timeout=1).close()
+                self.ready()
                 return self
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError(f"moto server did not start on {self.endpoint_url}")
+
+    def ready(self) -> None:
+        urllib.request.urlopen(self.endpoint_url + "/moto-api/", timeout=1).close()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

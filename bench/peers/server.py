@@ -11,17 +11,16 @@ import io
 import json
 import os
 import re
-import subprocess
 import sys
 import threading
 import time
 import urllib.parse
 import urllib.request
 from collections import Counter, defaultdict
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from bench.server import MotoProcess
+
 COUNTS_PATH = "/__peers/counts"
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 
@@ -99,31 +98,13 @@ def serve(port: int) -> None:
     server.shutdown()
 
 
-class CountingMoto:
-    """The server as a child process: start(), counts(), stop()."""
+class CountingMoto(MotoProcess):
+    """The counting server as a child process: start(), counts(), stop()."""
 
-    def __init__(self) -> None:
-        from poller.dev.localsqs import free_port
+    module = "bench.peers.server"
 
-        self.port = free_port()
-        self.endpoint_url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> CountingMoto:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.peers.server", str(self.port)],
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                self.counts()
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"moto server did not start on {self.endpoint_url}")
+    def ready(self) -> None:
+        self.counts()
 
     def counts(self) -> dict[str, dict[str, int]]:
         with urllib.request.urlopen(self.endpoint_url + COUNTS_PATH, timeout=10) as response:
@@ -131,21 +112,6 @@ class CountingMoto:
 
     def requests_by(self, key: str) -> dict[str, int]:
         return self.counts().get(key, {})
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def __enter__(self) -> CountingMoto:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 if __name__ == "__main__":
