@@ -259,7 +259,7 @@ class Daemon(Consumer):
                 return time.monotonic() - self.started
 
     def workers(self) -> list[int]:
-        return [p for p in descendants(self.pid)[1:] if b"spawn_main" in _cmdline(p)]
+        return [p for p in descendants(self.pid)[1:] if b"poller.daemon.boot" in _cmdline(p)]
 
     def scrape(self) -> dict[str, float]:
         with urllib.request.urlopen(self.metrics_url, timeout=10) as response:

@@ -214,7 +214,7 @@ class Daemon:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if b"spawn_main" in cmdline:
+            if b"poller.daemon.boot" in cmdline:  # launch.BOOT
                 pids.append(pid)
         return pids
 

@@ -1,5 +1,5 @@
-"""The first code a spawned worker process runs: kept free of imports so that the worker
-loads only what its config uses (the supervisor imports this module, not the worker's)."""
+"""The first code a worker process runs (see launch.py): kept free of imports so that the
+worker loads only what its config uses (the supervisor imports this module, not the worker's)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def skip_rich(log_format: str) -> None:
 
 
 def start_worker(config: Any, index: int, beat: Any, flow: Any = None) -> None:
-    """multiprocessing target: a worker process's entry point. Exit codes: 3 the handler cannot
+    """A worker process's entry point. Exit codes: 3 the handler cannot
     load, 2 a config that can never work (a missing keyring), 1 another start-up failure; a
     booted worker exits with its stop's code (os._exit: handler threads that outlived the grace
     period must not hold the process open)."""
@@ -42,3 +42,15 @@ def start_worker(config: Any, index: int, beat: Any, flow: Any = None) -> None:
         worker.log.error("worker_start_failed", error=f"{type(exc).__name__}: {exc}")
         os._exit(EXIT_FAILURE)
     os._exit(worker.run())
+
+
+def main() -> None:
+    """`python -c BOOT FD`: the start-up arguments come pickled through the pipe FD."""
+    import pickle
+
+    with open(int(sys.argv[1]), "rb") as pipe:
+        path, log_format, args = pickle.loads(pipe.read())
+    sys.path[:] = path  # the supervisor's: a handler importable there is importable here
+    sys.argv = sys.argv[:1]
+    skip_rich(log_format)  # before the arguments' classes import structlog
+    start_worker(*pickle.loads(args))

@@ -8,7 +8,6 @@ converges the worker set (`reap_workers`, `manage_workers`) and reports (`notify
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import select
 import signal
@@ -19,8 +18,8 @@ from typing import Any
 
 from poller.config import Config
 from poller.configload import load_config
-from poller.daemon.boot import start_worker
 from poller.daemon.crashes import record_crash
+from poller.daemon.launch import WorkerProcess
 from poller.daemon.log import configure_logging, get_logger
 from poller.daemon.metrics import (
     Metrics,
@@ -35,6 +34,7 @@ from poller.daemon.rundir import prepare_run_dir, remove_run_dir
 from poller.daemon.systemd import Notifier
 from poller.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_HANDLER, EXIT_OK, ConfigError
 from poller.pipeline.flow import new_flow_state
+from poller.shared import Beat
 from poller.timeouts import health_window
 
 TICK = 1.0
@@ -67,8 +67,7 @@ class Supervisor:
         self.slots: list[WorkerSlot] = []
         self.retiring: list[WorkerSlot] = []
         self._signals: deque[int] = deque()
-        self._ctx = multiprocessing.get_context("spawn")
-        self.flow = new_flow_state(config, self._ctx)  # shared by every worker: host-wide
+        self.flow = new_flow_state(config)  # shared by every worker: host-wide
         self._stopping = False
         self._forced = False
         self._exit_code = EXIT_OK
@@ -173,7 +172,8 @@ class Supervisor:
         configure_logging(config.logging.level, config.logging.format)
         self.log.info("reloading", processes=config.workers.processes)
         if config.flow != self.config.flow:  # else the new workers share the breaker's state
-            self.flow = new_flow_state(config, self._ctx)
+            self.flow.memory.close()  # the old workers keep their own mapping until they exit
+            self.flow = new_flow_state(config)
         self.config = config
         for slot in self.slots:
             self._terminate(slot, signal.SIGUSR1)
@@ -216,12 +216,8 @@ class Supervisor:
         return True
 
     def _spawn(self, slot: WorkerSlot) -> None:
-        slot.beat = self._ctx.Value("d", 0.0, lock=False)
-        slot.process = self._ctx.Process(
-            target=start_worker,
-            args=(slot.config, slot.index, slot.beat, self.flow),
-            name=f"sqs-poller-worker-{slot.index}",
-        )
+        slot.beat = Beat()
+        slot.process = WorkerProcess(slot.config, slot.index, slot.beat, self.flow)
         slot.process.start()
         slot.started_at = time.monotonic()
         self.log.info("worker_spawned", worker=slot.index, pid=slot.process.pid)
@@ -285,7 +281,7 @@ class Supervisor:
         slot.process.join(timeout=0)
         mark_process_dead(slot.process.pid, self.metrics_dir)
         slot.process.close()
-        slot.process = None
+        slot.process = slot.beat = None
 
     def _terminate(self, slot: WorkerSlot, sig: int = signal.SIGTERM) -> None:
         """SIGTERM: stop now (an idle long poll is abandoned). SIGUSR1: retire, when a successor

@@ -17,7 +17,6 @@ else back to open with the cooldown doubled (up to COOLDOWN_GROWTH_CAP times the
 from __future__ import annotations
 
 import math
-import multiprocessing
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 from poller.config import Config, FlowConfig
 from poller.message import Message, Unavailable
 from poller.pipeline import Skip
+from poller.shared import SharedMemory
 
 CLOSED, OPEN, PROBING = 0.0, 1.0, 2.0
 STATE_NAMES = {CLOSED: "closed", OPEN: "open", PROBING: "probing"}
@@ -53,14 +53,16 @@ class Transition:
 class FlowState:
     """The host's flow-control state in shared memory: create in the supervisor, pass to workers."""
 
-    def __init__(self, config: FlowConfig, ctx: Any = None, probe_timeout: float = 600.0):
-        ctx = ctx or multiprocessing.get_context("spawn")
+    def __init__(self, config: FlowConfig, probe_timeout: float = 600.0, memory: SharedMemory | None = None):
         self.config = config
         self.probe_timeout = probe_timeout  # a probe unreported by then (its worker died) passes on
-        self.values = ctx.RawArray("d", 9)
-        self.ring = ctx.RawArray("b", config.breaker_min_messages)  # 1 = that outcome was Unavailable
-        self.lock = ctx.Lock()
-        self.values[COOLDOWN] = config.breaker_cooldown
+        fresh = memory is None
+        self.memory = memory or SharedMemory(8 * 9 + config.breaker_min_messages, name="sqs-poller-flow")
+        self.values = self.memory.doubles(0, 9)
+        self.ring = self.memory.octets(8 * 9, config.breaker_min_messages)  # 1 = that outcome was Unavailable
+        self.lock = self.memory.lock()
+        if fresh:
+            self.values[COOLDOWN] = config.breaker_cooldown
         self.interval = 1.0 / config.max_per_second if config.max_per_second else 0.0
         self.horizon = max(HORIZON, self.interval)
         # A receive waits for room for half the horizon's starts (at most ten): the rest of the
@@ -68,6 +70,9 @@ class FlowState:
         self.batch = (
             max(1, min(10, math.floor(round(self.horizon / self.interval / 2, 6)))) if self.interval else 1
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:  # to a worker process: the same memory, attached
+        return FlowState, (self.config, self.probe_timeout, self.memory)
 
     # --- cheap reads (no lock) ----------------------------------------------------------------
 
@@ -304,10 +309,10 @@ def probe_result(error: BaseException | None, ignored: tuple[type[BaseException]
     return "unavailable" if isinstance(error, Unavailable) else "ok"
 
 
-def new_flow_state(config: Config, ctx: Any = None) -> FlowState:
+def new_flow_state(config: Config) -> FlowState:
     """The host's flow-control state; a probe unreported for this long is handed to another."""
     probe_timeout = config.handler.timeout + config.queue.wait_time_seconds + 30
-    return FlowState(config.flow, ctx, probe_timeout)
+    return FlowState(config.flow, probe_timeout)
 
 
 def report_transitions(metrics: Any, log: Any) -> Any:

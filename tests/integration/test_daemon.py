@@ -40,6 +40,33 @@ def test_each_message_is_handled_exactly_once_by_two_processes(
     assert daemon.stop() == 0
 
 
+def test_the_process_tree_is_the_supervisor_and_its_workers_only(
+    local_sqs, make_queues, tmp_path, daemon_factory
+):
+    # GIVEN a daemon with three worker processes, ready
+    url, dlq = make_queues()
+    daemon = daemon_factory(write_config(tmp_path, local_sqs, url, dlq, workers={"processes": 3}))
+    daemon.wait_ready()
+
+    # WHEN we list every process below the supervisor
+    below = _descendants(daemon.proc.pid)
+
+    # THEN they are the three workers: no helper process (multiprocessing's resource tracker)
+    assert sorted(below) == sorted(daemon.worker_pids()) and len(below) == 3
+    assert daemon.stop() == 0
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        for task in os.listdir(f"/proc/{current}/task"):
+            found = list(map(int, open(f"/proc/{current}/task/{task}/children").read().split()))
+            out += found
+            todo += found
+    return out
+
+
 def test_failures_retry_after_the_backoff_then_succeed(local_sqs, sqs, make_queues, tmp_path, daemon_factory):
     # GIVEN a handler that fails on the first two receives, and a 30 s visibility timeout
     url, dlq = make_queues()
