@@ -10,16 +10,55 @@ from typing import Any
 _lock = threading.Lock()  # botocore sessions are not thread-safe: clients are made one at a time
 _session: tuple[int, Any] | None = None  # (pid, session): a child process makes its own
 
+# Every service sqs-poller makes a client for, and those botocore's credential providers use
+# (role assumption, SSO). A process keeps the endpoint data of these only (see `session`).
+SERVICES = frozenset(
+    {"sqs", "s3", "kms", "secretsmanager", "ssm", "dynamodb", "autoscaling", "sts", "sso", "sso-oidc"}
+)
+
 
 def session() -> Any:
     """This process's botocore session (made here: never inherited from another process). Its
-    loader caches the endpoint and partition data every client needs: loaded once, not per client."""
+    loader caches the endpoint and partition data every client needs: loaded once, not per client,
+    and kept for `SERVICES` only: botocore's endpoints.json describes every AWS service, 7 MB of
+    Python objects for ten entries (4 MB less resident per worker; bench/README.md)."""
     global _session
+    import botocore.loaders
     import botocore.session
 
     if _session is None or _session[0] != os.getpid():
-        _session = (os.getpid(), botocore.session.get_session())
+        made = botocore.session.get_session()
+        paths = made.get_config_variable("data_path")  # what botocore's own loader would search
+        made.register_component(
+            "data_loader",
+            botocore.loaders.Loader(
+                extra_search_paths=[
+                    os.path.expanduser(os.path.expandvars(p)) for p in paths.split(os.pathsep)
+                ]
+                if paths is not None
+                else None,
+                file_loader=_EndpointsOf(SERVICES),
+            ),
+        )
+        _session = (os.getpid(), made)
     return _session[1]
+
+
+def _EndpointsOf(services: frozenset[str]) -> Any:  # noqa: N802 (a class, made on first use)
+    import botocore.loaders
+
+    class EndpointsOf(botocore.loaders.JSONFileLoader):
+        """botocore's JSON file loader; the endpoint data it returns lists `services` only."""
+
+        def load_file(self, file_path: str) -> Any:
+            data = super().load_file(file_path)
+            if os.path.basename(file_path) == "endpoints" and isinstance(data, dict):
+                for partition in data.get("partitions", ()):
+                    known = partition.get("services", {})
+                    partition["services"] = {name: known[name] for name in services if name in known}
+            return data
+
+    return EndpointsOf()
 
 
 def aws_client(
@@ -36,6 +75,8 @@ def aws_client(
     (botocore directly: boto3 adds nothing to a low-level client but s3transfer's imports.)"""
     from botocore.config import Config
 
+    if service not in SERVICES:
+        raise ValueError(f"aws_client({service!r}): add {service!r} to poller.aws.SERVICES")
     with _lock:
         return session().create_client(
             service,
