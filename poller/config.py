@@ -59,6 +59,13 @@ def _endpoint(value: str) -> str | None:
     return None
 
 
+def _region(value: str) -> str | None:
+    # botocore's own rule for a region name: a worker could not make its client with another
+    if value and not re.match(r"^[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$", value):
+        return "must be a region name like eu-west-1"
+    return None
+
+
 def _target(value: str) -> str | None:
     if not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$", value):
         return "must be 'package.module:callable'"
@@ -118,7 +125,7 @@ def cpu_count() -> int:
 class QueueConfig:
     url: str = key(required=True, check=_url)
     dlq_url: str = key(required=True, check=_url)
-    region: str = key("")
+    region: str = key("", check=_region)
     endpoint_url: str = key("", check=_endpoint)
     wait_time_seconds: int = key(20, low=0, high=20)
     batch_size: int = key(10, low=1, high=10)
@@ -209,7 +216,7 @@ class CryptoConfig:
     provider: str = key("kms", choices=("kms", "local"))
     key_id: str = key("", doc="KMS key id/ARN/alias; local: overrides the keyring's primary")
     keyring_path: str = key("", doc="local provider only")
-    region: str = key("")
+    region: str = key("", check=_region)
     endpoint_url: str = key("", check=_endpoint)
     require_encryption: bool = key(False)
     data_key_max_age: float = key(300.0, low=1, high=86400)
@@ -221,7 +228,7 @@ class SecretsConfig:
     ssm_paths: tuple[str, ...] = key((), check=_ssm_paths)
     secrets_manager: Mapping[str, str] = key({}, check=_name_to_id)
     ttl: float = key(300.0, low=0, high=86400, check=_zero_or_at_least(10), doc="0 = only on SIGHUP")
-    region: str = key("")
+    region: str = key("", check=_region)
     endpoint_url: str = key("", check=_endpoint)
 
     @property
@@ -236,7 +243,7 @@ class IdempotencyConfig:
     key_field: str = key("", check=_dotted, doc='"" = the SQS message id')
     ttl_seconds: int = key(86400, low=60, high=31_536_000)
     in_progress_timeout: float = key(0.0, low=0, high=43200, check=_zero_or_at_least(1))
-    region: str = key("")
+    region: str = key("", check=_region)
     endpoint_url: str = key("", check=_endpoint)
 
 
@@ -253,7 +260,7 @@ class PayloadConfig:
     s3_bucket: str = key("")
     offload_above: int = key(262144, low=1, high=1048576)
     delete_after_success: bool = key(True)
-    region: str = key("", doc='"" = the queue\'s region')
+    region: str = key("", check=_region, doc='"" = the queue\'s region')
     endpoint_url: str = key("", check=_endpoint, doc='"" = AWS; a local S3-compatible endpoint')
 
 

@@ -96,6 +96,13 @@ def client_for(queue_cfg: Any, pool_size: int = 10, attempts: int = 3, validate:
     )
 
 
+def worker_client(config: Any) -> Any:
+    """A worker's SQS client. One attempt a call: its own loops retry (receive backoff, pending
+    deletes), and a call never blocks the loop longer than one long poll plus its timeouts. No
+    parameter validation: its requests are built by code (about 6 us a message)."""
+    return client_for(config.queue, config.workers.concurrency + 2, attempts=1, validate=False)
+
+
 def sendable_attributes(received: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Message attributes as received, in the shape SendMessage accepts (values unchanged)."""
     out = {}

@@ -55,6 +55,7 @@ def test_environment_overrides_every_key_with_its_type():
         ({"queue": {"url": "jobs"}}, "queue.url = 'jobs' is not valid: must be a queue URL"),
         ({"handler": {"target": "no-colon"}}, "handler.target = 'no-colon' is not valid"),
         ({"metrics": {"listen": "nohost"}}, "metrics.listen = 'nohost' is not valid"),
+        ({"queue": {"region": "eu west"}}, "queue.region = 'eu west' is not valid: must be a region"),
         ({"lifecycle": {"enabled": True}}, "lifecycle.enabled = true needs lifecycle.asg_name"),
         ({"extra": {}}, "unknown section [extra]"),
     ],

@@ -23,13 +23,14 @@ def start_worker(config: Any, index: int, beat: Any, flow: Any = None) -> None:
     import os
     import signal
 
+    client = early_client(config)
     from poller.daemon.log import configure_logging
     from poller.daemon.worker import Worker
     from poller.errors import EXIT_FAILURE, ConfigError, HandlerLoadError
 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the supervisor reloads by replacing us
     configure_logging(config.logging.level, config.logging.format, worker=index)
-    worker = Worker(config, index, beat, flow=flow)  # flow: the host's, from the supervisor
+    worker = Worker(config, index, beat, flow=flow, client=client)  # flow: the host's
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1):
         signal.signal(sig, worker.request_stop)
     try:
@@ -42,6 +43,19 @@ def start_worker(config: Any, index: int, beat: Any, flow: Any = None) -> None:
         worker.log.error("worker_start_failed", error=f"{type(exc).__name__}: {exc}")
         os._exit(EXIT_FAILURE)
     os._exit(worker.run())
+
+
+def early_client(config: Any) -> Any:
+    """The SQS client, made before anything else is imported: botocore parses its endpoint data
+    (7 MB of objects, most dropped at once; see aws.py), and what the worker imports next reuses
+    that memory instead of growing the process (3 MB less resident). Its errors are reported
+    once logging is up, when the worker makes the client itself."""
+    try:
+        from poller.sqs import worker_client
+
+        return worker_client(config)
+    except Exception:
+        return None
 
 
 def main() -> None:

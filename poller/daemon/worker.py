@@ -31,7 +31,7 @@ from poller.handlers.load import LoadedHandler, load_runner
 from poller.message import Message
 from poller.pipeline import Pipeline
 from poller.pipeline.flow import FlowState, FlowStep, new_flow_state, report_transitions
-from poller.sqs import Sqs, client_for, receive_retrying
+from poller.sqs import Sqs, receive_retrying, worker_client
 from poller.timeouts import RECEIVE_BACKOFF_MAX
 
 SLOT_LINGER = 0.02  # wait at least this long for a full batch of free slots before a partial receive
@@ -51,11 +51,13 @@ class Worker:
         handler: LoadedHandler | None = None,
         pipeline: Pipeline | None = None,
         flow: FlowState | None = None,
+        client: Any = None,
     ):
         self.config = config
         self.index = index
         self._beat = beat  # a shared double: the supervisor reads when we last polled
         self.sqs = sqs
+        self.client = client  # a botocore SQS client made before the worker's imports (boot.py)
         self.metrics = metrics
         self.handler = handler
         self.pipeline = pipeline
@@ -76,10 +78,7 @@ class Worker:
         if self.metrics is None:
             self.metrics = Metrics()
         if self.sqs is None:
-            # One attempt a call: our own loops retry (receive backoff, pending deletes), and a
-            # call never blocks the loop longer than one long poll plus its timeouts.
-            # No parameter validation: our requests are built by code (about 6 us a message).
-            client = client_for(cfg.queue, cfg.workers.concurrency + 2, attempts=1, validate=False)
+            client = self.client or worker_client(cfg)
             self.sqs = Sqs(client, self.metrics.count_request, self.metrics.count_error)
         self.flow = self.flow or new_flow_state(cfg)
         self.flow_step = FlowStep(self.flow, report_transitions(self.metrics, self.log))
