@@ -30,11 +30,15 @@ def run(config_path: str | None) -> int:
 
     config = load_config(config_path)
     skip_rich(config.logging.format)
+    from poller.daemon.launch import Launcher
+
+    launcher = Launcher(config)
+    launcher.start_early(config)  # the workers boot while the supervisor imports what it needs
     from poller.daemon.log import configure_logging
     from poller.daemon.supervisor import Supervisor
 
     configure_logging(config.logging.level, config.logging.format)
-    return Supervisor(config, config_path).run()
+    return Supervisor(config, config_path, launcher=launcher).run()
 
 
 @cli.command()

@@ -10,17 +10,78 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import time
 from typing import Any
 
+from poller.shared import Beat
+
 BOOT = "from poller.daemon.boot import main; main()"
+# SIGUSR2: a worker asked for a successor (recycle.py); like SIGCHLD, it only wakes the loop.
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR2)
+
+
+class Launcher:
+    """What every worker inherits (the metrics and run directories, the flow-control memory),
+    and the starting of workers. `python -m poller run` makes it and starts the first workers
+    before it imports the supervisor (structlog, prometheus_client, http.server: ~0.1 s), so
+    they boot while the supervisor does. Signals that arrive meanwhile are kept for it."""
+
+    def __init__(self, config: Any):
+        from poller.daemon.metrics import prepare_multiproc_dir
+        from poller.daemon.rundir import prepare_run_dir
+        from poller.pipeline.flow import new_flow_state
+
+        self.metrics_dir, self._owned = prepare_multiproc_dir()
+        self.run_dir = prepare_run_dir()
+        self.flow = new_flow_state(config)  # shared by every worker: host-wide
+        self.early: dict[int, WorkerProcess] = {}
+        self.signals: list[int] = []
+        self._previous: dict[int, Any] = {}
+
+    def start_early(self, config: Any) -> None:
+        self._previous = {s: signal.signal(s, self._keep) for s in HANDLED_SIGNALS}
+        for index in range(config.workers.processes):
+            self.early[index] = self._start(config, index)
+
+    def _keep(self, signum: int, frame: object) -> None:
+        self.signals.append(signum)
+
+    def start(self, config: Any, index: int) -> WorkerProcess:
+        """A worker for this slot: the one started early, if it runs this config, else a new one."""
+        early = self.early.pop(index, None)
+        if early is not None and early.args[0] is config:
+            return early
+        return self._start(config, index)
+
+    def _start(self, config: Any, index: int) -> WorkerProcess:
+        process = WorkerProcess(config, index, Beat(), self.flow)
+        process.start()
+        return process
+
+    def renew_flow(self, config: Any) -> None:
+        """A reload that changed [flow]: new workers get fresh state, old ones keep theirs."""
+        from poller.pipeline.flow import new_flow_state
+
+        self.flow.memory.close()  # the old workers keep their own mapping until they exit
+        self.flow = new_flow_state(config)
+
+    def close(self) -> None:
+        from poller.daemon.metrics import remove_multiproc_dir
+        from poller.daemon.rundir import remove_run_dir
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        remove_multiproc_dir(self.metrics_dir, self._owned)
+        remove_run_dir(self.run_dir)
 
 
 class WorkerProcess:
-    def __init__(self, config: Any, index: int, beat: Any, flow: Any):
+    def __init__(self, config: Any, index: int, beat: Beat, flow: Any):
         self.args = (config, index, beat, flow)
+        self.beat = beat
         self._popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:

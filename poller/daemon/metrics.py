@@ -12,8 +12,10 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from http.server import ThreadingHTTPServer
 
 ENV_DIR = "PROMETHEUS_MULTIPROC_DIR"
 OUTCOMES = ("deleted", "retried", "dead_lettered", "released", "filtered")
@@ -139,6 +141,8 @@ def serve_metrics(
 ) -> ThreadingHTTPServer:
     """Serve /metrics, /healthz (liveness) and /readyz (readiness) from a daemon thread;
     returns the server (call shutdown())."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
     probes = {"/healthz": health, "/readyz": ready or health}
 
     class Handler(BaseHTTPRequestHandler):

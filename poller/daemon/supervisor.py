@@ -19,22 +19,13 @@ from typing import Any
 from poller.config import Config
 from poller.configload import load_config
 from poller.daemon.crashes import record_crash
-from poller.daemon.launch import WorkerProcess
+from poller.daemon.launch import HANDLED_SIGNALS, Launcher
 from poller.daemon.log import configure_logging, get_logger
-from poller.daemon.metrics import (
-    Metrics,
-    mark_process_dead,
-    prepare_multiproc_dir,
-    remove_multiproc_dir,
-    serve_metrics,
-)
+from poller.daemon.metrics import Metrics, mark_process_dead, serve_metrics
 from poller.daemon.readiness import read_readiness
 from poller.daemon.recycle import successor_path
-from poller.daemon.rundir import prepare_run_dir, remove_run_dir
 from poller.daemon.systemd import Notifier
 from poller.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_HANDLER, EXIT_OK, ConfigError
-from poller.pipeline.flow import new_flow_state
-from poller.shared import Beat
 from poller.timeouts import health_window
 
 TICK = 1.0
@@ -42,8 +33,6 @@ STARTING_TICK = 0.05  # look often until READY=1: start-up time is what a cold s
 RESTART_BACKOFF_MAX = 30.0
 FORCED_STOP_GRACE = 3.0  # seconds workers get to release their messages on a forced stop
 STABLE_AFTER = 60.0  # a worker that lived this long resets the restart backoff
-# SIGUSR2: a worker asked for a successor (recycle.py); like SIGCHLD, it only wakes the loop.
-HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR2)
 
 
 @dataclass(eq=False)
@@ -59,15 +48,21 @@ class WorkerSlot:
 
 
 class Supervisor:
-    def __init__(self, config: Config, config_path: str | None = None, notifier: Notifier | None = None):
+    def __init__(
+        self,
+        config: Config,
+        config_path: str | None = None,
+        notifier: Notifier | None = None,
+        launcher: Launcher | None = None,
+    ):
         self.config = config
+        self.launcher = launcher  # made by run() unless the caller started workers early
         self.config_path = config_path
         self.notifier = notifier or Notifier()
         self.log = get_logger("poller.daemon.supervisor")
         self.slots: list[WorkerSlot] = []
         self.retiring: list[WorkerSlot] = []
         self._signals: deque[int] = deque()
-        self.flow = new_flow_state(config)  # shared by every worker: host-wide
         self._stopping = False
         self._forced = False
         self._exit_code = EXIT_OK
@@ -79,24 +74,19 @@ class Supervisor:
 
     # --- lifecycle ------------------------------------------------------------------------
 
+    @property
+    def flow(self) -> Any:
+        return self.launcher.flow
+
     def run(self) -> int:
-        self.metrics_dir, owned = prepare_multiproc_dir()
-        self.run_dir = prepare_run_dir()
-        self.metrics = Metrics()
-        self.metrics.breaker_open.set(0)
+        launcher = self.launcher = self.launcher or Launcher(self.config)
+        self.metrics_dir, self.run_dir = launcher.metrics_dir, launcher.run_dir
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         previous = {s: signal.signal(s, self._record_signal) for s in HANDLED_SIGNALS}
+        self._signals.extend(launcher.signals)  # arrived while the early workers started
         server = None
         try:
-            address = self.config.metrics.address
-            if address:
-                try:
-                    server = serve_metrics(address, self.metrics_dir, self.health, self.readiness)
-                except OSError as exc:
-                    self.log.error("metrics_listen_failed", listen=self.config.metrics.listen, error=str(exc))
-                    return EXIT_FAILURE
-            self._start_lifecycle()
             self.log.info(
                 "supervisor_started",
                 processes=self.config.workers.processes,
@@ -105,7 +95,19 @@ class Supervisor:
                 pid=os.getpid(),
             )
             self.slots = [WorkerSlot(n, self.config) for n in range(self.config.workers.processes)]
-            self.manage_workers()
+            self.manage_workers()  # (adopts the workers started early)
+            self.metrics = Metrics()
+            self.metrics.breaker_open.set(0)
+            address = self.config.metrics.address
+            if address:
+                try:
+                    server = serve_metrics(address, self.metrics_dir, self.health, self.readiness)
+                except OSError as exc:
+                    self.log.error("metrics_listen_failed", listen=self.config.metrics.listen, error=str(exc))
+                    self._exit_code = EXIT_FAILURE
+                    self.stop_workers()
+                    return EXIT_FAILURE
+            self._start_lifecycle()
             while not self._stopping:
                 self._wait(TICK if self._ready_sent else STARTING_TICK)
                 self.dispatch_signals()
@@ -127,8 +129,7 @@ class Supervisor:
             signal.set_wakeup_fd(old_wakeup)
             os.close(self._wake_r)
             os.close(self._wake_w)
-            remove_multiproc_dir(self.metrics_dir, owned)
-            remove_run_dir(self.run_dir)
+            launcher.close()
             self.notifier.close()
 
     def request_stop(self) -> None:
@@ -172,8 +173,7 @@ class Supervisor:
         configure_logging(config.logging.level, config.logging.format)
         self.log.info("reloading", processes=config.workers.processes)
         if config.flow != self.config.flow:  # else the new workers share the breaker's state
-            self.flow.memory.close()  # the old workers keep their own mapping until they exit
-            self.flow = new_flow_state(config)
+            self.launcher.renew_flow(config)
         self.config = config
         for slot in self.slots:
             self._terminate(slot, signal.SIGUSR1)
@@ -216,9 +216,8 @@ class Supervisor:
         return True
 
     def _spawn(self, slot: WorkerSlot) -> None:
-        slot.beat = Beat()
-        slot.process = WorkerProcess(slot.config, slot.index, slot.beat, self.flow)
-        slot.process.start()
+        slot.process = self.launcher.start(slot.config, slot.index)
+        slot.beat = slot.process.beat
         slot.started_at = time.monotonic()
         self.log.info("worker_spawned", worker=slot.index, pid=slot.process.pid)
 

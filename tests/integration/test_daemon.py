@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
+import uuid
 from collections import Counter
 
 import pytest
@@ -54,6 +56,59 @@ def test_the_process_tree_is_the_supervisor_and_its_workers_only(
     # THEN they are the three workers: no helper process (multiprocessing's resource tracker)
     assert sorted(below) == sorted(daemon.worker_pids()) and len(below) == 3
     assert daemon.stop() == 0
+
+
+def _marked_processes(mark: str) -> list[int]:
+    """Live processes whose environment carries this mark (the daemon's and its workers')."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as fh:
+                    if f"TEST_MARK={mark}".encode() in fh.read().split(b"\0"):
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_metrics_port_in_use_exits_1_and_leaves_no_worker_running(
+    local_sqs, make_queues, tmp_path, daemon_factory
+):
+    # GIVEN a config whose metrics address is taken by another process
+    url, dlq = make_queues()
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    config = write_config(tmp_path, local_sqs, url, dlq, metrics={"listen": f"127.0.0.1:{port}"})
+    mark = uuid.uuid4().hex
+
+    # WHEN the daemon starts (its workers start before the supervisor binds the port)
+    daemon = daemon_factory(config, env={"TEST_MARK": mark})
+    code = daemon.proc.wait(timeout=60)
+
+    # THEN it exits 1 naming the address, and no worker of it outlives it
+    taken.close()
+    assert code == 1
+    failed = [r for r in daemon.logs() if r.get("event") == "metrics_listen_failed"]
+    assert failed and failed[0]["listen"] == f"127.0.0.1:{port}"
+    assert _marked_processes(mark) == []
+
+
+def test_sigterm_while_the_workers_start_stops_cleanly(local_sqs, make_queues, tmp_path, daemon_factory):
+    # GIVEN a daemon that has just started its workers, before the supervisor is up
+    url, dlq = make_queues()
+    mark = uuid.uuid4().hex
+    daemon = daemon_factory(write_config(tmp_path, local_sqs, url, dlq), env={"TEST_MARK": mark})
+    wait_until(lambda: len(_marked_processes(mark)) >= 2, timeout=30, interval=0.005)
+
+    # WHEN it gets SIGTERM at once
+    code = daemon.stop()
+
+    # THEN it exits 0 and leaves no worker behind
+    assert code == 0, daemon.text()
+    wait_until(lambda: _marked_processes(mark) == [], timeout=10)
 
 
 def _descendants(pid: int) -> list[int]:
