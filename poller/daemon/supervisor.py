@@ -56,7 +56,7 @@ class Supervisor:
         launcher: Launcher | None = None,
     ):
         self.config = config
-        self.launcher = launcher  # made by run() unless the caller started workers early
+        self.launcher = launcher or Launcher(config)  # (run() starts workers early with its own)
         self.config_path = config_path
         self.notifier = notifier or Notifier()
         self.log = get_logger("poller.daemon.supervisor")
@@ -79,7 +79,7 @@ class Supervisor:
         return self.launcher.flow
 
     def run(self) -> int:
-        launcher = self.launcher = self.launcher or Launcher(self.config)
+        launcher = self.launcher
         self.metrics_dir, self.run_dir = launcher.metrics_dir, launcher.run_dir
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         old_wakeup = signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
