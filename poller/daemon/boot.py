@@ -25,6 +25,7 @@ def start_worker(config: Any, index: int, beat: Any, flow: Any = None) -> None:
 
     client = early_client(config)
     from poller.daemon.log import configure_logging
+    from poller.daemon.rundir import supervisor_pid
     from poller.daemon.worker import Worker
     from poller.errors import EXIT_FAILURE, ConfigError, HandlerLoadError
 
@@ -42,6 +43,8 @@ def start_worker(config: Any, index: int, beat: Any, flow: Any = None) -> None:
     except Exception as exc:
         worker.log.error("worker_start_failed", error=f"{type(exc).__name__}: {exc}")
         os._exit(EXIT_FAILURE)
+    if (supervisor := supervisor_pid()) is not None:  # ready: it need not wait for its next tick
+        os.kill(supervisor, signal.SIGUSR2)
     os._exit(worker.run())
 
 

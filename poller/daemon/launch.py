@@ -19,7 +19,8 @@ from typing import Any
 from poller.shared import Beat
 
 BOOT = "from poller.daemon.boot import main; main()"
-# SIGUSR2: a worker asked for a successor (recycle.py); like SIGCHLD, it only wakes the loop.
+# SIGUSR2: a worker is ready, or asked for a successor (recycle.py); like SIGCHLD, it only wakes
+# the supervisor's loop.
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR2)
 
 
