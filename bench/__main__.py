@@ -29,6 +29,7 @@ from bench.harness import (
     Daemon,
     Feeder,
     client,
+    descendants,
     memory,
     new_queues,
     preload,
@@ -92,7 +93,7 @@ def cpu_run(
         consumer = BareLoop(moto.endpoint_url, url, workdir).start()
         requests = consumer.requests
     try:
-        consumer.wait_ready()
+        ready = consumer.wait_ready()
         send_paced(sqs, url, min(500, messages // 4), rate)  # warm-up: imports, connections, caches
         wait_drained(sqs, url)
         time.sleep(0.5)
@@ -106,12 +107,15 @@ def cpu_run(
         requests_after = requests()
         pids = consumer.workers() if kind.startswith("sqs-poller") else [consumer.pid]
         peak = max(memory(p).get("VmHWM", 0) for p in pids)
+        tree = sum(memory(p).get("VmRSS", 0) for p in descendants(consumer.pid))
     finally:
         consumer.stop(wake=lambda: preload(sqs, url, 40))
     return {
         "cpu_ms_per_message": round((cpu_after - cpu_before) * 1000 / messages, 4),
         "requests_per_message": round((requests_after - requests_before) / messages, 4),
         "peak_rss_mb": round(peak / MB, 1),
+        "tree_rss_mb": round(tree / MB, 1),  # every process of the consumer, at the end
+        "ready_s": round(ready, 3),  # start to READY=1 (0 for the bare loop)
         "seconds": round(elapsed, 1),
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -259,7 +260,9 @@ class Daemon(Consumer):
                 return time.monotonic() - self.started
 
     def workers(self) -> list[int]:
-        return [p for p in descendants(self.pid)[1:] if b"poller.daemon.boot" in _cmdline(p)]
+        # (spawn_main: a checkout from before workers were started by exec, for bench.ab)
+        worker = re.compile(rb"poller\.daemon\.boot|spawn_main")
+        return [p for p in descendants(self.pid)[1:] if worker.search(_cmdline(p))]
 
     def scrape(self) -> dict[str, float]:
         with urllib.request.urlopen(self.metrics_url, timeout=10) as response:
