@@ -1,5 +1,5 @@
 if __name__ == "__main__":
-    # Spawned worker processes import this module as __mp_main__: they need none of the CLI.
+    # Only as a program: importing this module (a tool walking the package) starts nothing.
     from poller.cli import main
 
     raise SystemExit(main())
