@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,13 +11,27 @@ import click
 
 from poller import __version__
 from poller.cli.common import config_option, make_encryptor, optional_config, queue_target
-from poller.cli.deploy import deploy
-from poller.cli.dlq import dlq
 from poller.configload import load_config
 from poller.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, PollerError, SqsError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """Click's lazily loaded subcommands: `dlq` and `deploy` are imported when used, not on
+    every `run` (whose start-up time is a cold start)."""
+
+    LAZY = {"dlq": "poller.cli.dlq:dlq", "deploy": "poller.cli.deploy:deploy"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.LAZY:
+            module, _, attr = self.LAZY[name].partition(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sqs-poller")
 def cli() -> None:
     """sqs-poller: a long-lived, multiprocess Amazon SQS poller daemon."""
@@ -155,10 +170,6 @@ def send(
     for failure in failed[:20]:
         emit_json({"event": "send_failed", "line": failure[0], "error": failure[1]})
     return EXIT_FAILURE if failed else EXIT_OK
-
-
-cli.add_command(dlq)
-cli.add_command(deploy)
 
 
 def parse_attribute_options(pairs: Sequence[str]) -> dict[str, str]:
