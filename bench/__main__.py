@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import (
+    REPO,
     BareLoop,
     Daemon,
     Feeder,
     client,
+    compile_tree,
     descendants,
     memory,
     new_queues,
@@ -595,6 +597,7 @@ def main(argv: list[str] | None = None) -> int:
         print(table(json.loads(Path(args.table).read_text())))
         return 0
     QUICK = args.quick
+    compile_tree(REPO)
     # A SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so no daemon or moto outlives the bench.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()

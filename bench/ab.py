@@ -31,6 +31,8 @@ def main(argv: list[str]) -> int:
         ("sqs-poller other, 2 processes", other, 2),
     ]
     runs: dict[str, list[dict]] = {kind: [] for kind, _, _ in kinds}
+    harness.compile_tree(this)
+    harness.compile_tree(other)
     with tempfile.TemporaryDirectory() as tmp, MotoProcess() as moto:
         for n in range(rounds):
             for kind, repo, processes in kinds:
