@@ -155,9 +155,9 @@ def test_sigkill_of_a_random_worker_every_few_seconds_loses_nothing(
 def test_sigterm_and_restart_mid_load_loses_nothing(
     local_sqs, sqs, make_queues, tmp_path, daemon_factory, capsys
 ):
-    # GIVEN 800 messages arriving, a daemon handling them (30 s visibility timeout)
-    url, dlq = make_queues(visibility=30)
-    config = drill_config(tmp_path, local_sqs, url, dlq, visibility=30)
+    # GIVEN 800 messages arriving, a daemon handling them (120 s visibility timeout)
+    url, dlq = make_queues(visibility=120)
+    config = drill_config(tmp_path, local_sqs, url, dlq, visibility=120)
     first = daemon_factory(config)
     started = time.monotonic()
     sender = send_shallow(sqs, url, bodies(800, sleep=0.05))
@@ -165,19 +165,21 @@ def test_sigterm_and_restart_mid_load_loses_nothing(
 
     # WHEN it is stopped with SIGTERM mid-load and started again
     assert first.stop() == 0
-    restarted = time.monotonic()
+    restarted = time.time()
     second = daemon_factory(config)
     sender.finish()
     drain(sqs, url)
 
     # THEN nothing is lost, nothing ran twice, and none waited out the visibility timeout:
-    # what had not started was released at once
+    # what the first daemon received but had not started, it released, so the second one ran
+    # it within a minute of starting (a message left to its timeout would reappear after 120 s)
     result = tally(800, first.handled() + second.handled(), receive_all(sqs, dlq))
     result.seconds = time.monotonic() - started
     report(capsys, "SIGTERM and restart mid-load", result)
     assert result.lost == 0 and result.in_dlq == 0 and result.handled == 800
     assert result.duplicated == 0
-    assert time.monotonic() - restarted < 30
+    released = [r["t"] - restarted for r in second.handled() if r["receive_count"] > 1]
+    assert all(after < 60 for after in released), max(released)
     assert second.stop() == 0
 
 
