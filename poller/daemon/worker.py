@@ -67,6 +67,7 @@ class Worker:
         self._parent = os.getppid()
         self._round_trip = 0.0  # the last receive that returned messages took this long
         self._busy = False  # the last receive came back full: more is waiting
+        self._slots = config.workers.concurrency
         self.log = get_logger("poller.worker")
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -191,9 +192,9 @@ class Worker:
         cfg = self.config.queue
         wait = self.batches.wait_left(cfg.wait_time_seconds)
         # A full batch means more is waiting: while it lasts, free slots fill with receives that
-        # overlap, each collected as it returns (longpoll.py).
-        busy = self._busy and not self.isolation.waiting
-        calls = min(free // cfg.batch_size, MAX_PARALLEL_RECEIVES - out) if busy else 0
+        # overlap, each collected as it returns (longpoll.py); with room for one batch, one at a time.
+        overlap = self._busy and not self.isolation.waiting and self._slots > cfg.batch_size
+        calls = min(free // cfg.batch_size, MAX_PARALLEL_RECEIVES - out) if overlap else 0
         try:
             received_at = time.monotonic()
             if calls or out:
@@ -272,18 +273,15 @@ class Worker:
         it, instead of splitting the worker's receives into two out-of-step halves for good.
         While a batch is gathering, any free slot is worth a receive.
         """
-        cfg = self.config
-        concurrency = cfg.workers.concurrency
-        want = 1 if self.batches else min(cfg.queue.batch_size, concurrency)
+        want = 1 if self.batches else min(self.config.queue.batch_size, self._slots)
         linger_until = None
         with self.held.changed:
             while True:
                 reserved = self.long_poll.reserved  # slots the receives out may fill
-                self.held.wake_at = concurrency - want - reserved
-                free = concurrency - len(self.held) - reserved
-                if free >= want or self.stopping or self.long_poll.replied():
-                    return free
-                if self.batches and self.batches.due():
+                self.held.wake_at = self._slots - want - reserved
+                free = self._slots - len(self.held) - reserved
+                due = self.stopping or self.long_poll.replied() or (self.batches and self.batches.due())
+                if free >= want or due:
                     return free
                 now = time.monotonic()
                 if free > 0:

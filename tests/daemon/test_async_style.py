@@ -46,11 +46,18 @@ def make_worker(sqs: MemorySqs, handle: Any, **sections: Any) -> tuple[Worker, C
 
 
 def run_until(worker: Worker, done: Any, timeout: float = 20) -> None:
+    """Run the worker until `done()`, then stop it as SIGTERM would (also ends a breaker pause)."""
     deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, "condition not met"
+
+    def watch() -> None:
+        while not done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        worker.request_stop()
+
+    threading.Thread(target=watch, daemon=True).start()
+    while not worker.stopping:
         worker.loop()
-    worker.begin_stop("test over")
+    assert done(), "condition not met"
     assert worker.shutdown() == 0
 
 
@@ -162,7 +169,8 @@ def test_an_async_handler_past_its_timeout_is_cancelled_and_its_message_retried_
             ended.append("cancelled")
             raise
 
-    worker, registry = make_worker(sqs, handle, handler={"target": "tests.sample_handlers:noop", "timeout": 1})
+    handler = {"target": "tests.sample_handlers:noop", "timeout": 1}
+    worker, registry = make_worker(sqs, handle, handler=handler)
     started = time.monotonic()
     # WHEN the worker runs it
     run_until(worker, lambda: ended and not len(worker.held))
