@@ -1,5 +1,6 @@
 """The worker's receive: a long poll that a stop never waits for (up to 20 s, or a read timeout
-against an endpoint that never answers), and that tells readiness how receives go."""
+against an endpoint that never answers), and that tells readiness how receives go. While the
+queue is busy, receives overlap (`receive_many`): each reply is collected as it returns."""
 
 from __future__ import annotations
 

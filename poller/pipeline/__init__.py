@@ -65,12 +65,7 @@ class Pipeline:
 
     def blocks(self, message: Message) -> bool:
         """May some step's ``before`` or ``after`` wait for this message? Cheap, no I/O."""
-        if self._always_blocks:
-            return True
-        for blocks in self._blocks:
-            if blocks(message):
-                return True
-        return False
+        return self._always_blocks or any(blocks(message) for blocks in self._blocks)
 
     def prepare(
         self, message: Message
