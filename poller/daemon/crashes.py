@@ -107,6 +107,8 @@ class Isolation:
 
     def running(self, entries: Iterable[InFlight]) -> list[str]:
         """Ids of the held entries that may be running (not those waiting here)."""
+        if not self.waiting:  # the usual case, on every receive
+            return [e.message.message_id for e in entries]
         return [e.message.message_id for e in entries if not any(e is w for w in self.waiting)]
 
     def run_next(self, stopping: Callable[[], bool], beat: Callable[[], None]) -> None:

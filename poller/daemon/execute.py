@@ -3,7 +3,8 @@
 `Calls` knows one call: a single message (`run_message`, the hot path of the message style) or
 a list (`run_call`, the batch and lambda styles, and FIFO groups). `Threads` runs calls on
 `concurrency` handler threads; `EventLoop` runs them as coroutines on one event loop for
-`async def` handlers, with the blocking parts (pipeline steps, settling) on a thread pool.
+`async def` handlers, with the blocking parts (pipeline steps that may wait, settling a failure)
+on a thread pool.
 """
 
 from __future__ import annotations
@@ -242,14 +243,21 @@ class EventLoop:
         entry.start(calls.timeout)
         error: BaseException | None = None
         message, owed = entry.message, []
+        pipeline = calls.pipeline
+        # A message no step waits on (a plain body, not an S3 pointer) runs its steps right here.
+        on_loop = pipeline.empty or not pipeline.blocks(message)
         try:
-            if not calls.pipeline.empty:
-                message, owed = await self._blocking(calls.pipeline.prepare, entry.message)
+            if on_loop:
+                message, owed = pipeline.prepare(message)
+            else:
+                message, owed = await self._blocking(pipeline.prepare, message)
             async with asyncio.timeout(calls.timeout + 1):  # cancels what the housekeeper gave up on
                 await calls.handle(message)
         except BaseException as exc:
             error = exc
-        if owed:
+        if owed and on_loop:
+            finish(owed, message, error)
+        elif owed:
             await self._blocking(finish, owed, message, error)
         if error is None:  # settles without a thread hop: a delete only joins the next batch
             return calls.conclude(entry, None)

@@ -1,10 +1,12 @@
 """The worker's receive: a long poll that a stop never waits for (up to 20 s, or a read timeout
-against an endpoint that never answers), and that tells readiness how receives go."""
+against an endpoint that never answers), and that tells readiness how receives go. While the
+queue is busy, receives overlap (`receive_many`): each reply is collected as it returns."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_for
 from typing import Any
@@ -37,11 +39,19 @@ def call_unless_stopped(
 
 
 class LongPoll:
-    def __init__(self, sqs: Sqs, stopped: Callable[[], bool], health: ReceiveHealth | None = None):
+    def __init__(
+        self,
+        sqs: Sqs,
+        stopped: Callable[[], bool],
+        health: ReceiveHealth | None = None,
+        on_reply: Callable[[], None] | None = None,
+    ):
         self.sqs = sqs
         self.stopped = stopped
         self.health = health or ReceiveHealth()
+        self.on_reply = on_reply  # a busy-queue receive returned (from a pool thread)
         self.pool = ThreadPoolExecutor(POLLERS, thread_name_prefix="long-poll")  # threads reused
+        self._out: list[tuple[Future[Any], int, float]] = []  # (receive, count asked, sent at)
 
     def receive(self, url: str, count: int, wait: int, visibility: int) -> list[dict[str, Any]]:
         """Messages, or [] once `stopped()` abandons the poll (the worker does so on a stop with
@@ -62,33 +72,67 @@ class LongPoll:
             self.health.ok()
         return raw or []
 
+    @property
+    def out(self) -> int:
+        """Busy-queue receives still out or not yet collected."""
+        return len(self._out)
+
+    @property
+    def reserved(self) -> int:
+        """Messages the receives out may bring: slots the worker must keep free for them."""
+        return sum(count for _, count, _ in self._out)
+
+    def replied(self) -> bool:
+        return any(future.done() for future, _, _ in self._out)
+
     def receive_many(
         self, calls: int, url: str, count: int, wait: int, visibility: int
-    ) -> list[dict[str, Any]]:
-        """`calls` receives at once, for a busy queue: their messages together. A call that failed
-        gives none while another succeeded (the next loop asks again); all failing raises the
-        first error. Once `stopped()`, replies still to come are released as in `receive`."""
-        futures = [self.pool.submit(self.sqs.receive, url, count, wait, visibility) for _ in range(calls)]
-        pending = set(futures)
-        while pending:
-            _, pending = wait_for(pending, timeout=STOP_CHECK)
-            if pending and self.stopped():
-                for future in pending:
-                    future.add_done_callback(
-                        lambda f: f.exception() is None and self._release(url, f.result())
-                    )
-                break
+    ) -> tuple[list[dict[str, Any]], bool | None, float]:
+        """For a busy queue: start `calls` more receives and collect, without waiting, what those
+        out have brought so far (with `calls` 0, wait for one). Returns (messages, whether each
+        collected reply was full or None if none was, when the first collected one was sent).
+        Receives still out stay out (`reserved`), and `on_reply` runs as each returns: a slot
+        freed meanwhile waits for the next reply, not for a whole round of receives to return.
+        A failed receive gives nothing while others are out or succeeded (the worker's next
+        receive asks again); all failing with none out raises the first error."""
+        for _ in range(calls):
+            future = self.pool.submit(self.sqs.receive, url, count, wait, visibility)
+            future.add_done_callback(self._replied)
+            self._out.append((future, count, time.monotonic()))
+        while not calls and self._out and not self.replied():
+            wait_for([f for f, _, _ in self._out], timeout=STOP_CHECK, return_when=FIRST_COMPLETED)
+            if self.stopped():
+                self.abandon(url)
+                return [], None, time.monotonic()
+        done = [item for item in self._out if item[0].done()]
+        self._out = [item for item in self._out if not any(item is d for d in done)]
         raw: list[dict[str, Any]] = []
-        errors = [f.exception() for f in futures if f not in pending and f.exception() is not None]
-        for future in futures:
-            if future not in pending and future.exception() is None:
-                raw += future.result()
-        if errors and len(errors) == len(futures):
+        full: bool | None = None if not done else True
+        errors = []
+        for future, asked, _ in done:
+            if (error := future.exception()) is not None:
+                errors.append(error)
+                full = False
+                continue
+            got = future.result()
+            raw += got
+            full = full and len(got) >= asked
+        if errors and not raw and not self._out:
             self.health.failed(errors[0])  # type: ignore[arg-type]
-            raise errors[0]  # type: ignore[misc]
-        if not pending:
+            raise errors[0]
+        if done and len(errors) < len(done):
             self.health.ok()
-        return raw
+        return raw, full, min((sent for _, _, sent in done), default=time.monotonic())
+
+    def abandon(self, url: str) -> None:
+        """Stopping: what the receives out bring is released (at once, for those already back)."""
+        out, self._out = self._out, []
+        for future, _, _ in out:
+            future.add_done_callback(lambda f: f.exception() is None and self._release(url, f.result()))
+
+    def _replied(self, _: Future[Any]) -> None:
+        if self.on_reply is not None:
+            self.on_reply()
 
     def _release(self, url: str, raw: list[dict[str, Any]]) -> None:
         """Messages a reply brought after the worker stopped waiting for it: visible again now."""

@@ -191,6 +191,9 @@ class Settler:
         run = []
         for entry in entries:
             message = entry.message
+            if message.receive_count <= 1:  # never received before, so never marked: no file lookups
+                run.append(entry)
+                continue
             if self.marks.has(UNDELIVERABLE, message.message_id):
                 if entry.claim():
                     retry = self.config.retry

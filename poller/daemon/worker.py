@@ -69,6 +69,7 @@ class Worker:
         self._parent = os.getppid()
         self._round_trip = 0.0  # the last receive that returned messages took this long
         self._busy = False  # the last receive came back full: more is waiting
+        self._slots = config.workers.concurrency
         self.log = get_logger("poller.worker")
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -92,6 +93,7 @@ class Worker:
         self.long_poll = LongPoll(
             self.sqs,
             lambda: self._notice_stop() or (self.stopping and self._abandon_poll and not len(self.held)),
+            on_reply=lambda: self.held.wake(),
         )
         self.held = Held(self._held_changed)
         running = RunningRecord()  # what a crash of this process would be attributed to
@@ -174,7 +176,7 @@ class Worker:
     def loop(self) -> None:
         """One iteration: wait for free slots, receive at most that many, dispatch them."""
         self._notice_stop()
-        if self.isolation.waiting:  # suspects of a crash: one at a time, alone (crashes.py)
+        if self.isolation.waiting and not self.long_poll.out:  # crash suspects: one at a time, alone
             return self.isolation.run_next(lambda: self._notice_stop() or self.stopping, self.beat)
         if self.batches and self.batches.due():
             self.batches.flush()
@@ -183,29 +185,33 @@ class Worker:
             self.begin_stop(f"recycled: {why}")  # finishes what it holds; a successor polls
         if free and not self.stopping and (self._gated or not self.flow.closed):
             free = self.flow_step.wait_for_turn(free, self._pause, lambda: self.stopping)
-        if free == 0 or self.stopping:
+        out = self.long_poll.out
+        if self.stopping or not (free or out):
             return
         cfg = self.config.queue
         wait = self.batches.wait_left(cfg.wait_time_seconds)
-        calls = min(free // cfg.batch_size, MAX_PARALLEL_RECEIVES) if self._busy else 1
+        # A full batch means more is waiting: while it lasts, free slots fill with receives that
+        # overlap, each collected as it returns (longpoll.py); with room for one batch, one at a time.
+        overlap = self._busy and not self.isolation.waiting and self._slots > cfg.batch_size
+        calls = min(free // cfg.batch_size, MAX_PARALLEL_RECEIVES - out) if overlap else 0
         try:
             received_at = time.monotonic()
-            if calls > 1:
-                raw = self._receive(self._poll_many, calls, wait)
+            if calls or out:
+                raw, full, received_at = self._receive(self._poll_many, calls, wait)
             else:
                 raw = self._receive(
                     self._poll, cfg.url, min(free, cfg.batch_size), wait, cfg.visibility_timeout
                 )
+                full = len(raw) >= min(free, cfg.batch_size)
+                self._round_trip = time.monotonic() - received_at if raw else self._round_trip
         except SqsError:
             return  # only when stopping: the retrying above waits out everything else
         self.beat()
-        # A full batch means more is waiting: while it lasts, free slots fill with parallel receives.
-        asked = calls * cfg.batch_size if calls > 1 else min(free, cfg.batch_size)
-        self._busy = len(raw) >= asked
-        self.flow_step.received(raw)
+        self._busy = self._busy if full is None else full
+        if full is not None or raw:  # a reply came (none may have, of the receives out)
+            self.flow_step.received(raw)
         if not raw:
             return
-        self._round_trip = time.monotonic() - received_at
         held = self.settler.screen(self._hold(raw, received_at + cfg.visibility_timeout), self.isolation.add)
         self._notice_stop()
         if self.stopping:  # the poll returned after the signal: these never start
@@ -235,9 +241,8 @@ class Worker:
         self.beat()
         return self.long_poll.receive(url, count, wait, visibility)
 
-    def _poll_many(self, calls: int, wait: int) -> list[dict[str, Any]]:
-        """`calls` full-batch receives at once: a slot then waits about one round trip for its
-        next message instead of one round trip per ten slots."""
+    def _poll_many(self, calls: int, wait: int) -> tuple[list[dict[str, Any]], bool | None, float]:
+        """`calls` more full-batch receives, and what those out brought (LongPoll.receive_many)."""
         self.beat()
         cfg = self.config.queue
         return self.long_poll.receive_many(calls, cfg.url, cfg.batch_size, wait, cfg.visibility_timeout)
@@ -267,15 +272,15 @@ class Worker:
         it, instead of splitting the worker's receives into two out-of-step halves for good.
         While a batch is gathering, any free slot is worth a receive.
         """
-        cfg = self.config
-        concurrency = cfg.workers.concurrency
-        want = 1 if self.batches else min(cfg.queue.batch_size, concurrency)
+        want = 1 if self.batches else min(self.config.queue.batch_size, self._slots)
         linger_until = None
-        self.held.wake_at = concurrency - want
         with self.held.changed:
             while True:
-                free = concurrency - len(self.held)
-                if free >= want or self.stopping or (self.batches and self.batches.due()):
+                reserved = self.long_poll.reserved  # slots the receives out may fill
+                self.held.wake_at = self._slots - want - reserved
+                free = self._slots - len(self.held) - reserved
+                due = self.stopping or self.long_poll.replied() or (self.batches and self.batches.due())
+                if free >= want or due:
                     return free
                 now = time.monotonic()
                 if free > 0:
@@ -356,6 +361,7 @@ class Worker:
         """Release what never started, let running handlers finish within the grace period."""
         started = getattr(self, "_stop_started", time.monotonic())
         grace_until = started + self.config.workers.shutdown_grace
+        self.long_poll.abandon(self.config.queue.url)
         self.house.release(self.batches.take_all())
         self.isolation.release_waiting()
         if isinstance(self.executor, Threads):

@@ -29,7 +29,7 @@ class MemorySqs:
         self.receives = 0
         self.lock = threading.Lock()
 
-    def put(self, body: str, receive_count: int = 1) -> str:
+    def put(self, body: str, receive_count: int = 1, attributes: dict[str, Any] | None = None) -> str:
         receipt = f"rh-{uuid.uuid4().hex[:12]}"
         message = {
             "MessageId": receipt.replace("rh", "id"),
@@ -39,7 +39,7 @@ class MemorySqs:
                 "ApproximateReceiveCount": str(receive_count),
                 "SentTimestamp": str(int(time.time() * 1000)),
             },
-            "MessageAttributes": {},
+            "MessageAttributes": attributes or {},
         }
         with self.lock:
             self.inbox.append(message)

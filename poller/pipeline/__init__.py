@@ -15,6 +15,10 @@ A step is an object with any of these methods (each optional, like dramatiq's mi
   the delete, on the housekeeping thread), ``retried``, ``dead_lettered``, ``released``,
   ``filtered``. ``message`` is the message as received (the original body). It must not
   block: hand slow work (an S3 delete) to a thread of the step's own.
+- ``blocks(message) -> bool``: may this step's ``before`` or ``after`` wait (I/O, a sleep) for
+  this message? It must answer at once, without I/O. A step with ``before`` or ``after`` and no
+  ``blocks`` is taken to block. For async handlers a message no step blocks on runs its steps
+  on the event loop itself, without a hop to a thread and back (`Pipeline.blocks`).
 - ``start()`` once the worker runs; ``close()`` at shutdown.
 
 `compose(steps)` keeps only the methods each step defines, so a step that is off is not in
@@ -51,10 +55,17 @@ class Pipeline:
         )
         self._settled = tuple(s.settled for s in self.steps if hasattr(s, "settled"))
         self.empty = not self._pairs
+        hooked = [s for s in self.steps if hasattr(s, "before") or hasattr(s, "after")]
+        self._always_blocks = any(not hasattr(s, "blocks") for s in hooked)
+        self._blocks = tuple(s.blocks for s in hooked if hasattr(s, "blocks"))
 
     @property
     def names(self) -> list[str]:
-        return [type(s).__name__ for s in self.steps]
+        return [getattr(s, "name", None) or type(s).__name__ for s in self.steps]
+
+    def blocks(self, message: Message) -> bool:
+        """May some step's ``before`` or ``after`` wait for this message? Cheap, no I/O."""
+        return self._always_blocks or any(blocks(message) for blocks in self._blocks)
 
     def prepare(
         self, message: Message

@@ -255,6 +255,11 @@ class S3Payload:
                     self._s3 = _client(self._s3_source)
         return self._s3
 
+    def blocks(self, message: Message) -> bool:
+        """Only a pointer (marked by its size attribute) is fetched: a plain body never waits."""
+        attributes = message.message_attributes
+        return SIZE_ATTRIBUTE in attributes or LEGACY_SIZE_ATTRIBUTE in attributes
+
     def before(self, message: Message) -> Message:
         attributes = message.message_attributes
         if SIZE_ATTRIBUTE not in attributes and LEGACY_SIZE_ATTRIBUTE not in attributes:
