@@ -21,7 +21,7 @@ def build_pipeline(config: Config, flow: Any = None) -> tuple[Pipeline, Any]:
     from poller.pipeline.idempotency import IdempotencyStep, build_idempotency_store
     from poller.pipeline.secrets import SecretsStep, build_secrets
 
-    steps: list[Any] = [FlowHooks(flow)] if flow is not None else []
+    steps: list[Any] = [flow] if flow is not None else []
     if config.tracing.enabled:
         from poller.pipeline.tracing import Tracing
 
@@ -39,20 +39,6 @@ def build_pipeline(config: Config, flow: Any = None) -> tuple[Pipeline, Any]:
     if store is not None:
         steps.append(IdempotencyStep(store))
     return Pipeline(steps), secrets
-
-
-class FlowHooks:
-    """The worker's FlowStep in the chain, telling when it blocks (see `Pipeline.blocks`): its
-    ``before`` waits only for a rate limit's turn; its ``after`` only updates the host's state."""
-
-    name = "FlowStep"
-
-    def __init__(self, flow: Any):
-        self.before, self.after, self.close = flow.before, flow.after, flow.close
-        self._limited = bool(flow.state.interval)
-
-    def blocks(self, message: Any) -> bool:
-        return self._limited
 
 
 def build_filters(config: Config) -> Any:

@@ -240,6 +240,10 @@ class FlowStep:
 
     # --- the step -------------------------------------------------------------------------------
 
+    def blocks(self, message: Message) -> bool:
+        """`before` waits only for a rate limit's turn; `after` only updates the shared state."""
+        return bool(self.state.interval)
+
     def before(self, message: Message) -> Message:
         if not self.state.closed and message.receipt_handle != self.probe:
             raise BreakerOpen("circuit breaker open: not started", retry_after=self._time_left())
