@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Iterable
 
 from poller.daemon.inflight import Held, InFlight
+from poller.daemon.marks import folder_has_files
 from poller.daemon.rundir import run_dir
 
 TIMES = {1: "once", 2: "twice"}
@@ -77,6 +78,12 @@ def crashes(message_id: str, root: str | None = None) -> list[str]:
             return [line.split("\t")[0] for line in fh.read().splitlines() if line]
     except OSError:
         return []
+
+
+def any_crashes(root: str | None = None) -> bool:
+    """Was any message present at a crash? One look, so a batch without suspects costs no
+    `crashes` call a message."""
+    return folder_has_files(os.path.dirname(_crash_path(root or run_dir(), "x")))
 
 
 def crash_reason(hows: list[str]) -> str:

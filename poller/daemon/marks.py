@@ -32,3 +32,15 @@ class Marks:
 
     def has(self, kind: str, message_id: str) -> bool:
         return os.path.exists(self._path(kind, message_id))
+
+    def any(self, kind: str) -> bool:
+        """Is any message marked so? One look at the folder: a batch with none needs no `has`."""
+        return folder_has_files(os.path.join(self.root, kind))
+
+
+def folder_has_files(path: str) -> bool:
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is not None
+    except OSError:  # no such folder yet: nothing was ever marked
+        return False

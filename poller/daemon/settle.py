@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from poller.config import Config
-from poller.daemon.crashes import crash_reason, crashes
+from poller.daemon.crashes import any_crashes, crash_reason, crashes
 from poller.daemon.inflight import Held, InFlight
 from poller.daemon.marks import UNDELIVERABLE, Marks
 from poller.errors import SqsError
@@ -188,20 +188,26 @@ class Settler:
         after a backoff without its handler, until the queue's redrive policy moves it. One that
         was running when a worker crashed goes to `isolate` (it runs alone); after two such
         crashes it is dead-lettered without running (see crashes.py)."""
+        if all(entry.message.receive_count <= 1 for entry in entries):
+            return list(entries)  # first receives: never marked
+        # One look at each marks folder a batch: almost always empty, so no look a message.
+        undeliverable, crashed = self.marks.any(UNDELIVERABLE), any_crashes()
+        if not undeliverable and not crashed:
+            return list(entries)
         run = []
         for entry in entries:
             message = entry.message
             if message.receive_count <= 1:  # never received before, so never marked: no file lookups
                 run.append(entry)
                 continue
-            if self.marks.has(UNDELIVERABLE, message.message_id):
+            if undeliverable and self.marks.has(UNDELIVERABLE, message.message_id):
                 if entry.claim():
                     retry = self.config.retry
                     delay = backoff_seconds(message.receive_count, retry.backoff_base, retry.backoff_max)
                     reason = "left to the queue's redrive policy: the DLQ cannot take it"
                     self.execute(entry, Decision(RETRY, "retried", delay, reason, TooLargeForDlq.__name__))
                 continue
-            hows = crashes(message.message_id)
+            hows = crashes(message.message_id) if crashed else []
             if not hows:
                 run.append(entry)
             elif len(hows) >= 2:  # the second crash was alone: this message is the one
