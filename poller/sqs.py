@@ -68,9 +68,11 @@ def make_client(
     attempts: int = 3,
     validate: bool = True,
     connect_timeout: float = CONNECT_TIMEOUT,
+    lean: bool = False,
 ) -> Any:
     """An SQS client on this process's botocore session: call it in the process that uses it.
-    `attempts` counts requests, not retries: 1 sends each call once."""
+    `attempts` counts requests, not retries: 1 sends each call once. `lean`: see
+    `poller.aws.drop_idle_handlers`."""
     region = region or region_from_url(queue_url) or default_region()
     return aws_client(
         "sqs",
@@ -81,10 +83,13 @@ def make_client(
         attempts=attempts,
         pool_size=pool_size,
         validate=validate,
+        lean=lean,
     )
 
 
-def client_for(queue_cfg: Any, pool_size: int = 10, attempts: int = 3, validate: bool = True) -> Any:
+def client_for(
+    queue_cfg: Any, pool_size: int = 10, attempts: int = 3, validate: bool = True, lean: bool = False
+) -> Any:
     return make_client(
         queue_cfg.url,
         queue_cfg.region,
@@ -93,14 +98,16 @@ def client_for(queue_cfg: Any, pool_size: int = 10, attempts: int = 3, validate:
         pool_size=pool_size,
         attempts=attempts,
         validate=validate,
+        lean=lean,
     )
 
 
 def worker_client(config: Any) -> Any:
     """A worker's SQS client. One attempt a call: its own loops retry (receive backoff, pending
     deletes), and a call never blocks the loop longer than one long poll plus its timeouts. No
-    parameter validation: its requests are built by code (about 6 us a message)."""
-    return client_for(config.queue, config.workers.concurrency + 2, attempts=1, validate=False)
+    parameter validation: its requests are built by code (about 6 us a message). Lean: no
+    botocore handlers that do nothing for SQS (about 0.15 ms a call, `poller.aws.drop_idle_handlers`)."""
+    return client_for(config.queue, config.workers.concurrency + 2, attempts=1, validate=False, lean=True)
 
 
 def sendable_attributes(received: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
