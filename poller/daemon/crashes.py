@@ -41,11 +41,13 @@ class RunningRecord:
         self.path = _running_path(root or run_dir(), os.getpid())
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._size = 0  # bytes in the file: a shorter record is padded with blank lines
 
     def write(self, message_ids: Iterable[str]) -> None:
+        # One pwrite, no ftruncate: the reader skips blank lines, so padding ends a shorter record.
         data = "\n".join(message_ids).encode()
-        os.pwrite(self._fd, data, 0)
-        os.ftruncate(self._fd, len(data))
+        os.pwrite(self._fd, data + b"\n" * (self._size - len(data)), 0)
+        self._size = max(self._size, len(data))
 
     def close(self) -> None:
         """A clean exit: nothing to attribute."""

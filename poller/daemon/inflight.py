@@ -49,6 +49,7 @@ class Held:
         self.changed = threading.Condition()
         self._on_count = on_count  # called with the new count (the in-flight gauge)
         self.wake_at = 1 << 30  # notify when at most this many are held
+        self._reported = -1  # the count last reported (none yet)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -69,8 +70,10 @@ class Held:
                     self._count()
 
     def count(self) -> None:
-        """Report the number held (the housekeeper calls it each tick)."""
-        self._count()
+        """Report the number held (the housekeeper calls it each tick), if it changed since the
+        last report: only forgets go unreported, and each of them lowers the count."""
+        if len(self._entries) != self._reported:
+            self._count()
 
     def snapshot(self) -> list[InFlight]:
         with self.changed:
@@ -81,5 +84,6 @@ class Held:
             self.changed.notify_all()
 
     def _count(self) -> None:
+        self._reported = len(self._entries)
         if self._on_count is not None:
-            self._on_count(len(self._entries))  # type: ignore[operator]
+            self._on_count(self._reported)  # type: ignore[operator]
