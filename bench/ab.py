@@ -1,6 +1,7 @@
-"""`python -m bench.ab OTHER_CHECKOUT [MESSAGES RATE ROUNDS]`: CPU per message of this tree's
-daemon against another checkout's (e.g. `git worktree add ../before COMMIT`), side by side with
-a bare boto3 loop, in one interleaved run against one moto server; medians and x bare loop."""
+"""`python -m bench.ab OTHER_CHECKOUT [MESSAGES RATE ROUNDS [PROCESSES]]`: CPU per message of this
+tree's daemon against another checkout's (e.g. `git worktree add ../before COMMIT`), side by side
+with a bare boto3 loop, in one interleaved run against one moto server; medians and x bare loop.
+PROCESSES: the worker counts to run, comma separated (default 1,2)."""
 
 from __future__ import annotations
 
@@ -23,13 +24,12 @@ def main(argv: list[str]) -> int:
     messages, rate, rounds = (
         (int(argv[1]), float(argv[2]), int(argv[3])) if len(argv) > 3 else (1500, 100.0, 3)
     )
-    kinds = [
-        ("bare boto3 loop", this, 1),
-        ("sqs-poller this tree", this, 1),
-        ("sqs-poller other", other, 1),
-        ("sqs-poller this tree, 2 processes", this, 2),
-        ("sqs-poller other, 2 processes", other, 2),
-    ]
+    counts = [int(n) for n in argv[4].split(",")] if len(argv) > 4 else [1, 2]
+    kinds = [("bare boto3 loop", this, 1)]
+    for processes in counts:
+        suffix = "" if processes == 1 else f", {processes} processes"
+        kinds.append((f"sqs-poller this tree{suffix}", this, processes))
+        kinds.append((f"sqs-poller other{suffix}", other, processes))
     runs: dict[str, list[dict]] = {kind: [] for kind, _, _ in kinds}
     harness.compile_tree(this)
     harness.compile_tree(other)
