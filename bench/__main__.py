@@ -531,7 +531,7 @@ def table(r: dict[str, Any]) -> str:
         (
             "Start to READY=1, s (median), 2 processes",
             "",
-            f"{ready['median_s']:.2f}",
+            f"{ready['median_s']:.3f}",
             "< 0.5",
             mark(ready["median_s"] < 0.5),
         ),
