@@ -14,7 +14,7 @@ def skip_rich(log_format: str) -> None:
         sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
 
 
-def start_worker(config: Any, index: int, beat: Any, flow: Any = None) -> None:
+def start_worker(config: Any, index: int, beat: Any, flow: Any = None, supervisor: int | None = None) -> None:
     """A worker process's entry point. Exit codes: 3 the handler cannot
     load, 2 a config that can never work (a missing keyring), 1 another start-up failure; a
     booted worker exits with its stop's code (os._exit: handler threads that outlived the grace
@@ -25,13 +25,13 @@ def start_worker(config: Any, index: int, beat: Any, flow: Any = None) -> None:
 
     client = early_client(config)
     from poller.daemon.log import configure_logging
-    from poller.daemon.rundir import supervisor_pid
     from poller.daemon.worker import Worker
     from poller.errors import EXIT_FAILURE, ConfigError, HandlerLoadError
 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the supervisor reloads by replacing us
     configure_logging(config.logging.level, config.logging.format, worker=index)
-    worker = Worker(config, index, beat, flow=flow, client=client)  # flow: the host's
+    # flow: the host's; supervisor: the parent to outlive no longer, even if it died before now
+    worker = Worker(config, index, beat, flow=flow, client=client, parent=supervisor)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1):
         signal.signal(sig, worker.request_stop)
     try:
@@ -43,8 +43,8 @@ def start_worker(config: Any, index: int, beat: Any, flow: Any = None) -> None:
     except Exception as exc:
         worker.log.error("worker_start_failed", error=f"{type(exc).__name__}: {exc}")
         os._exit(EXIT_FAILURE)
-    if (supervisor := supervisor_pid()) is not None:  # ready: it need not wait for its next tick
-        os.kill(supervisor, signal.SIGUSR2)
+    if supervisor is not None and os.getppid() == supervisor:  # (alive: its pid is not reused)
+        os.kill(supervisor, signal.SIGUSR2)  # ready: it need not wait for its next tick
     os._exit(worker.run())
 
 
@@ -63,11 +63,14 @@ def early_client(config: Any) -> Any:
 
 def main() -> None:
     """`python -c BOOT FD`: the start-up arguments come pickled through the pipe FD."""
+    import os
     import pickle
 
     with open(int(sys.argv[1]), "rb") as pipe:
-        path, log_format, args = pickle.loads(pipe.read())
+        path, log_format, supervisor, args = pickle.loads(pipe.read())
+    if os.getppid() != supervisor:  # it died while we started: nobody would ever stop us
+        os._exit(1)
     sys.path[:] = path  # the supervisor's: a handler importable there is importable here
     sys.argv = sys.argv[:1]
     skip_rich(log_format)  # before the arguments' classes import structlog
-    start_worker(*pickle.loads(args))
+    start_worker(*pickle.loads(args), supervisor=supervisor)

@@ -88,7 +88,9 @@ class WorkerProcess:
     def start(self) -> None:
         config, index, beat, flow = self.args
         args = pickle.dumps(self.args, protocol=pickle.HIGHEST_PROTOCOL)
-        payload = pickle.dumps((sys.path, config.logging.format, args), protocol=pickle.HIGHEST_PROTOCOL)
+        payload = pickle.dumps(
+            (sys.path, config.logging.format, os.getpid(), args), protocol=pickle.HIGHEST_PROTOCOL
+        )
         read, write = os.pipe()
         try:
             self._popen = subprocess.Popen(

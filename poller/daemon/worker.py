@@ -52,6 +52,7 @@ class Worker:
         pipeline: Pipeline | None = None,
         flow: FlowState | None = None,
         client: Any = None,
+        parent: int | None = None,
     ):
         self.config = config
         self.index = index
@@ -66,7 +67,7 @@ class Worker:
         self.exit_code = EXIT_OK
         self._signalled = False
         self._interrupts, self._forced, self._abandon_poll = 0, False, False  # see request_stop
-        self._parent = os.getppid()
+        self._parent = parent or os.getppid()  # when it is gone, so are we
         self._round_trip = 0.0  # the last receive that returned messages took this long
         self._busy = False  # the last receive came back full: more is waiting
         self._slots = config.workers.concurrency

@@ -111,6 +111,24 @@ def test_sigterm_while_the_workers_start_stops_cleanly(local_sqs, make_queues, t
     wait_until(lambda: _marked_processes(mark) == [], timeout=10)
 
 
+def test_workers_whose_supervisor_is_killed_while_they_start_exit(
+    local_sqs, make_queues, tmp_path, daemon_factory
+):
+    # GIVEN a daemon whose first worker process has just been started, still booting
+    url, dlq = make_queues()
+    mark = uuid.uuid4().hex
+    daemon = daemon_factory(write_config(tmp_path, local_sqs, url, dlq), env={"TEST_MARK": mark})
+    wait_until(lambda: len(_marked_processes(mark)) >= 2, timeout=30, interval=0.005)
+
+    # WHEN the supervisor is killed outright (no chance to stop its workers)
+    daemon.proc.kill()
+    daemon.proc.wait()
+
+    # THEN no worker outlives it: one that learns of it at start exits, one already polling
+    # stops at its next look (within a long poll)
+    wait_until(lambda: _marked_processes(mark) == [], timeout=60)
+
+
 def _descendants(pid: int) -> list[int]:
     out, todo = [], [pid]
     while todo:
