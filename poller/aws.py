@@ -23,29 +23,32 @@ def session() -> Any:
     and kept for `SERVICES` only: botocore's endpoints.json describes every AWS service, 7 MB of
     Python objects for ten entries (4 MB less resident per worker; bench/README.md)."""
     global _session
-    import botocore.loaders
     import botocore.session
 
     if _session is None or _session[0] != os.getpid():
         made = botocore.session.get_session()
-        paths = made.get_config_variable("data_path")  # what botocore's own loader would search
-        made.register_component(
-            "data_loader",
-            _loader(SERVICES)(
-                extra_search_paths=[
-                    os.path.expanduser(os.path.expandvars(p)) for p in paths.split(os.pathsep)
-                ]
-                if paths is not None
-                else None,
-                file_loader=_EndpointsOf(SERVICES),
-            ),
-        )
+        # the paths botocore's own loader would search (create_loader's reading of data_path)
+        paths = (made.get_config_variable("data_path") or "").split(os.pathsep)
+        extra = [os.path.expanduser(os.path.expandvars(p)) for p in paths if p] or None
+        made.register_component("data_loader", _services_loader(SERVICES, extra))
         _session = (os.getpid(), made)
     return _session[1]
 
 
-def _loader(services: frozenset[str]) -> Any:
+def _services_loader(services: frozenset[str], extra_search_paths: list[str] | None) -> Any:
+    """botocore's data loader for `services` only (classes made here: botocore loads lazily)."""
     import botocore.loaders
+
+    class EndpointsOf(botocore.loaders.JSONFileLoader):
+        """botocore's JSON file loader; the endpoint data it returns lists `services` only."""
+
+        def load_file(self, file_path: str) -> Any:
+            data = super().load_file(file_path)
+            if os.path.basename(file_path) == "endpoints" and isinstance(data, dict):
+                for partition in data.get("partitions", ()):
+                    known = partition.get("services", {})
+                    partition["services"] = {name: known[name] for name in services if name in known}
+            return data
 
     class ServicesLoader(botocore.loaders.Loader):
         """botocore's loader, knowing `services` only: it does not list the ~400 directories of
@@ -63,24 +66,7 @@ def _loader(services: frozenset[str]) -> Any:
                         found.add(name)
             return sorted(found)
 
-    return ServicesLoader
-
-
-def _EndpointsOf(services: frozenset[str]) -> Any:  # noqa: N802 (a class, made on first use)
-    import botocore.loaders
-
-    class EndpointsOf(botocore.loaders.JSONFileLoader):
-        """botocore's JSON file loader; the endpoint data it returns lists `services` only."""
-
-        def load_file(self, file_path: str) -> Any:
-            data = super().load_file(file_path)
-            if os.path.basename(file_path) == "endpoints" and isinstance(data, dict):
-                for partition in data.get("partitions", ()):
-                    known = partition.get("services", {})
-                    partition["services"] = {name: known[name] for name in services if name in known}
-            return data
-
-    return EndpointsOf()
+    return ServicesLoader(extra_search_paths=extra_search_paths, file_loader=EndpointsOf())
 
 
 def aws_client(

@@ -8,12 +8,12 @@ The object answers what the supervisor asks of a process: pid, exitcode, join, k
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
 import subprocess
 import sys
-import time
 from typing import Any
 
 from poller.shared import Beat
@@ -51,11 +51,8 @@ class Launcher:
         self.signals.append(signum)
 
     def start(self, config: Any, index: int) -> WorkerProcess:
-        """A worker for this slot: the one started early, if it runs this config, else a new one."""
-        early = self.early.pop(index, None)
-        if early is not None and early.args[0] is config:
-            return early
-        return self._start(config, index)
+        """A worker for this slot: the one started early (with this config), else a new one."""
+        return self.early.pop(index, None) or self._start(config, index)
 
     def _start(self, config: Any, index: int) -> WorkerProcess:
         process = WorkerProcess(config, index, Beat(), self.flow)
@@ -117,14 +114,9 @@ class WorkerProcess:
         return None if self._popen is None else self._popen.poll()
 
     def join(self, timeout: float | None = None) -> None:
-        if self._popen is None:
-            return
-        if not timeout:
-            self._popen.poll()
-            return
-        deadline = time.monotonic() + timeout
-        while self._popen.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
+        if self._popen is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._popen.wait(timeout)
 
     def kill(self) -> None:
         if self._popen is not None and self._popen.poll() is None:
