@@ -13,36 +13,15 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from poller.configload import build_config
-from poller.daemon.metrics import Metrics
 from poller.daemon.worker import Worker
 from poller.dev.memsqs import MemorySqs
-from poller.handlers.load import LoadedHandler
 from poller.message import Message, Unavailable
 from poller.pipeline.payload import POINTER_CLASS, SIZE_ATTRIBUTE
-
-URL = "https://sqs.us-east-1.amazonaws.com/123456789012/jobs"
-DLQ = "https://sqs.us-east-1.amazonaws.com/123456789012/jobs-dlq"
+from tests.daemon import memworker
 
 
 def make_worker(sqs: MemorySqs, handle: Any, **sections: Any) -> tuple[Worker, CollectorRegistry]:
-    raw = {
-        "queue": {"url": URL, "dlq_url": DLQ, "wait_time_seconds": 0, "visibility_timeout": 30},
-        "retry": {"backoff_base": 10.0, "backoff_max": 60},
-        "workers": {"processes": 1, "concurrency": 20, "shutdown_grace": 5},
-        "handler": {"target": "tests.sample_handlers:noop"},
-        "metrics": {"listen": ""},
-        **sections,
-    }
-    registry = CollectorRegistry()
-    worker = Worker(
-        build_config(raw, {}),
-        sqs=sqs,  # type: ignore[arg-type]
-        metrics=Metrics(registry),
-        handler=LoadedHandler(handle, lambda: None, "test"),
-    )
-    worker.initialize()
-    return worker, registry
+    return memworker.make_worker(sqs, handle, workers={"concurrency": 20}, **sections)
 
 
 def run_until(worker: Worker, done: Any, timeout: float = 20) -> None:
@@ -135,20 +114,7 @@ def test_a_step_that_does_not_say_it_never_blocks_runs_off_the_event_loop() -> N
 
     sqs = MemorySqs()
     sqs.put("one")
-    raw = {
-        "queue": {"url": URL, "dlq_url": DLQ, "wait_time_seconds": 0},
-        "workers": {"processes": 1, "concurrency": 2},
-        "handler": {"target": "tests.sample_handlers:noop"},
-        "metrics": {"listen": ""},
-    }
-    worker = Worker(
-        build_config(raw, {}),
-        sqs=sqs,  # type: ignore[arg-type]
-        metrics=Metrics(CollectorRegistry()),
-        handler=LoadedHandler(handle, lambda: None, "test"),
-        pipeline=Pipeline([Step()]),
-    )
-    worker.initialize()
+    worker, _ = memworker.make_worker(sqs, handle, Pipeline([Step()]), workers={"concurrency": 2})
     # WHEN the worker runs the message
     run_until(worker, lambda: len(sqs.deleted) == 1)
     # THEN the step ran on a thread of its own, so it could not stall the other coroutines

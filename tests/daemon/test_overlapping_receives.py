@@ -8,16 +8,9 @@ import threading
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-
-from poller.configload import build_config
-from poller.daemon.metrics import Metrics
 from poller.daemon.worker import Worker
 from poller.dev.memsqs import MemorySqs
-from poller.handlers.load import LoadedHandler
-
-URL = "https://sqs.us-east-1.amazonaws.com/123456789012/jobs"
-DLQ = "https://sqs.us-east-1.amazonaws.com/123456789012/jobs-dlq"
+from tests.daemon import memworker
 
 
 class CountingSqs(MemorySqs):
@@ -44,20 +37,7 @@ class CountingSqs(MemorySqs):
 
 
 def make_worker(sqs: MemorySqs, handle: Any, concurrency: int) -> Worker:
-    raw = {
-        "queue": {"url": URL, "dlq_url": DLQ, "wait_time_seconds": 0, "visibility_timeout": 30},
-        "workers": {"processes": 1, "concurrency": concurrency, "shutdown_grace": 5},
-        "handler": {"target": "tests.sample_handlers:noop"},
-        "metrics": {"listen": ""},
-    }
-    worker = Worker(
-        build_config(raw, {}),
-        sqs=sqs,  # type: ignore[arg-type]
-        metrics=Metrics(CollectorRegistry()),
-        handler=LoadedHandler(handle, lambda: None, "test"),
-    )
-    worker.initialize()
-    return worker
+    return memworker.make_worker(sqs, handle, workers={"concurrency": concurrency})[0]
 
 
 def test_a_busy_queue_never_gets_more_asked_of_it_than_the_worker_has_slots_for() -> None:

@@ -11,37 +11,18 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from poller.configload import build_config
 from poller.daemon.log import configure_logging
-from poller.daemon.metrics import Metrics
 from poller.daemon.worker import Worker
 from poller.dev.memsqs import MemorySqs
-from poller.handlers.load import LoadedHandler
-
-URL = "https://sqs.us-east-1.amazonaws.com/123456789012/jobs"
-DLQ = "https://sqs.us-east-1.amazonaws.com/123456789012/jobs-dlq"
+from tests.daemon import memworker
+from tests.daemon.memworker import DLQ
 
 
 def make_worker(
     sqs: MemorySqs, handle: Any, timeout: int = 60, **queue: Any
 ) -> tuple[Worker, CollectorRegistry]:
-    raw = {
-        "queue": {"url": URL, "dlq_url": DLQ, "wait_time_seconds": 0, "visibility_timeout": 30, **queue},
-        "retry": {"backoff_base": 10.0, "backoff_max": 60},
-        "workers": {"processes": 1, "concurrency": 4, "shutdown_grace": 5},
-        "handler": {"target": "tests.sample_handlers:noop", "timeout": timeout},
-        "metrics": {"listen": ""},
-    }
     configure_logging("info", "json")  # to this test's (captured) stdout
-    registry = CollectorRegistry()
-    worker = Worker(
-        build_config(raw, {}),
-        sqs=sqs,  # type: ignore[arg-type]
-        metrics=Metrics(registry),
-        handler=LoadedHandler(handle, lambda: None, "test"),
-    )
-    worker.initialize()
-    return worker, registry
+    return memworker.make_worker(sqs, handle, queue=queue, handler={"timeout": timeout})
 
 
 def run_until(worker: Worker, done: Any, timeout: float = 15) -> None:
