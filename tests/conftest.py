@@ -153,6 +153,25 @@ def to_toml(sections: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (children of any of its threads, and theirs)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                children = list(map(int, Path(f"/proc/{current}/task/{task}/children").read_text().split()))
+            except OSError:
+                continue
+            found += children
+            todo += children
+    return found
+
+
 class Daemon:
     """`python -m poller run` as a child process, with its output in files."""
 
@@ -204,12 +223,8 @@ class Daemon:
 
     def worker_pids(self) -> list[int]:
         assert self.proc is not None
-        try:
-            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
-        except OSError:
-            return []
         pids = []
-        for pid in map(int, children):
+        for pid in descendants(self.proc.pid):
             try:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:

@@ -12,7 +12,15 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import queue_counts, queue_total, receive_all, send_bodies, wait_until, write_config
+from tests.conftest import (
+    descendants,
+    queue_counts,
+    queue_total,
+    receive_all,
+    send_bodies,
+    wait_until,
+    write_config,
+)
 
 
 def test_each_message_is_handled_exactly_once_by_two_processes(
@@ -51,7 +59,7 @@ def test_the_process_tree_is_the_supervisor_and_its_workers_only(
     daemon.wait_ready()
 
     # WHEN we list every process below the supervisor
-    below = _descendants(daemon.proc.pid)
+    below = descendants(daemon.proc.pid)
 
     # THEN they are the three workers: no helper process (multiprocessing's resource tracker)
     assert sorted(below) == sorted(daemon.worker_pids()) and len(below) == 3
@@ -127,17 +135,6 @@ def test_workers_whose_supervisor_is_killed_while_they_start_exit(
     # THEN no worker outlives it: one that learns of it at start exits, one already polling
     # stops at its next look (within a long poll)
     wait_until(lambda: _marked_processes(mark) == [], timeout=60)
-
-
-def _descendants(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        for task in os.listdir(f"/proc/{current}/task"):
-            found = list(map(int, open(f"/proc/{current}/task/{task}/children").read().split()))
-            out += found
-            todo += found
-    return out
 
 
 def test_failures_retry_after_the_backoff_then_succeed(local_sqs, sqs, make_queues, tmp_path, daemon_factory):
