@@ -1,9 +1,9 @@
 """`python -m bench.threads [CHECKOUT [MESSAGES RATE]]`: CPU per message of each thread of one
 worker (the daemon of CHECKOUT, default this tree, with `processes = 1`), paced at RATE msg/s
 (100) for MESSAGES (2000), next to the bare loop's one thread. Per-thread user+sys comes from
-/proc/PID/task/TID/stat, read after a warm-up and once the queue is empty; thread names from
-`py-spy dump` when py-spy is installed (else thread ids). The kernel charges CPU in ticks, so
-a thread that runs in short bursts (a handler thread with a no-op handler) can show 0."""
+/proc/PID/task/TID/schedstat (nanoseconds on a CPU, so short bursts count too), read after a
+warm-up and once the queue is empty, with each thread's context switches (/proc/.../status);
+thread names from `py-spy dump` when py-spy is installed (else thread ids)."""
 
 from __future__ import annotations
 
@@ -30,14 +30,17 @@ from bench.harness import (
 from bench.server import MotoProcess
 
 
-def thread_cpu(pid: int) -> dict[int, float]:
+def thread_cpu(pid: int) -> dict[int, tuple[float, int]]:
+    """Each thread's (CPU seconds, context switches so far)."""
     out = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
-            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rpartition(")")[2].split()
+            ns = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+            status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
         except OSError:
             continue
-        out[int(tid)] = (int(fields[11]) + int(fields[12])) / harness.TICK
+        switches = sum(int(n) for n in re.findall(r"^(?:non)?voluntary_ctxt_switches:\s+(\d+)", status, re.M))
+        out[int(tid)] = (ns / 1e9, switches)
     return out
 
 
@@ -49,7 +52,10 @@ def thread_names(pid: int) -> dict[int, str]:
     return {int(tid): name for tid, name in re.findall(r'^Thread (\d+) \([^)]*\): "([^"]+)"', dump, re.M)}
 
 
-def measure(kind: str, moto: MotoProcess, workdir: Path, messages: int, rate: float) -> dict[str, float]:
+def measure(
+    kind: str, moto: MotoProcess, workdir: Path, messages: int, rate: float
+) -> dict[str, tuple[float, float]]:
+    """Per thread name: (CPU ms a message, context switches a message)."""
     sqs = client(moto.endpoint_url)
     url, dlq = new_queues(sqs)
     if kind == "bare":
@@ -72,10 +78,15 @@ def measure(kind: str, moto: MotoProcess, workdir: Path, messages: int, rate: fl
         names = thread_names(pid)
     finally:
         consumer.stop(wake=lambda: preload(sqs, url, 40))
-    per_thread: dict[str, float] = {}
-    for tid, seconds in after.items():
+    per_thread: dict[str, tuple[float, float]] = {}
+    for tid, (seconds, switches) in after.items():
         name = "main" if tid == pid else re.sub(r"[-_]\d+$", "", names.get(tid, str(tid)))
-        per_thread[name] = per_thread.get(name, 0.0) + (seconds - before.get(tid, 0.0)) * 1000 / messages
+        was_seconds, was_switches = before.get(tid, (0.0, 0))
+        ms, cs = per_thread.get(name, (0.0, 0.0))
+        per_thread[name] = (
+            ms + (seconds - was_seconds) * 1000 / messages,
+            cs + (switches - was_switches) / messages,
+        )
     return per_thread
 
 
@@ -86,12 +97,12 @@ def main(argv: list[str]) -> int:
         harness.REPO = checkout
         for kind in ("bare", "sqs-poller"):
             figures = measure(kind, moto, Path(tmp), messages, rate)
-            total = sum(figures.values())
-            print(
-                f"{kind} ({checkout if kind != 'bare' else 'bench/bare_loop.py'}): {total:.3f} ms a message"
-            )
-            for name, ms in sorted(figures.items(), key=lambda kv: -kv[1]):
-                print(f"  {name:<20} {ms:.4f}")
+            total = sum(ms for ms, _ in figures.values())
+            switches = sum(cs for _, cs in figures.values())
+            where = checkout if kind != "bare" else "bench/bare_loop.py"
+            print(f"{kind} ({where}): {total:.3f} ms, {switches:.2f} context switches a message")
+            for name, (ms, cs) in sorted(figures.items(), key=lambda kv: -kv[1][0]):
+                print(f"  {name:<20} {ms:.4f} ms {cs:6.2f} switches")
     return 0
 
 
