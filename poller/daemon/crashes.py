@@ -11,6 +11,7 @@ again too, and only what the dead worker held says who was there.
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -35,22 +36,40 @@ def _crash_path(root: str, message_id: str) -> str:
 
 
 class RunningRecord:
-    """What this worker process is running, for the supervisor to read should it die."""
+    """What this worker process is running, for the supervisor to read should it die: a file in
+    the run directory written through a shared mapping. A write is a copy into the page cache
+    the supervisor's read sees (a killed process's too), not a system call, so the thread that
+    writes keeps the interpreter lock instead of handing it to every waiting thread and
+    queueing to get it back."""
 
-    def __init__(self, root: str | None = None):
+    def __init__(self, root: str | None = None, size: int = 8192):
         self.path = _running_path(root or run_dir(), os.getpid())
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        self._size = 0  # bytes in the file: a shorter record is padded with blank lines
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._map: mmap.mmap | None = None
+        self._resize(size)
+        self._used = 0  # bytes the last record took: a shorter one blanks the rest with newlines
+
+    def _resize(self, size: int) -> None:
+        old = len(self._map) if self._map is not None else 0
+        os.ftruncate(self._fd, size)
+        if self._map is not None:
+            self._map.close()
+        self._map = mmap.mmap(self._fd, size)
+        self._map[old:size] = b"\n" * (size - old)  # the reader skips blank lines
 
     def write(self, message_ids: Iterable[str]) -> None:
-        # One pwrite, no ftruncate: the reader skips blank lines, so padding ends a shorter record.
         data = "\n".join(message_ids).encode()
-        os.pwrite(self._fd, data + b"\n" * (self._size - len(data)), 0)
-        self._size = max(self._size, len(data))
+        assert self._map is not None
+        if len(data) >= len(self._map):
+            self._resize(2 * len(data))
+        self._map[: max(self._used, len(data))] = data + b"\n" * (self._used - len(data))
+        self._used = len(data)
 
     def close(self) -> None:
         """A clean exit: nothing to attribute."""
+        if self._map is not None:
+            self._map.close()
         os.close(self._fd)
         os.unlink(self.path)
 

@@ -4,38 +4,20 @@ queue is busy, receives overlap (`receive_many`): each reply is collected as it 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from concurrent.futures import wait as wait_for
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from poller.daemon.readiness import ReceiveHealth
 from poller.errors import SqsError
 from poller.sqs import Sqs
 
-STOP_CHECK = 0.1  # seconds between looks at the stop flag while a receive runs
+# A wait for a receive ends when a reply comes or `wake()` is called (a stop began); it looks at
+# `stopped()` at least this often besides, for what nothing reports (the supervisor gone).
+STOP_CHECK = 1.0
 POLLERS = 10  # threads that make receive calls: the parallel receives of a busy queue, and one
-
-
-def call_unless_stopped(
-    fn: Callable[[], Any],
-    stopped: Callable[[], bool],
-    on_late: Callable[[Any], None],
-    pool: ThreadPoolExecutor,
-) -> tuple[bool, Any]:
-    """Run `fn` on a pool thread and wait for it. Returns (True, its result), or raises what it
-    raised; or, once `stopped()`, (False, None) at once, and `on_late(result)` runs whenever the
-    abandoned call returns a result."""
-    future: Future[Any] = pool.submit(fn)
-    while True:
-        try:
-            return True, future.result(timeout=STOP_CHECK)
-        except FutureTimeout:
-            if stopped():
-                future.add_done_callback(lambda f: f.exception() is None and on_late(f.result()))
-                return False, None
 
 
 class LongPoll:
@@ -52,6 +34,35 @@ class LongPoll:
         self.on_reply = on_reply  # a busy-queue receive returned (from a pool thread)
         self.pool = ThreadPoolExecutor(POLLERS, thread_name_prefix="long-poll")  # threads reused
         self._out: list[tuple[Future[Any], int, float]] = []  # (receive, count asked, sent at)
+        self._changed = threading.Condition()  # an RLock: `wake` may run in a signal handler
+        self._woken = False
+
+    def wake(self) -> None:
+        """Make the wait for a receive look at `stopped()` now. Safe in a signal handler of the
+        waiting thread (the condition's lock is reentrant)."""
+        with self._changed:
+            self._woken = True
+            self._changed.notify_all()
+
+    def _wait(self, done: Callable[[], bool]) -> None:
+        """Until `done()`, a `wake()`, or STOP_CHECK: one wake-up a reply, no polling."""
+        with self._changed:
+            if not done() and not self._woken:
+                self._changed.wait(STOP_CHECK)
+            self._woken = False
+
+    def _call(self, fn: Callable[[], Any], on_late: Callable[[Any], None]) -> tuple[bool, Any]:
+        """Run `fn` on a pool thread and wait for it. Returns (True, its result), or raises what it
+        raised; or, once `stopped()`, (False, None) at once, and `on_late(result)` runs whenever
+        the abandoned call returns a result."""
+        future: Future[Any] = self.pool.submit(fn)
+        future.add_done_callback(lambda _: self.wake())
+        while not future.done():
+            self._wait(future.done)
+            if not future.done() and self.stopped():
+                future.add_done_callback(lambda f: f.exception() is None and on_late(f.result()))
+                return False, None
+        return True, future.result()
 
     def receive(self, url: str, count: int, wait: int, visibility: int) -> list[dict[str, Any]]:
         """Messages, or [] once `stopped()` abandons the poll (the worker does so on a stop with
@@ -59,11 +70,9 @@ class LongPoll:
         long, else it reappears after its visibility timeout."""
 
         try:
-            done, raw = call_unless_stopped(
+            done, raw = self._call(
                 lambda: self.sqs.receive(url, count, wait, visibility),
-                self.stopped,
                 lambda late: self._release(url, late),
-                self.pool,
             )
         except SqsError as exc:
             self.health.failed(exc)
@@ -100,7 +109,7 @@ class LongPoll:
             future.add_done_callback(self._replied)
             self._out.append((future, count, time.monotonic()))
         while not calls and self._out and not self.replied():
-            wait_for([f for f, _, _ in self._out], timeout=STOP_CHECK, return_when=FIRST_COMPLETED)
+            self._wait(self.replied)
             if self.stopped():
                 self.abandon(url)
                 return [], None, time.monotonic()
@@ -131,6 +140,7 @@ class LongPoll:
             future.add_done_callback(lambda f: f.exception() is None and self._release(url, f.result()))
 
     def _replied(self, _: Future[Any]) -> None:
+        self.wake()
         if self.on_reply is not None:
             self.on_reply()
 

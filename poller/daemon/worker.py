@@ -171,6 +171,8 @@ class Worker:
         self._forced = self._forced or signum == signal.SIGQUIT or self._interrupts >= 2
         self._abandon_poll = self._abandon_poll or signum != signal.SIGUSR1  # SIGUSR1: retiring
         self._signalled = True
+        if hasattr(self, "long_poll"):  # a receive being waited for looks at the stop now
+            self.long_poll.wake()
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -226,6 +228,8 @@ class Worker:
     def _held_changed(self, count: int) -> None:
         self.metrics.in_flight.set(count)
         self._record_running()
+        if not count and self.stopping:  # a stop abandons the poll once nothing is held
+            self.long_poll.wake()
 
     def _hold(self, raw: list[dict[str, Any]], visible_until: float) -> list[InFlight]:
         url = self.config.queue.url
@@ -356,6 +360,7 @@ class Worker:
         self.stopping = True
         self._stop_started = time.monotonic()
         self.held.wake()
+        self.long_poll.wake()
         self.log.info("worker_stopping", reason=reason, in_flight=len(self.held))
 
     def shutdown(self) -> int:

@@ -35,3 +35,17 @@ def test_an_empty_record_marks_nothing(tmp_path):
     # THEN no message is blamed
     assert marked == []
     assert crashes("a-message-id", str(tmp_path)) == []
+
+
+def test_a_record_longer_than_its_file_grows_it_and_a_killed_writer_leaves_it_readable(tmp_path):
+    # GIVEN a record whose file starts small, then names more than fits, then fewer
+    record = RunningRecord(str(tmp_path), size=64)
+    many = [f"message-{n:04d}-{'x' * 30}" for n in range(50)]
+    record.write(many)
+    record.write(many[:3])
+
+    # WHEN its worker dies without closing it (the record is only in the shared mapping)
+    marked = record_crash(os.getpid(), "signal SIGKILL", str(tmp_path))
+
+    # THEN the supervisor reads the last record whole
+    assert marked == many[:3]

@@ -1,0 +1,62 @@
+"""The wait for a long poll (longpoll.py) ends when the reply comes or a stop begins, without
+looking at the clock in between: a stop during a 20 s poll is seen at once, and a worker waiting
+on an empty queue is not woken ten times a second to look."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from typing import Any
+
+from poller.daemon import longpoll
+from poller.dev.memsqs import MemorySqs
+from tests.daemon.memworker import make_worker
+
+
+class SlowPollSqs(MemorySqs):
+    """Every receive is a long poll on an empty queue: it returns nothing after `seconds`."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+        self.polling = threading.Event()
+
+    def receive(self, url: str, count: int, wait: int, visibility: int | None = None) -> list[dict[str, Any]]:
+        self.polling.set()
+        time.sleep(self.seconds)
+        return []
+
+
+def test_a_stop_during_a_long_poll_is_seen_at_once_not_at_the_next_look(monkeypatch) -> None:
+    # GIVEN a worker in a 5 s long poll, and nothing that would look at the stop for 30 s
+    monkeypatch.setattr(longpoll, "STOP_CHECK", 30.0)
+    sqs = SlowPollSqs(5.0)
+    worker, _ = make_worker(sqs, lambda message: None)
+    loop = threading.Thread(target=worker.loop)
+    loop.start()
+    assert sqs.polling.wait(5)
+    # WHEN SIGTERM's handler runs
+    asked = time.monotonic()
+    worker.request_stop(signal.SIGTERM)
+    loop.join(10)
+    # THEN the loop returned well before the poll did, and the worker stops cleanly
+    assert not loop.is_alive()
+    assert time.monotonic() - asked < 2.0
+    assert worker.stopping
+    assert worker.shutdown() == 0
+
+
+def test_a_reply_ends_the_wait_without_a_look_at_the_clock(monkeypatch) -> None:
+    # GIVEN polls that return after 50 ms, and the periodic look pushed out to 30 s
+    monkeypatch.setattr(longpoll, "STOP_CHECK", 30.0)
+    sqs = SlowPollSqs(0.05)
+    worker, _ = make_worker(sqs, lambda message: None)
+    # WHEN the worker loops ten times
+    started = time.monotonic()
+    for _ in range(10):
+        worker.loop()
+    # THEN each loop ended with its reply (a wait that needed the periodic look would take 30 s)
+    assert time.monotonic() - started < 10
+    worker.begin_stop("test over")
+    assert worker.shutdown() == 0
