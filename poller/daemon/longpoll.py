@@ -17,6 +17,10 @@ from poller.sqs import Sqs
 # A wait for a receive ends when a reply comes or `wake()` is called (a stop began); it looks at
 # `stopped()` at least this often besides, for what nothing reports (the supervisor gone).
 STOP_CHECK = 1.0
+# A stop abandons a receive still out, but lets a reply this close to arriving come in first
+# (a busy queue answers in milliseconds): the worker releases what it brings before it exits,
+# where a reply that came after the process would stay hidden for its visibility timeout.
+ABANDON_GRACE = 0.25
 POLLERS = 10  # threads that make receive calls: the parallel receives of a busy queue, and one
 
 
@@ -51,15 +55,26 @@ class LongPoll:
                 self._changed.wait(STOP_CHECK)
             self._woken = False
 
+    def _grace(self, done: Callable[[], bool]) -> None:
+        """Stopping: wait up to ABANDON_GRACE for `done()` (replies wake the wait)."""
+        deadline = time.monotonic() + ABANDON_GRACE
+        while not done() and (left := deadline - time.monotonic()) > 0:
+            with self._changed:
+                if not done():
+                    self._changed.wait(left)
+
     def _call(self, fn: Callable[[], Any], on_late: Callable[[Any], None]) -> tuple[bool, Any]:
         """Run `fn` on a pool thread and wait for it. Returns (True, its result), or raises what it
-        raised; or, once `stopped()`, (False, None) at once, and `on_late(result)` runs whenever
-        the abandoned call returns a result."""
+        raised; or, once `stopped()` and the call has not returned within ABANDON_GRACE,
+        (False, None), and `on_late(result)` runs whenever the abandoned call returns a result."""
         future: Future[Any] = self.pool.submit(fn)
         future.add_done_callback(lambda _: self.wake())
         while not future.done():
             self._wait(future.done)
             if not future.done() and self.stopped():
+                self._grace(future.done)
+                if future.done():
+                    break
                 future.add_done_callback(lambda f: f.exception() is None and on_late(f.result()))
                 return False, None
         return True, future.result()
@@ -111,7 +126,8 @@ class LongPoll:
         while not calls and self._out and not self.replied():
             self._wait(self.replied)
             if self.stopped():
-                self.abandon(url)
+                self._grace(lambda: all(future.done() for future, _, _ in self._out))
+                self.abandon(url)  # what came back within the grace is released at once
                 return [], None, time.monotonic()
         done = [item for item in self._out if item[0].done()]
         self._out = [item for item in self._out if not any(item is d for d in done)]

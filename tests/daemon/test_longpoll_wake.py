@@ -60,3 +60,38 @@ def test_a_reply_ends_the_wait_without_a_look_at_the_clock(monkeypatch) -> None:
     assert time.monotonic() - started < 10
     worker.begin_stop("test over")
     assert worker.shutdown() == 0
+
+
+class ReplyingSqs(MemorySqs):
+    """Each receive waits `seconds`, then returns what is queued (a reply on its way)."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+        self.polling = threading.Event()
+
+    def receive(self, url: str, count: int, wait: int, visibility: int | None = None) -> list[dict[str, Any]]:
+        self.polling.set()
+        time.sleep(self.seconds)
+        with self.lock:
+            got, self.inbox = self.inbox[:count], self.inbox[count:]
+        return got
+
+
+def test_a_reply_arriving_just_after_a_stop_is_released_before_the_worker_exits() -> None:
+    # GIVEN a worker whose receive is out, its reply (three messages) 100 ms away
+    sqs = ReplyingSqs(0.1)
+    receipts = [sqs.put(f"m{n}") for n in range(3)]
+    worker, _ = make_worker(sqs, lambda message: None)
+    loop = threading.Thread(target=worker.loop)
+    loop.start()
+    assert sqs.polling.wait(5)
+    # WHEN SIGTERM's handler runs, and the worker shuts down as soon as its loop returns
+    worker.request_stop(signal.SIGTERM)
+    loop.join(10)
+    assert worker.shutdown() == 0
+    # THEN by the time it is done (a worker process exits then) the three are visible again:
+    # a reply left to come in after the exit would keep them hidden for the visibility timeout
+    released = {receipt for receipt, seconds, _ in sqs.visibility if seconds == 0}
+    assert released == set(receipts)
+    assert not sqs.deleted
