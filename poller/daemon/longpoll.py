@@ -48,20 +48,18 @@ class LongPoll:
             self._woken = True
             self._changed.notify_all()
 
-    def _wait(self, done: Callable[[], bool]) -> None:
-        """Until `done()`, a `wake()`, or STOP_CHECK: one wake-up a reply, no polling."""
+    def _wait(self, done: Callable[[], bool], timeout: float = STOP_CHECK) -> None:
+        """Until `done()`, a `wake()`, or `timeout`: one wake-up a reply, no polling."""
         with self._changed:
             if not done() and not self._woken:
-                self._changed.wait(STOP_CHECK)
+                self._changed.wait(timeout)
             self._woken = False
 
     def _grace(self, done: Callable[[], bool]) -> None:
         """Stopping: wait up to ABANDON_GRACE for `done()` (replies wake the wait)."""
         deadline = time.monotonic() + ABANDON_GRACE
         while not done() and (left := deadline - time.monotonic()) > 0:
-            with self._changed:
-                if not done():
-                    self._changed.wait(left)
+            self._wait(done, left)
 
     def _call(self, fn: Callable[[], Any], on_late: Callable[[Any], None]) -> tuple[bool, Any]:
         """Run `fn` on a pool thread and wait for it. Returns (True, its result), or raises what it

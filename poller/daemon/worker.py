@@ -65,8 +65,7 @@ class Worker:
         self.flow = flow  # the host's shared flow-control state (the supervisor's); else our own
         self.stopping = False
         self.exit_code = EXIT_OK
-        self._signalled = False
-        self._interrupts, self._forced, self._abandon_poll = 0, False, False  # see request_stop
+        self._signalled, self._interrupts, self._forced, self._abandon_poll = False, 0, False, False
         self._parent = parent or os.getppid()  # when it is gone, so are we
         self._round_trip = 0.0  # the last receive that returned messages took this long
         self._busy = False  # the last receive came back full: more is waiting
@@ -117,6 +116,9 @@ class Worker:
             delete_linger=max(DELETE_LINGER, min(1.0, self.flow.batch * self.flow.interval)),
         )
         self.settler = Settler(cfg, self.sqs, self.house, self.held, self.metrics, self.pipeline, self.log)
+        unbind = None
+        if cfg.tracing.enabled:  # a message's trace ids leave the log context with it
+            from poller.pipeline.tracing import unbind_trace_ids as unbind
         self.calls = Calls(
             runner,
             self.pipeline,
@@ -125,7 +127,7 @@ class Worker:
             cfg.handler.timeout,
             self.metrics,
             self.log,
-            clear_context=clear_trace_context if cfg.tracing.enabled else None,
+            clear_context=unbind,
         )
         self.per_call = runner.per_call
         self.batches = Batches(  # batch and lambda styles: a batch being gathered
@@ -193,8 +195,7 @@ class Worker:
             return
         cfg = self.config.queue
         wait = self.batches.wait_left(cfg.wait_time_seconds)
-        # A full batch means more is waiting: while it lasts, free slots fill with receives that
-        # overlap, each collected as it returns (longpoll.py); with room for one batch, one at a time.
+        # While receives come back full, free slots fill with overlapping receives (longpoll.py).
         overlap = self._busy and not self.isolation.waiting and self._slots > cfg.batch_size
         calls = min(free // cfg.batch_size, MAX_PARALLEL_RECEIVES - out) if overlap else 0
         try:
@@ -360,7 +361,6 @@ class Worker:
         self.stopping = True
         self._stop_started = time.monotonic()
         self.held.wake()
-        self.long_poll.wake()
         self.log.info("worker_stopping", reason=reason, in_flight=len(self.held))
 
     def shutdown(self) -> int:
@@ -397,9 +397,3 @@ class Worker:
     def beat(self) -> None:
         if self._beat is not None:
             self._beat.value = time.time()
-
-
-def clear_trace_context() -> None:
-    import structlog
-
-    structlog.contextvars.unbind_contextvars("trace_id", "span_id")

@@ -193,6 +193,11 @@ class Tracing:
         span.end()
 
 
+def unbind_trace_ids() -> None:
+    """End a message's ``trace_id`` and ``span_id`` log fields (``before`` binds them)."""
+    structlog.contextvars.unbind_contextvars("trace_id", "span_id")
+
+
 def _key(message: Message) -> tuple[str, str]:
     # The receipt handle tells two deliveries of one message id apart.
     return message.message_id, message.receipt_handle

@@ -14,8 +14,9 @@ from poller.dev.memsqs import MemorySqs
 from tests.daemon.memworker import make_worker
 
 
-class SlowPollSqs(MemorySqs):
-    """Every receive is a long poll on an empty queue: it returns nothing after `seconds`."""
+class PollSqs(MemorySqs):
+    """Every receive is a long poll: after `seconds` it returns what is queued (on an empty
+    queue, nothing)."""
 
     def __init__(self, seconds: float):
         super().__init__()
@@ -25,13 +26,15 @@ class SlowPollSqs(MemorySqs):
     def receive(self, url: str, count: int, wait: int, visibility: int | None = None) -> list[dict[str, Any]]:
         self.polling.set()
         time.sleep(self.seconds)
-        return []
+        with self.lock:
+            got, self.inbox = self.inbox[:count], self.inbox[count:]
+        return got
 
 
 def test_a_stop_during_a_long_poll_is_seen_at_once_not_at_the_next_look(monkeypatch) -> None:
     # GIVEN a worker in a 5 s long poll, and nothing that would look at the stop for 30 s
     monkeypatch.setattr(longpoll, "STOP_CHECK", 30.0)
-    sqs = SlowPollSqs(5.0)
+    sqs = PollSqs(5.0)
     worker, _ = make_worker(sqs, lambda message: None)
     loop = threading.Thread(target=worker.loop)
     loop.start()
@@ -50,7 +53,7 @@ def test_a_stop_during_a_long_poll_is_seen_at_once_not_at_the_next_look(monkeypa
 def test_a_reply_ends_the_wait_without_a_look_at_the_clock(monkeypatch) -> None:
     # GIVEN polls that return after 50 ms, and the periodic look pushed out to 30 s
     monkeypatch.setattr(longpoll, "STOP_CHECK", 30.0)
-    sqs = SlowPollSqs(0.05)
+    sqs = PollSqs(0.05)
     worker, _ = make_worker(sqs, lambda message: None)
     # WHEN the worker loops ten times
     started = time.monotonic()
@@ -62,25 +65,9 @@ def test_a_reply_ends_the_wait_without_a_look_at_the_clock(monkeypatch) -> None:
     assert worker.shutdown() == 0
 
 
-class ReplyingSqs(MemorySqs):
-    """Each receive waits `seconds`, then returns what is queued (a reply on its way)."""
-
-    def __init__(self, seconds: float):
-        super().__init__()
-        self.seconds = seconds
-        self.polling = threading.Event()
-
-    def receive(self, url: str, count: int, wait: int, visibility: int | None = None) -> list[dict[str, Any]]:
-        self.polling.set()
-        time.sleep(self.seconds)
-        with self.lock:
-            got, self.inbox = self.inbox[:count], self.inbox[count:]
-        return got
-
-
 def test_a_reply_arriving_just_after_a_stop_is_released_before_the_worker_exits() -> None:
     # GIVEN a worker whose receive is out, its reply (three messages) 100 ms away
-    sqs = ReplyingSqs(0.1)
+    sqs = PollSqs(0.1)
     receipts = [sqs.put(f"m{n}") for n in range(3)]
     worker, _ = make_worker(sqs, lambda message: None)
     loop = threading.Thread(target=worker.loop)
