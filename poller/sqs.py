@@ -181,6 +181,22 @@ def pack_batches(entries: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, A
         yield batch
 
 
+def log_receive_failure(log: Any) -> Callable[[Any], None]:
+    """`receive_retrying`'s `before_sleep`: a warning for each failed receive, with the wait."""
+
+    def before_sleep(state: Any) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "receive_failed",
+            error=str(exc),
+            code=getattr(exc, "code", None),
+            attempt=state.attempt_number,
+            retry_in=round(state.upcoming_sleep, 2),
+        )
+
+    return before_sleep
+
+
 def receive_retrying(
     stop: Callable[[], bool],
     sleep: Callable[[float], None],

@@ -23,6 +23,7 @@ from poller.message import Message
 from poller.pipeline import Pipeline, finish
 
 Owed = list[Callable[[Message, BaseException | None], None]]
+PACE_WEIGHT = 0.2  # of the newest run time in `Calls.pace`
 
 
 class Calls:
@@ -46,12 +47,16 @@ class Calls:
         self.metrics = metrics
         self.log = log
         self.handle = runner.fn
+        # Recent mean run time of a message (exponentially weighted), for poller.daemon.inline;
+        # it starts just above that threshold, so a few fast messages are seen first.
+        self.pace = 0.001
         self._exclusive = threading.Lock() if runner.exclusive else None
 
     # --- one message (message style) ----------------------------------------------------------
 
-    def run_message(self, entry: InFlight) -> bool:
-        """Run one message and settle it. True if its FIFO group may go on."""
+    def run_message(self, entry: InFlight, timings: list[float] | None = None) -> bool:
+        """Run one message and settle it. True if its FIFO group may go on. `timings`: where its
+        run time goes, for the caller to observe with others (see `conclude`)."""
         entry.start(self.timeout)
         error: BaseException | None = None
         try:
@@ -67,11 +72,17 @@ class Calls:
                 finish(owed, message, None)
         except BaseException as exc:  # one catch point: every outcome is settled below
             error = exc
-        return self.conclude(entry, error)
+        return self.conclude(entry, error, timings)
 
-    def conclude(self, entry: InFlight, error: BaseException | None) -> bool:
+    def conclude(
+        self, entry: InFlight, error: BaseException | None, timings: list[float] | None = None
+    ) -> bool:
         elapsed = time.monotonic() - entry.started
-        self.metrics.handler_seconds.observe(elapsed)
+        self.pace += (elapsed - self.pace) * PACE_WEIGHT  # (threads racing here lose a sample)
+        if timings is None:
+            self.metrics.handler_seconds.observe(elapsed)
+        else:
+            timings.append(elapsed)
         if not entry.claim():  # the housekeeper timed it out meanwhile, and settles it
             self.log.warning(
                 "handler_finished_after_timeout",
@@ -84,6 +95,15 @@ class Calls:
         if self.clear_context is not None:
             self.clear_context()
         return left
+
+    def run_task(self, task: list[InFlight], stopping: Callable[[], bool]) -> None:
+        """On a handler thread: one call of the batch or lambda style, or messages in order."""
+        if self.runner.per_call:
+            self.run_call(task)
+        elif len(task) == 1 and not stopping():
+            self.run_message(task[0])
+        else:
+            self.run_group(task, stopping)
 
     def run_group(self, entries: Sequence[InFlight], stopping: Callable[[], bool]) -> None:
         """A FIFO group's messages one at a time; after a failure the rest go back untouched."""
@@ -144,6 +164,17 @@ class Calls:
             self.conclude(entry, result)
         if released:
             self.release(released)
+
+
+def tasks(held: list[InFlight], fifo: bool) -> list[list[InFlight]]:
+    """A receive's messages as tasks: one each, or, FIFO, one a group (in order; groups run in
+    parallel)."""
+    if not fifo:
+        return [[entry] for entry in held]
+    groups: dict[str | None, list[InFlight]] = {}
+    for entry in held:
+        groups.setdefault(entry.message.group_id, []).append(entry)
+    return list(groups.values())
 
 
 class Threads:

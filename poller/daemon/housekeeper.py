@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +44,7 @@ class Housekeeper:
         metrics: Any,
         log: Any,
         *,
-        on_deleted: Callable[[InFlight, str | None], None],
+        on_deleted: Callable[[InFlight, str], None],
         on_timeout: Callable[[InFlight], None],
         on_stuck: Callable[[InFlight], None],
         stuck_after: float,
@@ -69,6 +70,7 @@ class Housekeeper:
         self._deletes: list[PendingDelete] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._deferring = 0  # the thread whose deletes wake this one only when a batch is full
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="housekeeper", daemon=True)
 
@@ -88,9 +90,23 @@ class Housekeeper:
         with self._lock:
             self._deletes.append(PendingDelete(entry, outcome, now + self.delete_linger, now))
             count = len(self._deletes)
-        if count == 1 or count >= MAX_BATCH:
+        if count >= MAX_BATCH or (count == 1 and self._deferring != threading.get_ident()):
             # The housekeeper sends it: the handler thread (and its slot) must not wait on SQS.
             self._wake.set()
+
+    @contextmanager
+    def deferring(self) -> Iterator[None]:
+        """The deletes of a batch run on this thread wake the housekeeper once, not for the
+        first (to start its linger) and again for the tenth."""
+        self._deferring = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._deferring = 0
+            with self._lock:
+                pending = len(self._deletes)
+            if pending:
+                self._wake.set()
 
     def flush_deletes(self, everything: bool = False) -> None:
         now = time.monotonic()
@@ -115,16 +131,21 @@ class Housekeeper:
             failures = [BatchFailure(str(n), exc.code, str(exc), False) for n in range(len(group))]
         failed = {f.id: f for f in failures}
         retry = []
+        counted: dict[str, int] = {}  # outcomes, counted once a batch (a metric write each)
         for n, pending in enumerate(group):
             failure = failed.get(str(n))
             if failure is None:
-                self.on_deleted(pending.entry, pending.outcome)
+                if pending.outcome:
+                    counted[pending.outcome] = counted.get(pending.outcome, 0) + 1
+                    self.on_deleted(pending.entry, pending.outcome)
                 continue
             if self._gave_up(pending, failure):
                 continue
             pending.attempts += 1
             pending.due = time.monotonic() + min(10.0, 0.5 * 2**pending.attempts)
             retry.append(pending)
+        for outcome, count in counted.items():
+            self.metrics.outcome[outcome].inc(count)
         return retry
 
     def _gave_up(self, pending: PendingDelete, failure: BatchFailure) -> bool:

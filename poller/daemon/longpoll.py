@@ -61,14 +61,22 @@ class LongPoll:
         while not done() and (left := deadline - time.monotonic()) > 0:
             self._wait(done, left)
 
-    def _call(self, fn: Callable[[], Any], on_late: Callable[[Any], None]) -> tuple[bool, Any]:
+    def _call(
+        self,
+        fn: Callable[[], Any],
+        on_late: Callable[[Any], None],
+        stalled: Callable[[], bool] | None = None,
+    ) -> tuple[bool, Any]:
         """Run `fn` on a pool thread and wait for it. Returns (True, its result), or raises what it
         raised; or, once `stopped()` and the call has not returned within ABANDON_GRACE,
-        (False, None), and `on_late(result)` runs whenever the abandoned call returns a result."""
+        (False, None), and `on_late(result)` runs whenever the abandoned call returns a result;
+        or (True, None) once `stalled()` says the caller need not wait any longer."""
         future: Future[Any] = self.pool.submit(fn)
         future.add_done_callback(lambda _: self.wake())
         while not future.done():
             self._wait(future.done)
+            if not future.done() and stalled is not None and stalled():
+                return True, None
             if not future.done() and self.stopped():
                 self._grace(future.done)
                 if future.done():
@@ -77,22 +85,36 @@ class LongPoll:
                 return False, None
         return True, future.result()
 
-    def receive(self, url: str, count: int, wait: int, visibility: int) -> list[dict[str, Any]]:
+    def receive(
+        self,
+        url: str,
+        count: int,
+        wait: int,
+        visibility: int,
+        then: Callable[[list[dict[str, Any]]], Any] | None = None,
+        stalled: Callable[[], bool] | None = None,
+    ) -> Any:
         """Messages, or [] once `stopped()` abandons the poll (the worker does so on a stop with
         nothing in flight): what its reply brings later is released if the process lives that
-        long, else it reappears after its visibility timeout."""
+        long, else it reappears after its visibility timeout.
+        `then`: runs on the receiving thread with the messages, and what it returns is returned
+        (it takes them over, releasing them itself if the poll was abandoned meanwhile);
+        `stalled()`, asked while waiting, ends the wait early, returning []."""
+
+        def call() -> Any:
+            raw = self.sqs.receive(url, count, wait, visibility)
+            return raw if then is None else then(raw)
 
         try:
             done, raw = self._call(
-                lambda: self.sqs.receive(url, count, wait, visibility),
-                lambda late: self._release(url, late),
+                call, (lambda late: self._release(url, late)) if then is None else _ignore, stalled
             )
         except SqsError as exc:
             self.health.failed(exc)
             raise
         if done:
             self.health.ok()
-        return raw or []
+        return [] if raw is None else raw
 
     @property
     def out(self) -> int:
@@ -164,3 +186,7 @@ class LongPoll:
             self.sqs.change_visibility_batch(
                 url, [(str(n), m["ReceiptHandle"], 0) for n, m in enumerate(raw)]
             )
+
+
+def _ignore(_: Any) -> None:
+    pass

@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import threading
+from bisect import bisect_left
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -117,6 +118,26 @@ class Metrics:
 
     def count_error(self, action: str, code: str) -> None:
         self._errors.labels(action=action, code=code).inc()
+
+
+def observe_all(histogram: Any, amounts: list[float]) -> None:
+    """`histogram.observe(a)` for each of `amounts` (a batch's), with one write to each bucket
+    touched and one to the sum, not two writes each: a write in multiprocess mode takes a lock,
+    a pid check and a store into the metrics file. Reads prometheus_client's (long stable)
+    histogram layout; with another, it observes one by one."""
+    try:
+        bounds, buckets, total = histogram._upper_bounds, histogram._buckets, histogram._sum
+    except AttributeError:
+        for amount in amounts:
+            histogram.observe(amount)
+        return
+    counts: dict[int, int] = {}
+    for amount in amounts:
+        index = bisect_left(bounds, amount)  # the first bucket whose bound is >= amount
+        counts[index] = counts.get(index, 0) + 1
+    total.inc(sum(amounts))
+    for index, count in counts.items():
+        buckets[index].inc(count)
 
 
 def render_metrics(path: str) -> bytes:

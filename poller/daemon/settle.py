@@ -152,6 +152,20 @@ class Settler:
         self.pipeline = pipeline
         self.log = log
 
+    def timed_out(self, entry: InFlight) -> Callable[[], bool]:
+        """The housekeeper claimed a message that ran past handler.timeout: counted and logged
+        here; returns its settling, to run on a handler thread."""
+        timeout = self.config.handler.timeout
+        self.metrics.handler_timeouts.inc()
+        self.log.warning(
+            "handler_timed_out",
+            message_id=entry.message.message_id,
+            receive_count=entry.message.receive_count,
+            timeout=timeout,
+        )
+        error = HandlerTimeout(f"handler ran past {timeout}s")
+        return lambda: self.settle(entry, error)
+
     def settle(self, entry: InFlight, error: BaseException | None) -> bool:
         """Decide and carry out. True if the message left the queue (a FIFO group may go on)."""
         return self.execute(entry, decide(entry.message, error, self.config))

@@ -3,35 +3,37 @@
 Lifecycle: initialize() -> loop() until stopping -> shutdown(). The main thread receives and
 dispatches (for the batch and lambda styles it first gathers a batch, up to `batch_size` or
 `batch_window`); handler threads (or one event loop, for `async def` handlers) run the pipeline
-and the handler style's call and settle each message (execute.py, settle.py); one
-housekeeping thread batches deletes and keeps held messages hidden (housekeeper.py).
+and the handler style's call and settle each message (execute.py, settle.py); fast handlers run
+on the receiving thread instead (inline.py); one housekeeping thread batches deletes and keeps
+held messages hidden (housekeeper.py).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
-from collections import defaultdict
 from typing import Any
 
 from poller.config import Config
 from poller.daemon.batches import Batches
 from poller.daemon.crashes import Isolation, RunningRecord
-from poller.daemon.execute import Calls, EventLoop, Threads
+from poller.daemon.execute import Calls, EventLoop, Threads, tasks
 from poller.daemon.housekeeper import DELETE_LINGER, Housekeeper
 from poller.daemon.inflight import Held, InFlight
+from poller.daemon.inline import Inline
 from poller.daemon.log import get_logger
 from poller.daemon.longpoll import LongPoll
-from poller.daemon.metrics import Metrics
+from poller.daemon.metrics import Metrics, observe_all
 from poller.daemon.recycle import Recycle
-from poller.daemon.settle import HandlerTimeout, Settler
+from poller.daemon.settle import Settler
 from poller.errors import EXIT_FAILURE, EXIT_OK, SqsError
 from poller.handlers.load import LoadedHandler, load_runner
 from poller.message import Message
 from poller.pipeline import Pipeline
 from poller.pipeline.flow import FlowState, FlowStep, new_flow_state, report_transitions
-from poller.sqs import Sqs, receive_retrying, worker_client
+from poller.sqs import Sqs, log_receive_failure, receive_retrying, worker_client
 from poller.timeouts import RECEIVE_BACKOFF_MAX
 
 SLOT_LINGER = 0.02  # wait at least this long for a full batch of free slots before a partial receive
@@ -90,11 +92,8 @@ class Worker:
 
             self.pipeline, secrets = build_pipeline(cfg, flow=self.flow_step)
         self.handler, runner = load_runner(cfg, secrets, self.handler)
-        self.long_poll = LongPoll(
-            self.sqs,
-            lambda: self._notice_stop() or (self.stopping and self._abandon_poll and not len(self.held)),
-            on_reply=lambda: self.held.wake(),
-        )
+        self._taking = threading.Lock()  # a stop's abandoning the poll vs its reply being held
+        self.long_poll = LongPoll(self.sqs, self._abandon, on_reply=lambda: self.held.wake())
         self.held = Held(self._held_changed)
         running = RunningRecord()  # what a crash of this process would be attributed to
         self.isolation = Isolation(
@@ -109,8 +108,8 @@ class Worker:
             self.held,
             self.metrics,
             self.log,
-            on_deleted=self._deleted,
-            on_timeout=self._time_out,
+            on_deleted=lambda entry, outcome: self.pipeline.settled(entry.message, outcome),
+            on_timeout=lambda entry: self.executor.submit(self.settler.timed_out(entry)),
             on_stuck=self._stuck,
             stuck_after=max(60.0, float(cfg.workers.shutdown_grace)),
             delete_linger=max(DELETE_LINGER, min(1.0, self.flow.batch * self.flow.interval)),
@@ -137,19 +136,33 @@ class Worker:
             lambda: len(self.held),
             lambda batch: self.executor.submit(batch),
         )
+        self.inline, self._chains = None, False
         if runner.is_async:
             self.executor: Any = EventLoop(
                 self.calls, cfg.workers.concurrency, cfg.queue.is_fifo, lambda: self.stopping
             )
         else:
-            self.executor = Threads(cfg.workers.concurrency, self._run_task)
+            self.executor = Threads(
+                cfg.workers.concurrency, lambda task: self.calls.run_task(task, lambda: self.stopping)
+            )
+            if not self.per_call and not cfg.queue.is_fifo:  # fast handlers on the receiving thread
+                self.inline = Inline(
+                    self.calls.run_message,
+                    lambda rest: self.executor.submit_all([[entry] for entry in rest]),
+                    self.house.release,
+                    lambda: self.stopping or self._signalled,  # a signal now, not once noticed
+                    lambda: self.calls.pace,
+                    lambda timings: observe_all(self.metrics.handler_seconds, timings),
+                )
+                # no rate limit, recycling or overlapping receives for a loop turn to handle
+                self._chains = not (self._gated or self.recycle.enabled or self._slots > cfg.queue.batch_size)
         self.executor.start()
         self.pipeline.start()
         self.house.start()
         self._receive = receive_retrying(
             stop=lambda: self.stopping,
             sleep=self._pause,
-            before_sleep=self._log_receive_error,
+            before_sleep=log_receive_failure(self.log),
             backoff_max=RECEIVE_BACKOFF_MAX,
         )
         self.beat()
@@ -202,29 +215,50 @@ class Worker:
             received_at = time.monotonic()
             if calls or out:
                 raw, full, received_at = self._receive(self._poll_many, calls, wait)
+            elif self.inline is not None and self.inline.fast() and not self.isolation.waiting:
+                ask = min(free, cfg.batch_size)
+                self._receive(self._poll_inline, cfg.url, ask, wait, cfg.visibility_timeout, received_at)
+                raw, full = [], None  # (the receiving thread took what came, and noted it)
             else:
-                raw = self._receive(
-                    self._poll, cfg.url, min(free, cfg.batch_size), wait, cfg.visibility_timeout
-                )
-                full = len(raw) >= min(free, cfg.batch_size)
+                ask = min(free, cfg.batch_size)
+                raw = self._receive(self._poll, cfg.url, ask, wait, cfg.visibility_timeout)
+                full = len(raw) >= ask
                 self._round_trip = time.monotonic() - received_at if raw else self._round_trip
         except SqsError:
             return  # only when stopping: the retrying above waits out everything else
         self.beat()
         self._busy = self._busy if full is None else full
         if full is not None or raw:  # a reply came (none may have, of the receives out)
-            self.flow_step.received(raw)
+            self._take(raw, received_at)
+
+    def _take(self, raw: list[dict[str, Any]], received_at: float, inline: bool = False) -> None:
+        """What a receive brought: noted, held, screened and started, on the main thread or, for
+        fast handlers (`inline`), on the receiving thread while the main thread waits."""
+        self.flow_step.received(raw)  # (the breaker's probe is the first message)
         if not raw:
             return
-        held = self.settler.screen(self._hold(raw, received_at + cfg.visibility_timeout), self.isolation.add)
-        self._notice_stop()
-        if self.stopping:  # the poll returned after the signal: these never start
+        if not inline:
+            self._notice_stop()
+        with self._taking:
+            visible_until = received_at + self.config.queue.visibility_timeout
+            held = self.settler.screen(self._hold(raw, visible_until), self.isolation.add)
+            stopped = self.stopping or self._signalled
+        if stopped:  # the poll returned after the signal: these never start
             self.house.release(held)
-            return
-        if self.per_call:
+        elif inline and self.inline is not None:
+            with self.house.deferring():  # one wake of the housekeeper for the batch's deletes
+                self.inline.run(held)
+        elif self.per_call:
             self.batches.add(held)
         else:
-            self._dispatch(held)
+            self.executor.submit_all(tasks(held, self.config.queue.is_fifo))
+
+    def _abandon(self) -> bool:
+        """May a receive being waited for be abandoned? Once stopping with nothing held (what
+        its reply brings then is released: see `_take`)."""
+        self._notice_stop()
+        with self._taking:
+            return self.stopping and self._abandon_poll and not len(self.held)
 
     def _held_changed(self, count: int) -> None:
         self.metrics.in_flight.set(count)
@@ -238,8 +272,8 @@ class Worker:
         self.metrics.received.inc(len(held))
         self.recycle.received += len(held)
         now = time.time()
-        for entry in held:
-            self.metrics.message_age.observe(max(0.0, now - entry.message.sent_at.timestamp()))
+        ages = [max(0.0, now - entry.message.sent_at.timestamp()) for entry in held]
+        observe_all(self.metrics.message_age, ages)
         self.held.add(held)
         return held
 
@@ -247,11 +281,40 @@ class Worker:
         self.beat()
         return self.long_poll.receive(url, count, wait, visibility)
 
+    def _poll_inline(self, url: str, count: int, wait: int, visibility: int, received_at: float) -> None:
+        """A receive whose messages run on the receiving thread (`Inline`). That thread then
+        receives again itself, as a bare receive/handle loop would, while the main thread would
+        do nothing but that (`_go_on`); the main thread waits, ready to act on a stop."""
+        self.beat()
+        assert self.inline is not None
+
+        def take(raw: list[dict[str, Any]]) -> None:
+            at = received_at
+            while True:
+                self._take(raw, at, inline=True)
+                self._busy = len(raw) >= count
+                self._round_trip = time.monotonic() - at if raw else self._round_trip
+                if not raw or not self._go_on():  # (an idle queue's empty reply: back to main)
+                    return
+                self.beat()
+                at = time.monotonic()
+                raw = self.sqs.receive(url, count, wait, visibility)
+                self.long_poll.health.ok()
+
+        self.long_poll.receive(url, count, wait, visibility, then=take, stalled=self.inline.take_stalled)
+
+    def _go_on(self) -> bool:
+        """May the receiving thread receive again, not the main thread? While a loop turn would
+        just do that: the config leaves it nothing to consult (`_chains`), no stop, no crash
+        suspect, nothing held (a full batch of slots free), breaker closed, handlers still fast."""
+        held_up = self.stopping or self._signalled or self.isolation.waiting or len(self.held)
+        return self._chains and not held_up and self.flow.closed and self.inline.fast()  # type: ignore[union-attr]
+
     def _poll_many(self, calls: int, wait: int) -> tuple[list[dict[str, Any]], bool | None, float]:
         """`calls` more full-batch receives, and what those out brought (LongPoll.receive_many)."""
         self.beat()
-        cfg = self.config.queue
-        return self.long_poll.receive_many(calls, cfg.url, cfg.batch_size, wait, cfg.visibility_timeout)
+        q = self.config.queue
+        return self.long_poll.receive_many(calls, q.url, q.batch_size, wait, q.visibility_timeout)
 
     def _pause(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -259,16 +322,6 @@ class Worker:
             time.sleep(min(left, 0.5))
             self.beat()
             self._notice_stop()
-
-    def _log_receive_error(self, state: Any) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        self.log.warning(
-            "receive_failed",
-            error=str(exc),
-            code=getattr(exc, "code", None),
-            attempt=state.attempt_number,
-            retry_in=round(state.upcoming_sleep, 2),
-        )
 
     def _wait_for_slots(self) -> int:
         """Free slots to receive into: a full batch, or fewer once the linger has passed.
@@ -298,44 +351,7 @@ class Worker:
                 self.beat()
                 self._notice_stop()
 
-    def _dispatch(self, held: list[InFlight]) -> None:
-        if not self.config.queue.is_fifo:
-            self.executor.submit_all([[entry] for entry in held])
-            return
-        # FIFO: one task a group keeps the group's order; groups run in parallel.
-        groups: dict[str | None, list[InFlight]] = defaultdict(list)
-        for entry in held:
-            groups[entry.message.group_id].append(entry)
-        self.executor.submit_all(list(groups.values()))
-
-    def _run_task(self, task: list[InFlight]) -> None:
-        """On a handler thread: one call of the batch or lambda style, or messages in order."""
-        if self.per_call:
-            self.calls.run_call(task)
-        elif len(task) == 1 and not self.stopping:
-            self.calls.run_message(task[0])
-        else:
-            self.calls.run_group(task, lambda: self.stopping)
-
-    # --- callbacks from the housekeeper -------------------------------------------------------
-
-    def _deleted(self, entry: InFlight, outcome: str | None) -> None:
-        if outcome:
-            self.metrics.outcome[outcome].inc()
-            self.pipeline.settled(entry.message, outcome)
-
-    def _time_out(self, entry: InFlight) -> None:
-        """The housekeeper claimed a message that ran too long: settle it on a handler thread."""
-        timeout = self.config.handler.timeout
-        self.metrics.handler_timeouts.inc()
-        self.log.warning(
-            "handler_timed_out",
-            message_id=entry.message.message_id,
-            receive_count=entry.message.receive_count,
-            timeout=timeout,
-        )
-        error = HandlerTimeout(f"handler ran past {timeout}s")
-        self.executor.submit(lambda: self.settler.settle(entry, error))
+    # --- a callback from the housekeeper ------------------------------------------------------
 
     def _stuck(self, entry: InFlight) -> None:
         if not self.stopping:
