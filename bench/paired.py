@@ -22,13 +22,19 @@ from bench.harness import (
     BareLoop,
     Daemon,
     client,
+    descendants,
+    memory,
     new_queues,
     preload,
+    requests_total,
     send_batch,
     wait_drained,
     write_config,
 )
 from bench.server import MotoProcess
+
+BARE = "bare boto3 loop"
+MB = 1024 * 1024
 
 
 def send_paced_to_all(sqs: Any, urls: list[str], count: int, rate: float) -> None:
@@ -42,42 +48,63 @@ def send_paced_to_all(sqs: Any, urls: list[str], count: int, rate: float) -> Non
         time.sleep(max(0.0, next_at - time.monotonic()))
 
 
-def one_round(
-    moto: MotoProcess, workdir: Path, trees: dict[str, Path], messages: int, rate: float, flip: bool
-) -> dict:
-    """One round; `flip` starts and feeds the daemons in the reverse order (rounds alternate, so
-    neither tree is always the one started, or fed, first)."""
+def side_by_side(
+    moto: MotoProcess,
+    workdir: Path,
+    daemons: dict[str, tuple[Path, int]],
+    messages: int,
+    rate: float,
+    flip: bool,
+) -> dict[str, dict[str, float]]:
+    """One round: the bare loop and each of `daemons` (name: (checkout, processes)) at once, each
+    on its own queue, fed by one paced producer. `flip` starts and feeds the daemons in reverse
+    order (rounds alternate, so none is always the one started, or fed, first). Per consumer: CPU
+    and SQS requests (the daemon's own count, the bare loop's counters) a message, peak RSS of a
+    worker (the bare loop's process), RSS of the whole tree, and start to READY=1."""
     sqs = client(moto.endpoint_url)
     consumers: dict[str, Any] = {}
     urls: dict[str, str] = {}
     try:
         url, _ = new_queues(sqs)
-        urls["bare boto3 loop"] = url
-        consumers["bare boto3 loop"] = BareLoop(moto.endpoint_url, url, workdir).start()
-        for name, repo in reversed(trees.items()) if flip else trees.items():
+        urls[BARE] = url
+        consumers[BARE] = BareLoop(moto.endpoint_url, url, workdir).start()
+        for name, (repo, processes) in reversed(daemons.items()) if flip else daemons.items():
             url, dlq = new_queues(sqs)
             urls[name] = url
             harness.REPO = repo  # the daemon runs from that checkout (its cwd)
             config = write_config(
-                workdir, moto.endpoint_url, url, dlq, "bench.handlers:noop", workers={"processes": 1}
+                workdir, moto.endpoint_url, url, dlq, "bench.handlers:noop", workers={"processes": processes}
             )
             consumers[name] = Daemon(config, workdir).start()
-        for consumer in consumers.values():
-            consumer.wait_ready()
+        ready = {name: consumer.wait_ready() for name, consumer in consumers.items()}
         send_paced_to_all(sqs, list(urls.values()), min(300, messages // 4), rate)  # warm-up
         for url in urls.values():
             wait_drained(sqs, url)
         time.sleep(0.5)
-        before = {name: consumer.cpu() for name, consumer in consumers.items()}
+        before = {name: (c.cpu(), _requests(c)) for name, c in consumers.items()}
         send_paced_to_all(sqs, list(urls.values()), messages, rate)
         for url in urls.values():
             wait_drained(sqs, url, interval=0.05)
-        return {
-            name: (consumer.cpu() - before[name]) * 1000 / messages for name, consumer in consumers.items()
-        }
+        out = {}
+        for name, consumer in consumers.items():
+            cpu, requests = consumer.cpu(), _requests(consumer)
+            workers = consumer.workers() if isinstance(consumer, Daemon) else [consumer.pid]
+            tree = sum(memory(p).get("VmRSS", 0) for p in descendants(consumer.pid))
+            out[name] = {
+                "cpu_ms_per_message": round((cpu - before[name][0]) * 1000 / messages, 4),
+                "requests_per_message": round((requests - before[name][1]) / messages, 4),
+                "peak_rss_mb": round(max(memory(p).get("VmHWM", 0) for p in workers) / MB, 1),
+                "tree_rss_mb": round(tree / MB, 1),
+                "ready_s": round(ready[name], 3),
+            }
+        return out
     finally:
         for name, consumer in consumers.items():
             consumer.stop(wake=lambda url=urls.get(name): url and preload(sqs, url, 20))
+
+
+def _requests(consumer: Any) -> float:
+    return requests_total(consumer.scrape()) if isinstance(consumer, Daemon) else consumer.requests()
 
 
 def main(argv: list[str]) -> int:
@@ -93,8 +120,10 @@ def main(argv: list[str]) -> int:
     ratios: dict[str, list[float]] = {name: [] for name in trees}
     with tempfile.TemporaryDirectory() as tmp, MotoProcess() as moto:
         for n in range(rounds):
-            cpu = one_round(moto, Path(tmp), trees, messages, rate, flip=n % 2 == 1)
-            bare = cpu["bare boto3 loop"]
+            daemons = {name: (repo, 1) for name, repo in trees.items()}
+            got = side_by_side(moto, Path(tmp), daemons, messages, rate, flip=n % 2 == 1)
+            cpu = {name: figures["cpu_ms_per_message"] for name, figures in got.items()}
+            bare = cpu[BARE]
             line = [f"bare {bare:.3f} ms"]
             for name in trees:
                 ratios[name].append(cpu[name] / bare)

@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from bisect import bisect_left
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -161,7 +162,8 @@ def serve_metrics(
     ready: Callable[[], tuple[bool, str]] | None = None,
 ) -> ThreadingHTTPServer:
     """Serve /metrics, /healthz (liveness) and /readyz (readiness) from a daemon thread;
-    returns the server (call shutdown())."""
+    returns the server (end it with `stop_serving`). The thread waits for a connection with no
+    timeout: socketserver's default looks for a stop twice a second, forever."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     probes = {"/healthz": health, "/readyz": ready or health}
@@ -190,5 +192,23 @@ def serve_metrics(
 
     server = ThreadingHTTPServer(address, Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(None,), name="metrics", daemon=True).start()
     return server
+
+
+def stop_serving(server: ThreadingHTTPServer, timeout: float = 5.0) -> None:
+    """End `serve_metrics`' thread and close its socket. Its wait has no timeout, so connections
+    to the server wake it until it has seen the stop (one made before it had is just served)."""
+    import socket
+
+    stopper = threading.Thread(target=server.shutdown, name="metrics-stop", daemon=True)
+    stopper.start()
+    host, port = server.server_address[:2]
+    deadline = time.monotonic() + timeout
+    while stopper.is_alive() and time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+        except OSError:
+            pass
+        stopper.join(0.05)
+    server.server_close()

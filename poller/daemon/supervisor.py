@@ -21,7 +21,7 @@ from poller.configload import load_config
 from poller.daemon.crashes import record_crash
 from poller.daemon.launch import HANDLED_SIGNALS, Launcher
 from poller.daemon.log import configure_logging, get_logger
-from poller.daemon.metrics import Metrics, mark_process_dead, serve_metrics
+from poller.daemon.metrics import Metrics, mark_process_dead, serve_metrics, stop_serving
 from poller.daemon.readiness import read_readiness
 from poller.daemon.recycle import successor_path
 from poller.daemon.systemd import Notifier
@@ -122,8 +122,7 @@ class Supervisor:
             return self._exit_code
         finally:
             if server is not None:
-                server.shutdown()
-                server.server_close()
+                stop_serving(server)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             signal.set_wakeup_fd(old_wakeup)
