@@ -28,7 +28,7 @@ from poller.daemon.systemd import Notifier
 from poller.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_HANDLER, EXIT_OK, ConfigError
 from poller.timeouts import health_window
 
-TICK = 1.0
+TICK = 5.0  # the loop's longest sleep: signals (a worker's exit, a successor asked for) wake it
 STARTING_TICK = 0.05  # look often until READY=1: start-up time is what a cold start costs
 RESTART_BACKOFF_MAX = 30.0
 FORCED_STOP_GRACE = 3.0  # seconds workers get to release their messages on a forced stop
@@ -109,7 +109,7 @@ class Supervisor:
                     return EXIT_FAILURE
             self._start_lifecycle()
             while not self._stopping:
-                self._wait(TICK if self._ready_sent else STARTING_TICK)
+                self._wait(self._tick())
                 self.dispatch_signals()
                 self.reap_workers()
                 if self._stopping:
@@ -141,6 +141,19 @@ class Supervisor:
 
     def _record_signal(self, signum: int, frame: object) -> None:
         self._signals.append(signum)  # only record: the main loop acts
+
+    def _tick(self) -> float:
+        """How long the loop may sleep: STARTING_TICK until READY=1; then TICK, or less when a
+        worker restart, the systemd watchdog or an instance-metadata look is due sooner."""
+        if not self._ready_sent:
+            return STARTING_TICK
+        now = time.monotonic()
+        due = [TICK, *(slot.next_start - now for slot in self.slots if slot.process is None)]
+        if self.notifier.watchdog_interval:
+            due.append(self.notifier.watchdog_interval)
+        if self.lifecycle is not None:
+            due.append(self.config.lifecycle.poll_seconds / 2)  # (each look is due every poll_seconds)
+        return max(0.01, min(due))
 
     def _wait(self, timeout: float) -> None:
         with contextlib.suppress(InterruptedError):
