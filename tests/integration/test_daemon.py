@@ -601,3 +601,29 @@ def test_daemon_survives_the_sqs_endpoint_going_away_and_coming_back(tmp_path, d
         assert daemon.stop() == 0
     finally:
         server.stop()
+
+
+def test_a_killed_worker_is_restarted_after_its_backoff_not_at_the_next_look(
+    local_sqs, sqs, make_queues, tmp_path, daemon_factory
+):
+    # GIVEN a ready daemon with one worker on an idle queue (its supervisor sleeps up to 5 s
+    # between looks once ready)
+    url, dlq = make_queues()
+    config = write_config(tmp_path, local_sqs, url, dlq, workers={"processes": 1})
+    daemon = daemon_factory(config)
+    daemon.wait_ready()
+    [worker] = wait_until(lambda: daemon.worker_pids(), timeout=15)
+    time.sleep(1)
+
+    # WHEN the worker is killed
+    os.kill(worker, signal.SIGKILL)
+    killed_at = time.monotonic()
+
+    # THEN a new one starts after the 0.5 s backoff the log announces, well before a 5 s sleep
+    # of the supervisor's loop would have ended
+    new = wait_until(lambda: [p for p in daemon.worker_pids() if p != worker], timeout=15)
+    restarted_in = time.monotonic() - killed_at
+    died = [r for r in daemon.logs() if r.get("event") == "worker_died"]
+    assert died and died[0]["restart_in"] == 0.5
+    assert restarted_in < 3.5, restarted_in
+    assert new and daemon.stop() == 0
