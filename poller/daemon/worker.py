@@ -286,12 +286,14 @@ class Worker:
         receives again itself, as a bare receive/handle loop would, while the main thread would
         do nothing but that (`_go_on`); the main thread waits, ready to act on a stop."""
         self.beat()
-        assert self.inline is not None
+        chain = self._chain = object()  # ended when the main thread stops waiting (a stall, a stop)
 
         def take(raw: list[dict[str, Any]]) -> None:
             at = received_at
             while True:
                 self._take(raw, at, inline=True)
+                if self._chain is not chain:  # the main thread went on: no second receiving loop
+                    return
                 self._busy = len(raw) >= count
                 self._round_trip = time.monotonic() - at if raw else self._round_trip
                 if not raw or not self._go_on():  # (an idle queue's empty reply: back to main)
@@ -301,7 +303,10 @@ class Worker:
                 raw = self.sqs.receive(url, count, wait, visibility)
                 self.long_poll.health.ok()
 
-        self.long_poll.receive(url, count, wait, visibility, then=take, stalled=self.inline.take_stalled)
+        try:
+            self.long_poll.receive(url, count, wait, visibility, then=take, stalled=self.inline.take_stalled)  # type: ignore[union-attr]
+        finally:
+            self._chain = None
 
     def _go_on(self) -> bool:
         """May the receiving thread receive again, not the main thread? While a loop turn would
