@@ -292,8 +292,8 @@ class Worker:
             at = received_at
             while True:
                 self._take(raw, at, inline=True)
-                if self._chain is not chain:  # the main thread went on: no second receiving loop
-                    return
+                if self._chain is not chain:  # the main thread went on (a stall): never two loops
+                    return  # (a stalled handler's time also makes the pace slow, so `_go_on` is False)
                 self._busy = len(raw) >= count
                 self._round_trip = time.monotonic() - at if raw else self._round_trip
                 if not raw or not self._go_on():  # (an idle queue's empty reply: back to main)
