@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from poller.daemon.inflight import InFlight
 
@@ -26,24 +27,22 @@ STALLED = 0.5  # seconds one batch in line may run before the main thread takes 
 class Inline:
     def __init__(
         self,
-        run_one: Callable[[InFlight, list[float]], object],
+        calls: Any,
         hand_off: Callable[[list[InFlight]], None],
         release: Callable[[list[InFlight]], object],
         stopping: Callable[[], bool],
-        pace: Callable[[], float],
         observe: Callable[[list[float]], None],
     ):
-        self.run_one = run_one  # runs and settles one message, adding its run time to the list
+        self.calls = calls  # execute.Calls: run_message (adding its run time to a list), pace
         self.observe = observe  # the run times of a batch, once it is done
         self.hand_off = hand_off  # to the handler threads
         self.release = release
         self.stopping = stopping
-        self.pace = pace
         self._batch: deque[InFlight] = deque()
         self._started = 0.0  # when the batch in line began; 0 while none runs
 
     def fast(self) -> bool:
-        return self.pace() < INLINE_PACE
+        return self.calls.pace < INLINE_PACE
 
     def run(self, entries: list[InFlight]) -> None:
         """On the receiving thread: run `entries` one by one while they stay fast."""
@@ -62,10 +61,20 @@ class Inline:
                     entry = batch.popleft()  # atomic: `take_stalled` may empty the batch meanwhile
                 except IndexError:
                     return
-                self.run_one(entry, timings)
+                self.calls.run_message(entry, timings)
         finally:
             self._started = 0.0
             self.observe(timings)
+
+    @staticmethod
+    def receive_loop(
+        raw: list[Any], take: Callable[[list[Any], float], bool], receive: Callable[[], list[Any]], at: float
+    ) -> None:
+        """On the receiving thread: `take` what a receive brought (received at `at`), then receive
+        and take again, a bare receive/handle loop, while `take` says to go on."""
+        while take(raw, at):
+            at = time.monotonic()
+            raw = receive()
 
     def take_stalled(self) -> bool:
         """On the main thread, waiting for a batch in line: if it has run for STALLED, hand the

@@ -116,6 +116,13 @@ class LongPoll:
             self.health.ok()
         return [] if raw is None else raw
 
+    def receive_here(self, url: str, count: int, wait: int, visibility: int) -> list[dict[str, Any]]:
+        """A receive on the calling thread (a receiving thread going on by itself), noted in the
+        receive health; its errors are the caller's."""
+        raw = self.sqs.receive(url, count, wait, visibility)
+        self.health.ok()
+        return raw
+
     @property
     def out(self) -> int:
         """Busy-queue receives still out or not yet collected."""

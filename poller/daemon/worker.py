@@ -147,14 +147,12 @@ class Worker:
             )
             if not self.per_call and not cfg.queue.is_fifo:  # fast handlers on the receiving thread
                 self.inline = Inline(
-                    self.calls.run_message,
-                    lambda rest: self.executor.submit_all([[entry] for entry in rest]),
+                    self.calls,
+                    lambda rest: self.executor.submit_all(tasks(rest, False)),
                     self.house.release,
                     lambda: self.stopping or self._signalled,  # a signal now, not once noticed
-                    lambda: self.calls.pace,
                     lambda timings: observe_all(self.metrics.handler_seconds, timings),
                 )
-                # no rate limit, recycling or overlapping receives for a loop turn to handle
                 self._chains = not (self._gated or self.recycle.enabled or self._slots > cfg.queue.batch_size)
         self.executor.start()
         self.pipeline.start()
@@ -254,8 +252,7 @@ class Worker:
             self.executor.submit_all(tasks(held, self.config.queue.is_fifo))
 
     def _abandon(self) -> bool:
-        """May a receive being waited for be abandoned? Once stopping with nothing held (what
-        its reply brings then is released: see `_take`)."""
+        """A receive being waited for is abandoned once stopping with nothing held (`_take`)."""
         self._notice_stop()
         with self._taking:
             return self.stopping and self._abandon_poll and not len(self.held)
@@ -272,8 +269,7 @@ class Worker:
         self.metrics.received.inc(len(held))
         self.recycle.received += len(held)
         now = time.time()
-        ages = [max(0.0, now - entry.message.sent_at.timestamp()) for entry in held]
-        observe_all(self.metrics.message_age, ages)
+        observe_all(self.metrics.message_age, [max(0.0, now - e.message.sent_at.timestamp()) for e in held])
         self.held.add(held)
         return held
 
@@ -282,36 +278,34 @@ class Worker:
         return self.long_poll.receive(url, count, wait, visibility)
 
     def _poll_inline(self, url: str, count: int, wait: int, visibility: int, received_at: float) -> None:
-        """A receive whose messages run on the receiving thread (`Inline`). That thread then
-        receives again itself, as a bare receive/handle loop would, while the main thread would
-        do nothing but that (`_go_on`); the main thread waits, ready to act on a stop."""
+        """A receive whose messages run on the receiving thread, which then receives again
+        itself while nothing needs the main thread (`_go_on`); the main thread waits, ready to act
+        on a stop or a stall (inline.py)."""
         self.beat()
         chain = self._chain = object()  # ended when the main thread stops waiting (a stall, a stop)
 
-        def take(raw: list[dict[str, Any]]) -> None:
-            at = received_at
-            while True:
-                self._take(raw, at, inline=True)
-                if self._chain is not chain:  # the main thread went on (a stall): never two loops
-                    return  # (a stalled handler's time also makes the pace slow, so `_go_on` is False)
-                self._busy = len(raw) >= count
-                self._round_trip = time.monotonic() - at if raw else self._round_trip
-                if not raw or not self._go_on():  # (an idle queue's empty reply: back to main)
-                    return
-                self.beat()
-                at = time.monotonic()
-                raw = self.sqs.receive(url, count, wait, visibility)
-                self.long_poll.health.ok()
+        def take(raw: list[dict[str, Any]], at: float) -> bool:
+            self._take(raw, at, inline=True)
+            if self._chain is not chain:  # the main thread went on (a stall): never two loops
+                return False  # (a stalled handler's time also makes the pace slow: `_go_on` False)
+            self._busy = len(raw) >= count
+            self._round_trip = time.monotonic() - at if raw else self._round_trip
+            self.beat()
+            return bool(raw) and self._go_on()  # (an idle queue's empty reply: back to main)
+
+        def loop(raw: list[dict[str, Any]]) -> None:
+            again = lambda: self.long_poll.receive_here(url, count, wait, visibility)  # noqa: E731
+            Inline.receive_loop(raw, take, again, received_at)
 
         try:
-            self.long_poll.receive(url, count, wait, visibility, then=take, stalled=self.inline.take_stalled)  # type: ignore[union-attr]
+            self.long_poll.receive(url, count, wait, visibility, then=loop, stalled=self.inline.take_stalled)  # type: ignore[union-attr]
         finally:
             self._chain = None
 
     def _go_on(self) -> bool:
-        """May the receiving thread receive again, not the main thread? While a loop turn would
-        just do that: the config leaves it nothing to consult (`_chains`), no stop, no crash
-        suspect, nothing held (a full batch of slots free), breaker closed, handlers still fast."""
+        """May the receiving thread receive again? While a loop turn would do just that: nothing
+        to consult (`_chains`: no rate limit, recycling or overlapping receives), no stop, no
+        crash suspect, nothing held, breaker closed, handlers still fast."""
         held_up = self.stopping or self._signalled or self.isolation.waiting or len(self.held)
         return self._chains and not held_up and self.flow.closed and self.inline.fast()  # type: ignore[union-attr]
 
@@ -329,13 +323,9 @@ class Worker:
             self._notice_stop()
 
     def _wait_for_slots(self) -> int:
-        """Free slots to receive into: a full batch, or fewer once the linger has passed.
-
-        The linger is two receive round trips (within SLOT_LINGER..LINGER_MAX): a slot held one
-        round trip longer than its batch (a DLQ send, a retry's visibility change) still rejoins
-        it, instead of splitting the worker's receives into two out-of-step halves for good.
-        While a batch is gathering, any free slot is worth a receive.
-        """
+        """Free slots to receive into: a full batch, or fewer once the linger (two receive round
+        trips, SLOT_LINGER..LINGER_MAX) has passed, so a slot held one round trip longer than
+        its batch (a DLQ send, a retry) still rejoins it; while a batch gathers, any free slot."""
         want = 1 if self.batches else min(self.config.queue.batch_size, self._slots)
         linger_until = None
         with self.held.changed:
