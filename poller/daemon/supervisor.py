@@ -143,17 +143,14 @@ class Supervisor:
         self._signals.append(signum)  # only record: the main loop acts
 
     def _tick(self) -> float:
-        """How long the loop may sleep: STARTING_TICK until READY=1; then TICK, or less when a
-        worker restart, the systemd watchdog or an instance-metadata look is due sooner."""
+        """The loop's sleep: STARTING_TICK until READY=1, then TICK or less when a worker restart,
+        the systemd watchdog or an instance-metadata look (every poll_seconds) is due sooner."""
         if not self._ready_sent:
             return STARTING_TICK
-        now = time.monotonic()
-        due = [TICK, *(slot.next_start - now for slot in self.slots if slot.process is None)]
-        if self.notifier.watchdog_interval:
-            due.append(self.notifier.watchdog_interval)
-        if self.lifecycle is not None:
-            due.append(self.config.lifecycle.poll_seconds / 2)  # (each look is due every poll_seconds)
-        return max(0.01, min(due))
+        now, watchdog = time.monotonic(), self.notifier.watchdog_interval or TICK
+        looks = self.config.lifecycle.poll_seconds / 2 if self.lifecycle is not None else TICK
+        restarts = (slot.next_start - now for slot in self.slots if slot.process is None)
+        return max(0.01, min(TICK, watchdog, looks, *restarts))
 
     def _wait(self, timeout: float) -> None:
         with contextlib.suppress(InterruptedError):
@@ -279,14 +276,8 @@ class Supervisor:
             self.metrics.worker_restarts.inc()
             how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
             suspects = record_crash(pid, how, self.run_dir) if booted else []  # see crashes.py
-            self.log.error(
-                "worker_died",
-                worker=slot.index,
-                pid=pid,
-                how=how,
-                restart_in=round(delay, 2),
-                suspects=len(suspects),
-            )
+            died = {"worker": slot.index, "pid": pid, "how": how, "suspects": len(suspects)}
+            self.log.error("worker_died", **died, restart_in=round(delay, 2))
 
     def _forget_process(self, slot: WorkerSlot) -> None:
         slot.process.join(timeout=0)
