@@ -105,7 +105,7 @@ def _dotted(value: str) -> str | None:
 
 
 def _filters(patterns: tuple[str, ...]) -> str | None:
-    from poller.handlers.filters import compile_filters
+    from poller.pipeline.filters import compile_filters
 
     try:
         compile_filters(patterns)

@@ -76,3 +76,20 @@ class Unavailable(Exception):  # noqa: N818 - the contract's name
             raise ValueError(f"Unavailable retry_after must be within 0..43200 seconds, got {retry_after}")
         self.reason = reason
         self.retry_after = retry_after
+
+
+class Skip(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by a step's ``before``: settle the message as `outcome` without the handler."""
+
+    def __init__(self, outcome: str, reason: str = ""):
+        super().__init__(reason or outcome)
+        self.outcome = outcome
+        self.reason = reason
+
+
+class Released(Exception):  # noqa: N818 - an outcome, like Retry
+    """Not settled: an earlier message of its FIFO group failed in this call. Release it unchanged."""
+
+    def __init__(self, group_id: str | None):
+        super().__init__(f"an earlier message of FIFO group {group_id!r} failed in this call")
+        self.group_id = group_id

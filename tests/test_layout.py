@@ -87,3 +87,35 @@ def test_the_folders_show_the_architecture():
     assert {"daemon", "pipeline", "handlers", "ops", "cli", "dev"} <= folders
     for contract in ("__init__.py", "message.py", "errors.py", "config.py", "sqs.py", "aws.py"):
         assert (PACKAGE / contract).exists()
+
+
+# Layers, bottom to top: the contract and shared modules (poller.*), then pipeline and handlers,
+# then the daemon and ops, then cli and dev. A module may import its own layer or those below.
+LAYERS = {"pipeline": 1, "handlers": 1, "daemon": 2, "ops": 2, "cli": 3, "dev": 3, "__main__": 3}
+# Composition roots and one owner may reach further, each for a reason:
+ALLOWED = {
+    "poller.pipeline.build -> poller.handlers.lambda_event",  # filters match Lambda's record shape
+    "poller.config -> poller.pipeline.filters",  # the config is checked by the one pattern compiler
+}
+
+
+def layer_of(name: str) -> int:
+    parts = name.split(".")
+    return LAYERS.get(parts[1], 0) if len(parts) > 1 else 0
+
+
+def test_no_import_runs_up_the_layers():
+    # GIVEN every poller import
+    found = modules()
+    upward = sorted(
+        f"{name} -> {target}"
+        for name, path in found.items()
+        for target in imports_of(name, path, set(found))
+        if f"{name} -> {target}" not in ALLOWED
+        and (
+            layer_of(target) > layer_of(name)
+            or (layer_of(target) == layer_of(name) == 1 and target.split(".")[1] != name.split(".")[1])
+        )
+    )
+    # THEN none reaches a higher layer, nor across from handlers to pipeline (or back)
+    assert upward == []

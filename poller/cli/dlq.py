@@ -119,8 +119,8 @@ def dlq() -> None:
 @with_target
 def stats(target: Any, sample: int) -> int:
     """Approximate visible / in-flight / delayed counts, and a failure breakdown with --sample."""
-    from poller.cli.output import emit_table
     from poller.ops.dlq import stats as dlq_stats
+    from poller.output import emit_table
 
     result = dlq_stats(target.sqs, target.url, sample, target.polling)
     emit_table(
@@ -151,10 +151,10 @@ def peek(target: Any, limit: int, as_json: bool, full: bool) -> int:
     messages are hidden from other consumers until released (at once, or after --visibility if this
     process is killed).
     """
-    from poller.cli.output import emit_json, emit_table
     from poller.failure import shown_failure
     from poller.ops.dlq import peek as dlq_peek
     from poller.ops.dlq import to_record
+    from poller.output import emit_json, emit_table
     from poller.pipeline.payload import describe_pointer
 
     messages = dlq_peek(target.sqs, target.url, limit, target.polling)
@@ -213,8 +213,8 @@ def export(target: Any, out: Path, delete: bool, resolve: bool) -> int:
     deleted only after the file is flushed and synced. An existing file is never overwritten.
     With --resolve a body kept in S3 is written inline (the S3 object is left in place).
     """
-    from poller.cli.output import emit_json, is_terminal
     from poller.ops.export import export as dlq_export
+    from poller.output import emit_json, is_terminal
 
     if out.exists():
         raise click.UsageError(f"{out} exists: choose a new file (an export is never overwritten)")
@@ -290,8 +290,8 @@ def replay(
     replayed --max-replays times, are released untouched and counted as skipped. Ctrl-C stops after
     the current batch. --dry-run still receives (SQS has no peek) unless used with --from-file.
     """
-    from poller.cli.output import emit_json, is_terminal
     from poller.ops.replay import ReplayOptions, replay_file, replay_queue
+    from poller.output import emit_json, is_terminal
 
     if to and to == target.url and not from_file:
         raise click.UsageError("--to is the DLQ itself")
@@ -342,7 +342,7 @@ def replay(
 
 
 def show_plan(plan: list[dict[str, Any]]) -> None:
-    from poller.cli.output import emit_table
+    from poller.output import emit_table
 
     rows = [[p["id"], p["action"], p["detail"], p["type"]] for p in plan[:50]]
     emit_table(f"Dry run (first {len(rows)} of {len(plan)})", ["id", "action", "to / reason", "type"], rows)
@@ -357,7 +357,7 @@ def show_plan(plan: list[dict[str, Any]]) -> None:
 @with_target
 def purge(target: Any, yes: bool) -> int:
     """Delete every message on the DLQ (after showing the approximate count and asking)."""
-    from poller.cli.output import emit_json, is_terminal
+    from poller.output import emit_json, is_terminal
 
     counts = target.counts()
     total = sum(counts.values())

@@ -164,7 +164,7 @@ def send(
         sent, failed = send_messages(sqs, url, entries, encryptor, producer)
     finally:
         producer.close()
-    from poller.cli.output import emit_json
+    from poller.output import emit_json
 
     emit_json({"event": "sent", "queue_url": url, "sent": sent, "failed": len(failed)})
     for failure in failed[:20]:

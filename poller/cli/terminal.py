@@ -56,7 +56,7 @@ class Progress:
         self.bar: Any = None
 
     def __enter__(self) -> Progress:
-        from poller.cli.output import is_terminal
+        from poller.output import is_terminal
 
         if is_terminal():
             from rich.progress import (
@@ -95,7 +95,7 @@ class Progress:
         now = time.monotonic()
         if now - self.last >= 1:
             self.last = now
-            from poller.cli.output import emit_json
+            from poller.output import emit_json
 
             emit_json({"event": "progress", "command": self.label, **self.fields})
 
@@ -105,6 +105,6 @@ class Progress:
 
 
 def show_summary(title: str, report: dict[str, Any]) -> None:
-    from poller.cli.output import emit_table
+    from poller.output import emit_table
 
     emit_table(title, ["", "value"], [[k, v] for k, v in report.items()])

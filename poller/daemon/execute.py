@@ -18,8 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from poller.daemon.inflight import InFlight
-from poller.handlers.styles import Released
-from poller.message import Message
+from poller.message import Message, Released
 from poller.pipeline import Pipeline, finish
 
 Owed = list[Callable[[Message, BaseException | None], None]]

@@ -19,8 +19,7 @@ from poller.daemon.inflight import Held, InFlight
 from poller.daemon.marks import UNDELIVERABLE, Marks
 from poller.errors import SqsError
 from poller.failure import FAILURE_ATTRIBUTE, MAX_ATTRIBUTES, fitting_failure_record
-from poller.message import Message, Poison, Retry, Unavailable
-from poller.pipeline import Skip
+from poller.message import Message, Poison, Retry, Skip, Unavailable
 from poller.sqs import MAX_MESSAGE_BYTES, Sqs, entry_size, send_entry, sendable_attributes, too_large
 
 DELETE, RETRY, DEAD_LETTER = "delete", "retry", "dead_letter"

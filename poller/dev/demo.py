@@ -75,7 +75,6 @@ def sample_records(count: int, encryptor: Any, seed: int = 7) -> list[dict[str, 
 
 
 def run_demo(messages: int = 300, processes: int = 2) -> int:
-    from poller.cli.output import emit_note, emit_table, is_terminal
     from poller.config import CryptoConfig
     from poller.configload import build_config
     from poller.crypto import build_encryptor, create_keyring
@@ -84,6 +83,7 @@ def run_demo(messages: int = 300, processes: int = 2) -> int:
     from poller.daemon.supervisor import Supervisor
     from poller.dev.localsqs import LocalSqs, create_queue_pair, free_port
     from poller.ops.send import send_messages
+    from poller.output import emit_note, emit_table, is_terminal
     from poller.sqs import Sqs
 
     metrics_dir = tempfile.mkdtemp(prefix="sqs-poller-demo-metrics-")

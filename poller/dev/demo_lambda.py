@@ -38,7 +38,6 @@ def sample_orders(count: int, seed: int = 11) -> list[dict[str, Any]]:
 
 
 def run_lambda_demo(messages: int = 200, processes: int = 2) -> int:
-    from poller.cli.output import emit_note, emit_table, is_terminal
     from poller.configload import build_config
     from poller.daemon.log import configure_logging
     from poller.daemon.metrics import ENV_DIR, render_metrics
@@ -47,6 +46,7 @@ def run_lambda_demo(messages: int = 200, processes: int = 2) -> int:
     from poller.dev.localsqs import LocalSqs, create_queue_pair, free_port
     from poller.errors import HandlerLoadError
     from poller.ops.send import send_messages
+    from poller.output import emit_note, emit_table, is_terminal
     from poller.sqs import Sqs
 
     if not (Path.cwd() / "examples" / "lambda_powertools" / "orders.py").exists():

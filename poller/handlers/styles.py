@@ -18,7 +18,7 @@ from typing import Any
 
 from poller.errors import ConfigError, HandlerLoadError
 from poller.handlers.lambda_event import ContextFactory, RecordBuilder
-from poller.message import Message
+from poller.message import Message, Released
 
 STYLES = ("message", "batch", "lambda")
 _CALLS = {
@@ -28,14 +28,6 @@ _CALLS = {
 }
 
 Results = list[BaseException | None]
-
-
-class Released(Exception):  # noqa: N818 - an outcome, like Retry
-    """Not settled: an earlier message of its FIFO group failed in this call. Release it unchanged."""
-
-    def __init__(self, group_id: str | None):
-        super().__init__(f"an earlier message of FIFO group {group_id!r} failed in this call")
-        self.group_id = group_id
 
 
 class ReportedFailure(Exception):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from poller.cli.output import emit_table
 from poller.configload import load_config
 from poller.errors import EXIT_FAILURE, EXIT_OK, HandlerLoadError, SqsError
 from poller.handlers.load import load_target
 from poller.handlers.styles import check_signature
+from poller.output import emit_table
 from poller.sqs import Sqs, make_client
 
 # A queue answers GetQueueAttributes in milliseconds: one try each, so an endpoint that never

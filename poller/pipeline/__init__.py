@@ -33,15 +33,6 @@ from typing import Any
 from poller.message import Message
 
 
-class Skip(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """Raised by a step's ``before``: settle the message as `outcome` without the handler."""
-
-    def __init__(self, outcome: str, reason: str = ""):
-        super().__init__(reason or outcome)
-        self.outcome = outcome
-        self.reason = reason
-
-
 class Pipeline:
     """The composed steps of one worker process."""
 

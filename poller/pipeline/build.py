@@ -43,8 +43,8 @@ def build_pipeline(config: Config, flow: Any = None) -> tuple[Pipeline, Any]:
 
 def build_filters(config: Config) -> Any:
     """Lambda's filter criteria, matched against the message in Lambda's record shape."""
-    from poller.handlers.filters import FilterMessages
     from poller.handlers.lambda_event import RecordBuilder
+    from poller.pipeline.filters import FilterMessages
     from poller.sqs import queue_region
 
     records = RecordBuilder(config.queue.url, queue_region(config.queue))

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from poller.config import Config, FlowConfig
-from poller.message import Message, Unavailable
-from poller.pipeline import Skip
+from poller.message import Message, Released, Skip, Unavailable
 from poller.shared import SharedMemory
 
 CLOSED, OPEN, PROBING = 0.0, 1.0, 2.0
@@ -299,8 +298,6 @@ class FlowStep:
 def not_answers() -> tuple[type[BaseException], ...]:
     """Outcomes that say nothing about the downstream: sent back unstarted, skipped by a step,
     released after an earlier message of the FIFO group failed."""
-    from poller.handlers.styles import Released  # here: the supervisor imports this module
-
     return (BreakerOpen, Skip, Released)
 
 

@@ -43,8 +43,7 @@ import structlog
 
 from poller.aws import aws_client
 from poller.config import IdempotencyConfig
-from poller.message import Message, Poison, Retry
-from poller.pipeline import Skip
+from poller.message import Message, Poison, Retry, Skip
 
 log = structlog.get_logger(__name__)
 

@@ -54,8 +54,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from poller.errors import ConfigError
-from poller.message import Message
-from poller.pipeline import Skip
+from poller.message import Message, Skip
 
 log = structlog.get_logger(__name__)
 

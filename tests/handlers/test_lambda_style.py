@@ -25,8 +25,8 @@ from aws_lambda_powertools.utilities.parser.models import SqsModel
 
 from examples.lambda_powertools import ledger_fifo, orders
 from poller.dev.localsqs import LOCAL_REGION
-from poller.handlers.styles import BadResponse, Released, ReportedFailure, build_runner
-from poller.message import Message, Poison
+from poller.handlers.styles import BadResponse, ReportedFailure, build_runner
+from poller.message import Message, Poison, Released
 from tests.messages import message
 
 ATTRIBUTES = {
@@ -454,9 +454,9 @@ def test_example_configs_name_lambda_targets_that_fit(name: str) -> None:
     import tomllib
     from pathlib import Path
 
-    from poller.handlers.filters import compile_filters
     from poller.handlers.load import load_target
     from poller.handlers.styles import check_signature
+    from poller.pipeline.filters import compile_filters
 
     config = tomllib.loads(
         (Path(__file__).parents[2] / f"examples/lambda_powertools/{name}.toml").read_text()

@@ -10,8 +10,8 @@ import pytest
 
 from poller.errors import ConfigError, HandlerLoadError
 from poller.handlers.load import load_handler, load_target
-from poller.handlers.styles import BadResponse, Released, build_runner, check_signature
-from poller.message import Message, Poison, Retry, Unavailable
+from poller.handlers.styles import BadResponse, build_runner, check_signature
+from poller.message import Message, Poison, Released, Retry, Unavailable
 from tests.messages import message
 
 URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/jobs"

@@ -14,10 +14,8 @@ from poller.config import FlowConfig
 from poller.configload import build_config
 from poller.daemon.settle import decide
 from poller.dev.memsqs import MemorySqs
-from poller.handlers.styles import Released
-from poller.message import Unavailable
+from poller.message import Released, Skip, Unavailable
 from poller.ops.check import redrive_row
-from poller.pipeline import Skip
 from poller.pipeline.flow import BreakerOpen, FlowState, FlowStep, probe_result
 from tests.configs import BASE
 from tests.daemon.test_worker_seams import make_worker

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from poller.errors import ConfigError
-from poller.handlers.filters import FilterMessages, FilterPatternError, compile_filters, compile_pattern
 from poller.handlers.lambda_event import RecordBuilder
-from poller.pipeline import Skip
+from poller.message import Skip
+from poller.pipeline.filters import FilterMessages, FilterPatternError, compile_filters, compile_pattern
 from tests.messages import message
 
 URL = "https://sqs.us-west-2.amazonaws.com/123456789012/my-queue"

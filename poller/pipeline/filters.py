@@ -20,8 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from poller.errors import ConfigError
-from poller.message import Message
-from poller.pipeline import Skip
+from poller.message import Message, Skip
 
 Matcher = Callable[[Any], bool]
 _MISSING = object()
