@@ -6,6 +6,6 @@ READ_SLACK = 10  # seconds a long poll may take beyond WaitTimeSeconds before it
 RECEIVE_BACKOFF_MAX = 10.0  # seconds between receive attempts while SQS cannot be reached
 
 
-def health_window(wait_time_seconds: int) -> float:
-    """The longest a healthy worker loop goes between beats: one hung long poll, then a backoff."""
-    return wait_time_seconds + READ_SLACK + CONNECT_TIMEOUT + RECEIVE_BACKOFF_MAX + 5
+# A worker's main thread beats at least once a second: it never waits on a call itself.
+BEAT_STALE = 15.0  # seconds without a beat: the worker is not healthy (/healthz 503)
+UNRESPONSIVE_AFTER = 30.0  # seconds without a beat: the supervisor kills it as wedged

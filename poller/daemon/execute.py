@@ -2,14 +2,16 @@
 
 `Calls` knows one call: a single message (`run_message`, the hot path of the message style) or
 a list (`run_call`, the batch and lambda styles, and FIFO groups). `Threads` runs calls on
-`concurrency` handler threads; `EventLoop` runs them as coroutines on one event loop for
+handler threads (`concurrency` of them; one for the lambda style, whose calls run one at a time
+as in a Lambda execution environment); `EventLoop` runs them as coroutines on one event loop for
 `async def` handlers, with the blocking parts (pipeline steps that may wait, settling a failure)
-on a thread pool.
+on a thread pool. A message's clock starts when its call starts, never while it waits its turn.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import time
@@ -17,24 +19,30 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from poller.daemon.inflight import InFlight
+from poller.daemon.inflight import Held, InFlight, Running
+from poller.daemon.loops import survive
+from poller.handlers.styles import awaited
 from poller.message import Message, Released
 from poller.pipeline import Pipeline, finish
 
 Owed = list[Callable[[Message, BaseException | None], None]]
-PACE_WEIGHT = 0.2  # of the newest run time in `Calls.pace`
 
 
 class Calls:
+    """One handler call and its settlement. Every call is entered in `running` from its start
+    until it returns, so the timer sees it even after it timed out and was settled."""
+
     def __init__(
         self,
         runner: Any,
         pipeline: Pipeline,
-        settle: Callable[[InFlight, BaseException | None], bool],
-        release: Callable[[list[InFlight]], Any],
+        settle: Callable[[InFlight, BaseException | None], int | None],
+        release: Callable[[list[InFlight], int], Any],
         timeout: float,
         metrics: Any,
         log: Any,
+        held: Held,
+        running: Running,
         clear_context: Callable[[], None] | None = None,
     ):
         self.runner = runner
@@ -45,73 +53,74 @@ class Calls:
         self.timeout = timeout
         self.metrics = metrics
         self.log = log
+        self.held = held
+        self.running = running
         self.handle = runner.fn
-        # Recent mean run time of a message (exponentially weighted), for poller.daemon.inline;
-        # it starts just above that threshold, so a few fast messages are seen first.
-        self.pace = 0.001
-        self._exclusive = threading.Lock() if runner.exclusive else None
 
     # --- one message (message style) ----------------------------------------------------------
 
-    def run_message(self, entry: InFlight, timings: list[float] | None = None) -> bool:
-        """Run one message and settle it. True if its FIFO group may go on. `timings`: where its
-        run time goes, for the caller to observe with others (see `conclude`)."""
-        entry.start(self.timeout)
+    def run_message(self, entry: InFlight) -> int | None:
+        """Run one message and settle it. None if it left the queue (its FIFO group may go on),
+        else the seconds until it is visible again (the rest of its group waits as long)."""
+        if not entry.begin(self.timeout):
+            return 0  # settled before it started (released at a stop): it never runs
+        self.running.add(entry)
         error: BaseException | None = None
         try:
             if self.pipeline.empty:
-                self.handle(entry.message)
+                awaited(self.handle(entry.message), self.handle)
             else:
                 message, owed = self.pipeline.prepare(entry.message)
                 try:
-                    self.handle(message)
+                    awaited(self.handle(message), self.handle)
                 except BaseException as exc:
                     finish(owed, message, exc)
                     raise
                 finish(owed, message, None)
         except BaseException as exc:  # one catch point: every outcome is settled below
             error = exc
-        return self.conclude(entry, error, timings)
+        return self.conclude(entry, error)
 
-    def conclude(
-        self, entry: InFlight, error: BaseException | None, timings: list[float] | None = None
-    ) -> bool:
+    def conclude(self, entry: InFlight, error: BaseException | None) -> int | None:
         elapsed = time.monotonic() - entry.started
-        self.pace += (elapsed - self.pace) * PACE_WEIGHT  # (threads racing here lose a sample)
-        if timings is None:
-            self.metrics.handler_seconds.observe(elapsed)
-        else:
-            timings.append(elapsed)
-        if not entry.claim():  # the housekeeper timed it out meanwhile, and settles it
-            self.log.warning(
-                "handler_finished_after_timeout",
-                message_id=entry.message.message_id,
-                receive_count=entry.message.receive_count,
-                seconds=round(elapsed, 3),
-            )
-            return False
-        left = self.settle(entry, error)
+        self.running.remove(entry)
+        self.metrics.handler_seconds.observe(elapsed)
+        if not entry.claim():  # the timer timed it out meanwhile (or a stop gave up on it)
+            if entry.timed_out:
+                self.held.overdue_returned()
+                self.log.warning(
+                    "handler_finished_after_timeout",
+                    message_id=entry.message.message_id,
+                    receive_count=entry.message.receive_count,
+                    seconds=round(elapsed, 3),
+                )
+            return entry.delay
+        delay = self.settle(entry, error)
         if self.clear_context is not None:
             self.clear_context()
-        return left
+        return delay
 
     def run_task(self, task: list[InFlight], stopping: Callable[[], bool]) -> None:
-        """On a handler thread: one call of the batch or lambda style, or messages in order."""
-        if self.runner.per_call:
+        """On a handler thread: one call of the batch or lambda style, or messages in order. A
+        task that reaches its thread after a stop began goes back unstarted."""
+        if stopping():
+            self.release(task, 0)
+        elif self.runner.per_call:
             self.run_call(task)
-        elif len(task) == 1 and not stopping():
+        elif len(task) == 1:
             self.run_message(task[0])
         else:
             self.run_group(task, stopping)
 
     def run_group(self, entries: Sequence[InFlight], stopping: Callable[[], bool]) -> None:
-        """A FIFO group's messages one at a time; after a failure the rest go back untouched."""
+        """A FIFO group's messages one at a time. After a failure the rest go back untouched,
+        visible when the failed one is again, so the group's order holds on every server."""
         for n, entry in enumerate(entries):
             if stopping():
-                self.release(list(entries[n:]))
+                self.release(list(entries[n:]), 0)
                 return
-            if not self.run_message(entry):
-                self.release(list(entries[n + 1 :]))
+            if (delay := self.run_message(entry)) is not None:
+                self.release(list(entries[n + 1 :]), delay)
                 return
 
     # --- a list of messages in one call (batch and lambda styles) -------------------------------
@@ -121,7 +130,9 @@ class Calls:
         settled here; returns the rest with their handler messages and `after` hooks owed."""
         ready, messages, owed = [], [], []
         for entry in entries:
-            entry.start(self.timeout)
+            if not entry.begin(self.timeout):
+                continue  # settled already: never runs
+            self.running.add(entry)
             try:
                 message, hooks = self.pipeline.prepare(entry.message)
             except BaseException as exc:
@@ -137,11 +148,7 @@ class Calls:
         if not ready:
             return
         try:
-            if self._exclusive is not None:
-                with self._exclusive:  # one call at a time, as in a Lambda execution environment
-                    results = self.runner.call(messages)
-            else:
-                results = self.runner.call(messages)
+            results = self.runner.call(messages)
         except BaseException as exc:  # what the runner does not catch still fails the whole call
             results = [exc] * len(messages)
         self.settle_all(ready, messages, owed, results)
@@ -153,16 +160,21 @@ class Calls:
         owed: Sequence[Owed],
         results: Sequence[BaseException | None],
     ) -> None:
+        delays: dict[str | None, int] = {}  # FIFO: the first failure's delay in each group
         released = []
         for entry, message, hooks, result in zip(ready, messages, owed, results, strict=True):
+            finish(hooks, message, result)
             if isinstance(result, Released):  # FIFO: an earlier message of its group failed
-                finish(hooks, message, result)
                 released.append(entry)
                 continue
-            finish(hooks, message, result)
-            self.conclude(entry, result)
-        if released:
-            self.release(released)
+            if (delay := self.conclude(entry, result)) is not None:
+                delays.setdefault(message.group_id, delay)
+        by_delay: dict[int, list[InFlight]] = {}
+        for entry in released:
+            self.running.remove(entry)
+            by_delay.setdefault(delays.get(entry.message.group_id, 0), []).append(entry)
+        for delay, entries in by_delay.items():
+            self.release(entries, delay)
 
 
 def tasks(held: list[InFlight], fifo: bool) -> list[list[InFlight]]:
@@ -177,17 +189,20 @@ def tasks(held: list[InFlight], fifo: bool) -> list[list[InFlight]]:
 
 
 class Threads:
-    """`concurrency` handler threads taking tasks from one queue."""
+    """`count` handler threads taking tasks from one queue: the only threads (with the event
+    loop) that run handlers and the pipeline steps around them."""
 
-    def __init__(self, count: int, run: Callable[[Any], None]):
+    def __init__(self, count: int, run: Callable[[Any], None], log: Any, count_error: Callable[[str], None]):
         self._tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._run = run
-        self._threads = [
+        self.log = log
+        self.count_error = count_error
+        self.threads = [
             threading.Thread(target=self._loop, name=f"handler-{n}", daemon=True) for n in range(count)
         ]
 
     def start(self) -> None:
-        for thread in self._threads:
+        for thread in self.threads:
             thread.start()
 
     def submit(self, task: Any) -> None:
@@ -198,15 +213,12 @@ class Threads:
             self._tasks.put(task)
 
     def stop(self) -> None:
-        for _ in self._threads:
+        for _ in self.threads:
             self._tasks.put(None)
 
     def _loop(self) -> None:
         while (task := self._tasks.get()) is not None:
-            if callable(task):  # settle work handed over by the housekeeper
-                task()
-            else:
-                self._run(task)
+            survive(lambda t=task: self._run(t), self.log, self.count_error)
 
 
 class EventLoop:
@@ -221,15 +233,14 @@ class EventLoop:
         self.pool = ThreadPoolExecutor(max_workers=min(32, concurrency + 4), thread_name_prefix="settle")
         self._thread = threading.Thread(target=self.loop.run_forever, name="event-loop", daemon=True)
         self._running: set[asyncio.Task[None]] = set()  # strong references until done
+        self._exclusive: Any = asyncio.Lock() if calls.runner.exclusive else contextlib.nullcontext()
+        self.threads = [self._thread]
 
     def start(self) -> None:
         self._thread.start()
 
     def submit(self, task: Any) -> None:
-        if callable(task):
-            self.pool.submit(task)
-        else:
-            self.submit_all([task])
+        self.submit_all([task])
 
     def submit_all(self, tasks: list[Any]) -> None:
         """Many coroutines for one wake-up of the loop (not one cross-thread call each)."""
@@ -249,28 +260,38 @@ class EventLoop:
 
     async def _run(self, entries: list[InFlight]) -> None:
         calls = self.calls
+        if self.stopping():  # reached the loop after a stop began: back unstarted
+            await self._blocking(calls.release, entries, 0)
+            return
         if calls.runner.per_call:
-            ready, messages, owed = await self._blocking(calls.prepare_all, entries)
-            if not ready:
-                return
-            try:
-                async with asyncio.timeout(calls.timeout + 1):
-                    results = await calls.runner.call_async(messages)
-            except BaseException as exc:
-                results = [exc] * len(messages)
-            await self._blocking(calls.settle_all, ready, messages, owed, results)
+            async with self._exclusive:  # lambda: one call at a time; the clock starts inside
+                await self._call(entries)
             return
         for n, entry in enumerate(entries):  # one message, or a FIFO group in order
             if self.stopping():
-                await self._blocking(calls.release, entries[n:])
+                await self._blocking(calls.release, entries[n:], 0)
                 return
-            if not await self._one(entry) and self.fifo:
-                await self._blocking(calls.release, entries[n + 1 :])
+            if (delay := await self._one(entry)) is not None and self.fifo:
+                await self._blocking(calls.release, entries[n + 1 :], delay)
                 return
 
-    async def _one(self, entry: InFlight) -> bool:
+    async def _call(self, entries: list[InFlight]) -> None:
         calls = self.calls
-        entry.start(calls.timeout)
+        ready, messages, owed = await self._blocking(calls.prepare_all, entries)
+        if not ready:
+            return
+        try:
+            async with asyncio.timeout(calls.timeout + 1):
+                results = await calls.runner.call_async(messages)
+        except BaseException as exc:
+            results = [exc] * len(messages)
+        await self._blocking(calls.settle_all, ready, messages, owed, results)
+
+    async def _one(self, entry: InFlight) -> int | None:
+        calls = self.calls
+        if not entry.begin(calls.timeout):
+            return 0
+        calls.running.add(entry)
         error: BaseException | None = None
         message, owed = entry.message, []
         pipeline = calls.pipeline
@@ -281,7 +302,7 @@ class EventLoop:
                 message, owed = pipeline.prepare(message)
             else:
                 message, owed = await self._blocking(pipeline.prepare, message)
-            async with asyncio.timeout(calls.timeout + 1):  # cancels what the housekeeper gave up on
+            async with asyncio.timeout(calls.timeout + 1):  # cancels what the timer gave up on
                 await calls.handle(message)
         except BaseException as exc:
             error = exc

@@ -33,6 +33,14 @@ class Heartbeat:
 
     def extend(self, entries: Iterable[InFlight]) -> float:
         """Extend every unsettled entry within the margin of reappearing; returns when to beat next."""
+        groups, wake = self.due(entries)
+        for group in groups:
+            wake = min(wake, self.extend_group(group))
+        return wake
+
+    def due(self, entries: Iterable[InFlight]) -> tuple[list[list[InFlight]], float]:
+        """The unsettled entries within the margin of reappearing, ten a group, and when the
+        next of the others will be: a look at the clock, no call."""
         now = time.monotonic()
         wake = now + IDLE_TICK
         due = []
@@ -43,11 +51,12 @@ class Heartbeat:
                 due.append(entry)
             else:
                 wake = min(wake, entry.visible_until - self.margin)
-        for group in chunks(due):
-            wake = min(wake, self._extend(group))
-        return wake
+        return [list(group) for group in chunks(due)], wake
 
-    def _extend(self, group: list[InFlight]) -> float:
+    def extend_group(self, group: list[InFlight]) -> float:
+        group = [e for e in group if not e.settled]  # settled meanwhile: never extended after
+        if not group:
+            return time.monotonic() + IDLE_TICK
         asked = time.monotonic()
         wake = asked + IDLE_TICK
         changes = [(str(n), e.message.receipt_handle, self.visibility) for n, e in enumerate(group)]

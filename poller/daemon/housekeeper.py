@@ -1,23 +1,25 @@
-"""The worker's housekeeping thread: batched deletes, the visibility heartbeat, timeouts.
+"""The worker's housekeeping thread: batched deletes, and the settlement of messages the timer
+timed out (`submit`). It makes SQS calls, and may wait on them: nothing time-critical runs here
+(visibility extensions and timeouts are the timer's, timer.py).
 
 Deletes wait up to DELETE_LINGER to fill a batch of ten; a full batch goes at once, sent by this
-thread so the handler thread that filled it is free for the next message. Running messages get
-their visibility extended, ten a request, before it runs out, until handler.timeout; then they
-count as failed, and the failure is handed back (`on_timeout`) to be settled on a handler
-thread: this thread never makes a slow call for one message while others wait on it.
+thread so the handler thread that filled it is free for the next message. Releases and retries'
+visibility changes are made by the thread that settles the message (`release`,
+`set_visibility`).
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from poller.daemon.heartbeat import IDLE_TICK, Heartbeat
+from poller.daemon.heartbeat import IDLE_TICK
 from poller.daemon.inflight import Held, InFlight
+from poller.daemon.loops import survive
 from poller.errors import SqsError
 from poller.sqs import MAX_BATCH, BatchFailure, Sqs, chunks
 
@@ -39,49 +41,40 @@ class Housekeeper:
         self,
         sqs: Sqs,
         url: str,
-        visibility: int,
         held: Held,
         metrics: Any,
         log: Any,
         *,
         on_deleted: Callable[[InFlight, str], None],
-        on_timeout: Callable[[InFlight], None],
-        on_stuck: Callable[[InFlight], None],
-        stuck_after: float,
         delete_linger: float = DELETE_LINGER,
     ):
         self.sqs = sqs
         self.url = url
-        self.heartbeat = Heartbeat(
-            sqs,
-            url,
-            visibility,
-            lambda e, code: self.refused(e.message, code, "visibility_extend_refused"),
-            log,
-        )
         self.held = held
         self.metrics = metrics
         self.log = log
         self.on_deleted = on_deleted
-        self.on_timeout = on_timeout
-        self.on_stuck = on_stuck
-        self.stuck_after = stuck_after
+        self._work: queue.SimpleQueue[Callable[[], Any]] = queue.SimpleQueue()
         self.delete_linger = delete_linger  # longer under a rate limit: messages finish spaced out
         self._deletes: list[PendingDelete] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._deferring = 0  # the thread whose deletes wake this one only when a batch is full
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="housekeeper", daemon=True)
+        self.thread = threading.Thread(target=self._run, name="housekeeper", daemon=True)
 
     def start(self) -> None:
-        self._thread.start()
+        self.thread.start()
 
     def stop(self) -> None:
         """Flush everything still pending, then end the thread."""
         self._stopping = True
         self._wake.set()
-        self._thread.join(timeout=30)
+        self.thread.join(timeout=30)
+
+    def submit(self, work: Callable[[], Any]) -> None:
+        """Settlement work for this thread (a timed-out message's retry or DLQ move)."""
+        self._work.put(work)
+        self._wake.set()
 
     # --- deletes --------------------------------------------------------------------------
 
@@ -90,23 +83,9 @@ class Housekeeper:
         with self._lock:
             self._deletes.append(PendingDelete(entry, outcome, now + self.delete_linger, now))
             count = len(self._deletes)
-        if count >= MAX_BATCH or (count == 1 and self._deferring != threading.get_ident()):
+        if count >= MAX_BATCH or count == 1:
             # The housekeeper sends it: the handler thread (and its slot) must not wait on SQS.
             self._wake.set()
-
-    @contextmanager
-    def deferring(self) -> Iterator[None]:
-        """The deletes of a batch run on this thread wake the housekeeper once, not for the
-        first (to start its linger) and again for the tenth."""
-        self._deferring = threading.get_ident()
-        try:
-            yield
-        finally:
-            self._deferring = 0
-            with self._lock:
-                pending = len(self._deletes)
-            if pending:
-                self._wake.set()
 
     def flush_deletes(self, everything: bool = False) -> None:
         now = time.monotonic()
@@ -182,9 +161,6 @@ class Housekeeper:
             note="the message may be processed twice",
         )
 
-    def _extension_refused(self, entry: InFlight, code: str) -> None:
-        self.refused(entry.message, code, "visibility_extend_refused")
-
     # --- visibility -------------------------------------------------------------------------
 
     def set_visibility(self, entry: InFlight, seconds: int) -> bool:
@@ -231,42 +207,32 @@ class Housekeeper:
             self.log.info("messages_released", count=len(mine), visible_in=seconds)
         return released
 
-    def extend_due(self) -> float:
-        """Time out what ran too long; extend what is about to reappear. Returns next wake."""
-        now = time.monotonic()
-        running = []
-        wake = now + IDLE_TICK
-        self.held.count()
-        for entry in self.held.snapshot():
-            if entry.started and now >= entry.deadline:
-                if entry.claim():
-                    self.on_timeout(entry)
-                elif now >= entry.deadline + self.stuck_after:
-                    self.on_stuck(entry)
-                continue
-            if entry.started:
-                wake = min(wake, entry.deadline)
-            running.append(entry)
-        return min(wake, self.heartbeat.extend(running))
-
     # --- the thread -------------------------------------------------------------------------
 
-    def _next_wake(self, visibility_wake: float) -> float:
+    def _next_wake(self) -> float:
         with self._lock:
             if self._deletes:
-                return min(visibility_wake, min(p.due for p in self._deletes))
-        return visibility_wake
+                return min(p.due for p in self._deletes)
+        return time.monotonic() + IDLE_TICK
 
     def _run(self) -> None:
-        wake = time.monotonic()
         while not self._stopping:
-            self._wake.wait(max(0.0, self._next_wake(wake) - time.monotonic()))
+            self._wake.wait(max(0.0, self._next_wake() - time.monotonic()))
             self._wake.clear()
-            self.flush_deletes()
-            wake = self.extend_due()
+            self._turn()
+        self._turn()  # settlement handed over before the stop
         for _ in range(5):  # the last deletes: a few tries, then SQS's visibility timeout decides
-            self.flush_deletes(everything=True)
+            survive(lambda: self.flush_deletes(everything=True), self.log, self.metrics.count_loop_error)
             with self._lock:
                 if not self._deletes:
                     return
             time.sleep(1)
+
+    def _turn(self) -> None:
+        while True:
+            try:
+                work = self._work.get_nowait()
+            except queue.Empty:
+                break
+            survive(work, self.log, self.metrics.count_loop_error)
+        survive(self.flush_deletes, self.log, self.metrics.count_loop_error)

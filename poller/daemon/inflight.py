@@ -1,7 +1,8 @@
-"""The messages a worker holds, from receive until settled: `InFlight` entries in a `Held` set.
+"""The messages a worker holds, from receive until settled: `InFlight` entries in a `Held` set,
+and the handler calls still running (`Running`), which may outlive their message's settlement.
 
-Both the handler threads and the housekeeping thread look at an entry; `claim()` decides which
-of them settles it, exactly once.
+Both the handler threads and the timer look at an entry; `claim()` decides which of them
+settles it, exactly once, and `begin()` starts it only if nobody has settled it yet.
 """
 
 from __future__ import annotations
@@ -22,11 +23,19 @@ class InFlight:
     started: float = 0.0
     deadline: float = 0.0
     settled: bool = False  # claimed by whoever settles it; no more visibility extensions
+    timed_out: bool = False  # the timer settled it while its handler call still ran
+    delay: int = 0  # when retried: seconds until it is visible again
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def start(self, timeout: float) -> None:
-        self.started = time.monotonic()
-        self.deadline = self.started + timeout
+    def begin(self, timeout: float) -> bool:
+        """Start the handler's clock, unless the message is settled already (released at a
+        stop, say): a message whose fate is decided never runs."""
+        with self.lock:
+            if self.settled:
+                return False
+            self.started = time.monotonic()
+            self.deadline = self.started + timeout
+            return True
 
     def claim(self) -> bool:
         """The right to settle; exactly one of handler thread, housekeeper or release gets it."""
@@ -46,13 +55,25 @@ class Held:
 
     def __init__(self, on_count: object = None):
         self._entries: dict[str, InFlight] = {}
-        self.changed = threading.Condition()
+        self.changed = threading.Condition(threading.RLock())  # a signal handler may wake it
         self._on_count = on_count  # called with the new count (the in-flight gauge)
         self.wake_at = 1 << 30  # notify when at most this many are held
+        self.overdue = 0  # timed-out calls still running (the timer adds, their return removes)
         self._reported = -1  # the count last reported (none yet)
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def busy(self) -> int:
+        """Slots in use: what is held, and what timed out but whose handler call still runs
+        (its thread is not free, so its slot is not either)."""
+        return len(self._entries) + self.overdue
+
+    def overdue_returned(self) -> None:
+        """A handler call that timed out has returned at last: its slot is free."""
+        with self.changed:
+            self.overdue -= 1
+            self.changed.notify_all()
 
     def add(self, entries: list[InFlight]) -> None:
         with self.changed:
@@ -87,3 +108,23 @@ class Held:
         self._reported = len(self._entries)
         if self._on_count is not None:
             self._on_count(self._reported)  # type: ignore[operator]
+
+
+class Running:
+    """The handler calls running now, from start until the call returns, whatever happened to
+    their messages meanwhile: the timer finds timeouts and stuck handlers here."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, InFlight] = {}
+
+    def add(self, entry: InFlight) -> None:
+        self._calls[id(entry)] = entry
+
+    def remove(self, entry: InFlight) -> None:
+        self._calls.pop(id(entry), None)
+
+    def snapshot(self) -> list[InFlight]:
+        return list(self._calls.copy().values())  # (dict.copy is atomic: no lock on the hot path)
+
+    def __len__(self) -> int:
+        return len(self._calls)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import struct
 import tempfile
 import threading
 import time
@@ -109,6 +110,15 @@ class Metrics:
         self.handler_timeouts = Counter(
             "sqs_poller_handler_timeouts", "Handlers that ran past handler.timeout"
         )
+        self.handlers_stuck = Counter(
+            "sqs_poller_handlers_stuck",
+            "Handlers still running past handler.timeout plus workers.stuck_margin (worker replaced)",
+        )
+        self._loop_errors = Counter(
+            "sqs_poller_loop_errors",
+            "Unexpected exceptions caught in a worker's background loop, by thread",
+            labelnames=("thread",),
+        )
 
     def count_request(self, action: str, outcome: str) -> None:
         child = self._request_children.get((action, outcome))
@@ -119,6 +129,9 @@ class Metrics:
 
     def count_error(self, action: str, code: str) -> None:
         self._errors.labels(action=action, code=code).inc()
+
+    def count_loop_error(self, thread: str) -> None:
+        self._loop_errors.labels(thread=thread).inc()
 
 
 def observe_all(histogram: Any, amounts: list[float]) -> None:
@@ -142,11 +155,35 @@ def observe_all(histogram: Any, amounts: list[float]) -> None:
 
 
 def render_metrics(path: str) -> bytes:
-    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+    """Every process's metrics files, merged. A file a worker is creating right now (empty, or
+    its header not yet written) or one removed meanwhile (a dead worker's gauges) is left out of
+    this scrape instead of failing it: prometheus_client's reader would raise struct.error."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    class Tolerant(MultiProcessCollector):
+        def collect(self) -> Any:
+            files = glob.glob(os.path.join(path, "*.db"))
+            for _ in range(3):
+                try:
+                    return self.merge(files, accumulate=True)
+                except (struct.error, ValueError, OSError):
+                    files = [f for f in files if _readable(f)]
+            return []
 
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=path)
+    registry.register(Tolerant(None, path=path))
     return generate_latest(registry)
+
+
+def _readable(path: str) -> bool:
+    from prometheus_client.mmap_dict import MmapedDict
+
+    try:
+        MmapedDict.read_all_values_from_file(path)
+        return True
+    except (struct.error, ValueError, OSError):
+        return False
 
 
 def mark_process_dead(pid: int, path: str) -> None:

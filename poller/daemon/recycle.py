@@ -29,6 +29,29 @@ def successor_path(pid: int, root: str | None = None) -> str:
     return os.path.join(root or run_dir(), "successor", str(pid))
 
 
+def request_successor(reason: str) -> None:
+    """Ask the supervisor to start this worker's successor now (a file in the run directory
+    saying why, and SIGUSR2 to wake it); this worker then finishes what it holds and exits."""
+    path = successor_path(os.getpid())
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(reason)
+    if (supervisor := supervisor_pid()) is not None:
+        os.kill(supervisor, signal.SIGUSR2)  # wakes the supervisor: it starts the successor
+
+
+def take_successor_request(pid: int, root: str) -> str:
+    """Supervisor: why worker `pid` asked for a successor ("" if it did not); the ask is used up."""
+    path = successor_path(pid, root)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            why = fh.read().strip() or "recycled"
+        os.unlink(path)
+    except FileNotFoundError:
+        return ""
+    return why
+
+
 class Recycle:
     def __init__(self, max_messages: int, max_memory_mb: int, batch: int):
         self.max_messages = max_messages
@@ -56,11 +79,7 @@ class Recycle:
             )
             or (self.max_memory_mb and rss >= NEAR_MEMORY * self.max_memory_mb)
         ):
-            path = successor_path(os.getpid())
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            open(path, "w").close()
-            if (supervisor := supervisor_pid()) is not None:
-                os.kill(supervisor, signal.SIGUSR2)  # wakes the supervisor: it starts the successor
+            request_successor("recycled")
             self.asked = True
         if self.max_messages and self.received >= self.max_messages:
             return f"max_messages {self.max_messages} reached"

@@ -2,8 +2,9 @@
 `Settler` that carries it out (delete, retry, move to the dead-letter queue).
 
 `decide(message, error, config)` turns (message, what the handler raised) into one Decision:
-delete it, retry it after a delay, or dead-letter it with a reason. The Settler runs on a
-handler thread, never on the housekeeping thread that keeps other messages hidden.
+delete it, retry it after a delay, or dead-letter it with a reason. The Settler runs on the
+thread that ran the handler, or on the housekeeper for a message the timer timed out: never on
+the timer, which keeps other messages hidden.
 """
 
 from __future__ import annotations
@@ -151,9 +152,9 @@ class Settler:
         self.pipeline = pipeline
         self.log = log
 
-    def timed_out(self, entry: InFlight) -> Callable[[], bool]:
-        """The housekeeper claimed a message that ran past handler.timeout: counted and logged
-        here; returns its settling, to run on a handler thread."""
+    def timed_out(self, entry: InFlight) -> Callable[[], int | None]:
+        """The timer claimed a message that ran past handler.timeout: counted and logged here;
+        returns its settling, for the housekeeper to run (its handler thread is still busy)."""
         timeout = self.config.handler.timeout
         self.metrics.handler_timeouts.inc()
         self.log.warning(
@@ -165,19 +166,20 @@ class Settler:
         error = HandlerTimeout(f"handler ran past {timeout}s")
         return lambda: self.settle(entry, error)
 
-    def settle(self, entry: InFlight, error: BaseException | None) -> bool:
-        """Decide and carry out. True if the message left the queue (a FIFO group may go on)."""
+    def settle(self, entry: InFlight, error: BaseException | None) -> int | None:
+        """Decide and carry out. None if the message left the queue (its FIFO group may go on),
+        else the seconds until it is visible again."""
         return self.execute(entry, decide(entry.message, error, self.config))
 
-    def execute(self, entry: InFlight, decision: Decision) -> bool:
+    def execute(self, entry: InFlight, decision: Decision) -> int | None:
         message = entry.message
         try:
             if decision.action == DELETE:
                 self.house.delete(entry, decision.outcome)
-                return True
+                return None
             if decision.action == DEAD_LETTER:
                 if self._dead_letter(entry, decision):
-                    return True
+                    return None
                 retry = self.config.retry  # not in the DLQ, so it stays: back after a backoff
                 delay = backoff_seconds(message.receive_count, retry.backoff_base, retry.backoff_max)
                 decision = Decision(RETRY, "retried", delay, decision.reason, decision.error_type)
@@ -189,10 +191,11 @@ class Settler:
                 error=decision.reason[:500],
                 delay=decision.delay,
             )
+            entry.delay = decision.delay
             self.house.set_visibility(entry, decision.delay)
             self.metrics.outcome["retried"].inc()
             self.pipeline.settled(message, "retried")
-            return False
+            return decision.delay
         finally:
             self.held.forget(entry)
 

@@ -23,10 +23,10 @@ from poller.daemon.launch import HANDLED_SIGNALS, Launcher
 from poller.daemon.log import configure_logging, get_logger
 from poller.daemon.metrics import Metrics, mark_process_dead, serve_metrics, stop_serving
 from poller.daemon.readiness import read_readiness
-from poller.daemon.recycle import successor_path
+from poller.daemon.recycle import take_successor_request
 from poller.daemon.systemd import Notifier
 from poller.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_HANDLER, EXIT_OK, ConfigError
-from poller.timeouts import health_window
+from poller.timeouts import BEAT_STALE, UNRESPONSIVE_AFTER
 
 TICK = 5.0  # the loop's longest sleep: signals (a worker's exit, a successor asked for) wake it
 STARTING_TICK = 0.05  # look often until READY=1: start-up time is what a cold start costs
@@ -114,6 +114,7 @@ class Supervisor:
                 self.reap_workers()
                 if self._stopping:
                     break
+                self.murder_workers()
                 self.manage_workers()
                 self.watch_lifecycle()
                 self.notify_state()
@@ -202,27 +203,47 @@ class Supervisor:
                 self._spawn(slot)
 
     def replace_recycled(self) -> None:
-        """A worker near its max_messages or max_memory_mb asked for a successor: start it now,
-        in its slot; the old one finishes what it holds and exits on its own (see recycle.py)."""
+        """A worker asked for a successor (near its max_messages or max_memory_mb, or with a
+        handler stuck): start it now, in its slot; the old one finishes what it holds and exits
+        on its own (see recycle.py)."""
         for slot in self.slots:
             if slot.process is None or slot.process.exitcode is not None:
                 continue
-            if not self._take_successor_request(slot.process.pid):
+            if not (why := self._take_successor_request(slot.process.pid)):
                 continue
             old = WorkerSlot(slot.index, slot.config, slot.process, slot.beat, slot.started_at, retiring=True)
             self.retiring.append(old)
             slot.process = None
             self._spawn(slot)
             self.log.info(
-                "worker_recycling", worker=slot.index, pid=old.process.pid, successor=slot.process.pid
+                "worker_replacing",
+                worker=slot.index,
+                pid=old.process.pid,
+                successor=slot.process.pid,
+                reason=why,
             )
 
-    def _take_successor_request(self, pid: int) -> bool:
-        try:
-            os.unlink(successor_path(pid, self.run_dir))
-        except FileNotFoundError:
-            return False
-        return True
+    def _take_successor_request(self, pid: int) -> str:
+        return take_successor_request(pid, self.run_dir)
+
+    def murder_workers(self) -> None:
+        """A worker whose main thread has not beaten for UNRESPONSIVE_AFTER is wedged: killed,
+        and restarted as any dead worker is, so one wedged process never costs the unit its
+        watchdog (as gunicorn's arbiter does)."""
+        now = time.time()
+        for slot in self.slots:
+            process, beat = slot.process, slot.beat
+            if process is None or process.exitcode is not None or beat is None or not beat.value:
+                continue
+            if now - beat.value > UNRESPONSIVE_AFTER:
+                self.log.error(
+                    "worker_unresponsive",
+                    worker=slot.index,
+                    pid=process.pid,
+                    silent_for=round(now - beat.value, 1),
+                    note="killed; it restarts",
+                )
+                process.kill()
 
     def _spawn(self, slot: WorkerSlot) -> None:
         slot.process = self.launcher.start(slot.config, slot.index)
@@ -258,8 +279,8 @@ class Supervisor:
             self._forget_process(slot)
             if self._stopping:
                 continue
-            if code == 0 and self._take_successor_request(pid):  # recycled before we saw it ask
-                self.log.info("worker_recycling", worker=slot.index, pid=pid)
+            if code == 0 and (why := self._take_successor_request(pid)):  # before we saw it ask
+                self.log.info("worker_replacing", worker=slot.index, pid=pid, reason=why)
                 continue
             if not booted and code in (EXIT_HANDLER, EXIT_CONFIG):
                 # Exit codes mean "cannot boot" only before ready; after that, a death is a crash.
@@ -322,8 +343,9 @@ class Supervisor:
     # --- health and systemd ----------------------------------------------------------------
 
     def health(self) -> tuple[bool, str]:
-        """Every worker alive and polled within one long poll plus the receive backoff."""
-        window = health_window(self.config.queue.wait_time_seconds)
+        """Every worker alive, its main thread beating (it does every second, whatever its
+        receives and handlers do)."""
+        window = BEAT_STALE
         now = time.time()
         problems = []
         for slot in list(self.slots):

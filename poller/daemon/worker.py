@@ -1,18 +1,20 @@
-"""One worker process: long-poll, run handlers, settle every message.
+"""One worker process: receive, run handlers, settle every message.
 
-Lifecycle: initialize() -> loop() until stopping -> shutdown(). The main thread receives and
-dispatches (for the batch and lambda styles it first gathers a batch, up to `batch_size` or
-`batch_window`); handler threads (or one event loop, for `async def` handlers) run the pipeline
-and the handler style's call and settle each message (execute.py, settle.py); fast handlers run
-on the receiving thread instead (inline.py); one housekeeping thread batches deletes and keeps
-held messages hidden (housekeeper.py).
+Lifecycle: initialize() -> loop() until stopping -> shutdown(). The threads (docs/threads.md):
+the main thread starts receives and dispatches their messages (receiver.py; for the batch and
+lambda styles it first gathers a batch); `receive-N` threads make the receive calls; handler
+threads (or one event loop, for `async def` handlers) run the pipeline and the handler style's
+call and settle each message (execute.py, settle.py); the `timer` thread keeps held messages
+hidden (through the `extend` thread) and times out handlers (timer.py); the `housekeeper`
+batches deletes (housekeeper.py). No thread but the handler threads and the event loop runs
+user code.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import signal
-import threading
 import time
 from typing import Any
 
@@ -20,25 +22,26 @@ from poller.config import Config
 from poller.daemon.batches import Batches
 from poller.daemon.crashes import Isolation, RunningRecord
 from poller.daemon.execute import Calls, EventLoop, Threads, tasks
+from poller.daemon.heartbeat import Heartbeat
 from poller.daemon.housekeeper import DELETE_LINGER, Housekeeper
-from poller.daemon.inflight import Held, InFlight
-from poller.daemon.inline import Inline
+from poller.daemon.inflight import Held, InFlight, Running
 from poller.daemon.log import get_logger
-from poller.daemon.longpoll import LongPoll
+from poller.daemon.loops import dead_threads
 from poller.daemon.metrics import Metrics, observe_all
-from poller.daemon.recycle import Recycle
+from poller.daemon.receiver import Receiver
+from poller.daemon.recycle import Recycle, request_successor
 from poller.daemon.settle import Settler
-from poller.errors import EXIT_FAILURE, EXIT_OK, SqsError
+from poller.daemon.timer import Timer
+from poller.errors import EXIT_FAILURE, EXIT_OK
 from poller.handlers.load import LoadedHandler, load_runner
 from poller.message import Message
 from poller.pipeline import Pipeline
 from poller.pipeline.flow import FlowState, FlowStep, new_flow_state, report_transitions
-from poller.sqs import Sqs, log_receive_failure, receive_retrying, worker_client
-from poller.timeouts import RECEIVE_BACKOFF_MAX
+from poller.sqs import Sqs, worker_client
 
 SLOT_LINGER = 0.02  # wait at least this long for a full batch of free slots before a partial receive
 LINGER_MAX = 0.25  # and at most this long, however slow receives are
-MAX_PARALLEL_RECEIVES = 8  # receives in flight at once while the queue keeps them full
+STOP_CHECK = 1.0  # the main thread's longest wait: it beats and looks at what nothing reports
 
 
 class Worker:
@@ -58,7 +61,7 @@ class Worker:
     ):
         self.config = config
         self.index = index
-        self._beat = beat  # a shared double: the supervisor reads when we last polled
+        self._beat = beat  # a shared double: the supervisor reads when we last looked
         self.sqs = sqs
         self.client = client  # a botocore SQS client made before the worker's imports (boot.py)
         self.metrics = metrics
@@ -68,21 +71,21 @@ class Worker:
         self.stopping = False
         self.exit_code = EXIT_OK
         self._signalled, self._interrupts, self._forced, self._abandon_poll = False, 0, False, False
+        self._stuck = ""  # set by the timer: a handler will not return; a successor is asked for
         self._parent = parent or os.getppid()  # when it is gone, so are we
-        self._round_trip = 0.0  # the last receive that returned messages took this long
-        self._busy = False  # the last receive came back full: more is waiting
         self._slots = config.workers.concurrency
+        self._next_look = 0.0
         self.log = get_logger("poller.worker")
 
     # --- lifecycle ------------------------------------------------------------------------
 
     def initialize(self) -> None:
-        cfg = self.config
-        if self.metrics is None:
-            self.metrics = Metrics()
+        cfg, q = self.config, self.config.queue
+        self.metrics = self.metrics or Metrics()
         if self.sqs is None:
-            client = self.client or worker_client(cfg)
-            self.sqs = Sqs(client, self.metrics.count_request, self.metrics.count_error)
+            self.sqs = Sqs(
+                self.client or worker_client(cfg), self.metrics.count_request, self.metrics.count_error
+            )
         self.flow = self.flow or new_flow_state(cfg)
         self.flow_step = FlowStep(self.flow, report_transitions(self.metrics, self.log))
         self._gated = bool(self.flow.interval)  # a rate limit asks before every receive
@@ -92,33 +95,38 @@ class Worker:
 
             self.pipeline, secrets = build_pipeline(cfg, flow=self.flow_step)
         self.handler, runner = load_runner(cfg, secrets, self.handler)
-        self._taking = threading.Lock()  # a stop's abandoning the poll vs its reply being held
-        self.long_poll = LongPoll(self.sqs, self._abandon, on_reply=lambda: self.held.wake())
+        self.per_call = runner.per_call
+        count_error = self.metrics.count_loop_error
         self.held = Held(self._held_changed)
-        running = RunningRecord()  # what a crash of this process would be attributed to
-        self.isolation = Isolation(
-            self.held, lambda t: self.executor.submit(t), lambda e: self.house.release(e), running
+        self.running = Running()
+        self.receiver = Receiver(
+            self.sqs, q.url, q.batch_size, q.visibility_timeout, self.held.changed, self.log
         )
-        self._record_running = lambda: running.write(self.isolation.running(self.held.snapshot()))
-        self.recycle = Recycle(cfg.workers.max_messages, cfg.workers.max_memory_mb, cfg.queue.batch_size)
         self.house = Housekeeper(
             self.sqs,
-            cfg.queue.url,
-            cfg.queue.visibility_timeout,
+            q.url,
             self.held,
             self.metrics,
             self.log,
-            on_deleted=lambda entry, outcome: self.pipeline.settled(entry.message, outcome),
-            on_timeout=lambda entry: self.executor.submit(self.settler.timed_out(entry)),
-            on_stuck=self._stuck,
-            stuck_after=max(60.0, float(cfg.workers.shutdown_grace)),
+            on_deleted=lambda entry, outcome: self.pipeline.settled(entry.message, outcome),  # type: ignore[union-attr]
             delete_linger=max(DELETE_LINGER, min(1.0, self.flow.batch * self.flow.interval)),
         )
         self.settler = Settler(cfg, self.sqs, self.house, self.held, self.metrics, self.pipeline, self.log)
+        refused = lambda e, code: self.house.refused(e.message, code, "visibility_extend_refused")  # noqa: E731
+        self.timer = Timer(
+            Heartbeat(self.sqs, q.url, q.visibility_timeout, refused, self.log),
+            self.held,
+            self.running,
+            on_timeout=lambda entry: self.house.submit(self.settler.timed_out(entry)),
+            on_stuck=self._report_stuck,
+            stuck_after=float(cfg.workers.stuck_margin),
+            log=self.log,
+            count_error=count_error,
+        )
         unbind = None
         if cfg.tracing.enabled:  # a message's trace ids leave the log context with it
             from poller.pipeline.tracing import unbind_trace_ids as unbind
-        self.calls = Calls(
+        calls = Calls(
             runner,
             self.pipeline,
             self.settler.settle,
@@ -126,43 +134,33 @@ class Worker:
             cfg.handler.timeout,
             self.metrics,
             self.log,
+            self.held,
+            self.running,
             clear_context=unbind,
         )
-        self.per_call = runner.per_call
+        if runner.is_async:
+            self.executor: Any = EventLoop(calls, cfg.workers.concurrency, q.is_fifo, lambda: self.stopping)
+        else:  # the lambda style: one call at a time, as in a Lambda execution environment
+            count = 1 if runner.exclusive else cfg.workers.concurrency
+            self.executor = Threads(
+                count, lambda task: calls.run_task(task, lambda: self.stopping), self.log, count_error
+            )
+        record = RunningRecord()  # what a crash of this process would be attributed to
+        self.isolation = Isolation(self.held, self.executor.submit, self.house.release, record)
+        self._record_running = lambda: record.write(self.isolation.running(self.held.snapshot()))
+        self.recycle = Recycle(cfg.workers.max_messages, cfg.workers.max_memory_mb, q.batch_size)
         self.batches = Batches(  # batch and lambda styles: a batch being gathered
             cfg.handler.batch_size,
             cfg.handler.batch_window,
             cfg.workers.concurrency,
-            lambda: len(self.held),
-            lambda batch: self.executor.submit(batch),
+            self.held.busy,
+            self.executor.submit,
         )
-        self.inline, self._chains = None, False
-        if runner.is_async:
-            self.executor: Any = EventLoop(
-                self.calls, cfg.workers.concurrency, cfg.queue.is_fifo, lambda: self.stopping
-            )
-        else:
-            self.executor = Threads(
-                cfg.workers.concurrency, lambda task: self.calls.run_task(task, lambda: self.stopping)
-            )
-            if not self.per_call and not cfg.queue.is_fifo:  # fast handlers on the receiving thread
-                self.inline = Inline(
-                    self.calls,
-                    lambda rest: self.executor.submit_all(tasks(rest, False)),
-                    self.house.release,
-                    lambda: self.stopping or self._signalled,  # a signal now, not once noticed
-                    lambda timings: observe_all(self.metrics.handler_seconds, timings),
-                )
-                self._chains = not (self._gated or self.recycle.enabled or self._slots > cfg.queue.batch_size)
+        self._threads = [*self.executor.threads, *self.timer.threads, self.house.thread]
         self.executor.start()
         self.pipeline.start()
         self.house.start()
-        self._receive = receive_retrying(
-            stop=lambda: self.stopping,
-            sleep=self._pause,
-            before_sleep=log_receive_failure(self.log),
-            backoff_max=RECEIVE_BACKOFF_MAX,
-        )
+        self.timer.start()
         self.beat()
         self.log.info(
             "worker_started",
@@ -179,191 +177,148 @@ class Worker:
         return self.shutdown()
 
     def request_stop(self, signum: int = signal.SIGTERM, *_: object) -> None:
-        """Signal handler: only record. SIGQUIT or a second SIGINT force the stop (see shutdown)."""
+        """Signal handler: only record (and wake the main thread's wait: its lock is reentrant).
+        SIGQUIT or a second SIGINT force the stop (see shutdown)."""
         self._interrupts += signum == signal.SIGINT
         self._forced = self._forced or signum == signal.SIGQUIT or self._interrupts >= 2
         self._abandon_poll = self._abandon_poll or signum != signal.SIGUSR1  # SIGUSR1: retiring
         self._signalled = True
-        if hasattr(self, "long_poll"):  # a receive being waited for looks at the stop now
-            self.long_poll.wake()
+        if hasattr(self, "held"):
+            self.held.wake()
 
     # --- the loop -----------------------------------------------------------------------------
 
     def loop(self) -> None:
-        """One iteration: wait for free slots, receive at most that many, dispatch them."""
+        """One turn: hold what receives brought, wait for free slots, start receives for them."""
         self._notice_stop()
-        if self.isolation.waiting and not self.long_poll.out:  # crash suspects: one at a time, alone
+        self._take(*self.receiver.collect())  # replies back are held before any pause or stop
+        if self.stopping:
+            return
+        if self.isolation.waiting and not self.receiver.out:  # crash suspects: one at a time, alone
             return self.isolation.run_next(lambda: self._notice_stop() or self.stopping, self.beat)
         if self.batches and self.batches.due():
             self.batches.flush()
-        free = self.recycle.cap(self._wait_for_slots())
-        if self.recycle.enabled and (why := self.recycle.due()):
-            self.begin_stop(f"recycled: {why}")  # finishes what it holds; a successor polls
-        if free and not self.stopping and (self._gated or not self.flow.closed):
-            free = self.flow_step.wait_for_turn(free, self._pause, lambda: self.stopping)
-        out = self.long_poll.out
-        if self.stopping or not (free or out):
+        free = self._wait_for_slots()
+        if self.stopping or self.receiver.replied() or free <= 0 or self.isolation.waiting:
             return
-        cfg = self.config.queue
-        wait = self.batches.wait_left(cfg.wait_time_seconds)
-        # While receives come back full, free slots fill with overlapping receives (longpoll.py).
-        overlap = self._busy and not self.isolation.waiting and self._slots > cfg.batch_size
-        calls = min(free // cfg.batch_size, MAX_PARALLEL_RECEIVES - out) if overlap else 0
-        try:
-            received_at = time.monotonic()
-            if calls or out:
-                raw, full, received_at = self._receive(self._poll_many, calls, wait)
-            elif self.inline is not None and self.inline.fast() and not self.isolation.waiting:
-                ask = min(free, cfg.batch_size)
-                self._receive(self._poll_inline, cfg.url, ask, wait, cfg.visibility_timeout, received_at)
-                raw, full = [], None  # (the receiving thread took what came, and noted it)
-            else:
-                ask = min(free, cfg.batch_size)
-                raw = self._receive(self._poll, cfg.url, ask, wait, cfg.visibility_timeout)
-                full = len(raw) >= ask
-                self._round_trip = time.monotonic() - received_at if raw else self._round_trip
-        except SqsError:
-            return  # only when stopping: the retrying above waits out everything else
-        self.beat()
-        self._busy = self._busy if full is None else full
-        if full is not None or raw:  # a reply came (none may have, of the receives out)
-            self._take(raw, received_at)
+        if self.recycle.enabled:
+            if why := self.recycle.due():
+                return self.begin_stop(f"recycled: {why}")  # finishes what it holds; a successor polls
+            free = self.recycle.cap(free)
+        if self._gated or not self.flow.closed:
+            free, wait = self.flow_step.admit(free)
+            if not free:  # the breaker is open, or the rate limit's turn is not due
+                return self._idle(wait)
+        self.receiver.start(free, self.batches.wait_left(self.config.queue.wait_time_seconds))
 
-    def _take(self, raw: list[dict[str, Any]], received_at: float, inline: bool = False) -> None:
-        """What a receive brought: noted, held, screened and started, on the main thread or, for
-        fast handlers (`inline`), on the receiving thread while the main thread waits."""
+    def _take(self, raw: list[dict[str, Any]], sent_at: float) -> None:
+        """What the replies collected brought: noted, held, screened and started."""
+        if not sent_at:  # no reply was back
+            return
+        self.beat()
         self.flow_step.received(raw)  # (the breaker's probe is the first message)
         if not raw:
             return
-        if not inline:
-            self._notice_stop()
-        with self._taking:
-            visible_until = received_at + self.config.queue.visibility_timeout
-            held = self.settler.screen(self._hold(raw, visible_until), self.isolation.add)
-            stopped = self.stopping or self._signalled
-        if stopped:  # the poll returned after the signal: these never start
+        held = self.settler.screen(self._hold(raw, sent_at), self.isolation.add)
+        if self.stopping or self._signalled:  # the reply came after the signal: these never start
             self.house.release(held)
-        elif inline and self.inline is not None:
-            with self.house.deferring():  # one wake of the housekeeper for the batch's deletes
-                self.inline.run(held)
         elif self.per_call:
             self.batches.add(held)
         else:
             self.executor.submit_all(tasks(held, self.config.queue.is_fifo))
 
-    def _abandon(self) -> bool:
-        """A receive being waited for is abandoned once stopping with nothing held (`_take`)."""
-        self._notice_stop()
-        with self._taking:
-            return self.stopping and self._abandon_poll and not len(self.held)
-
-    def _held_changed(self, count: int) -> None:
-        self.metrics.in_flight.set(count)
-        self._record_running()
-        if not count and self.stopping:  # a stop abandons the poll once nothing is held
-            self.long_poll.wake()
-
-    def _hold(self, raw: list[dict[str, Any]], visible_until: float) -> list[InFlight]:
-        url = self.config.queue.url
+    def _hold(self, raw: list[dict[str, Any]], sent_at: float) -> list[InFlight]:
+        url, visible_until = self.config.queue.url, sent_at + self.config.queue.visibility_timeout
         held = [InFlight(Message.from_sqs(m, url), visible_until) for m in raw]
-        self.metrics.received.inc(len(held))
+        self.metrics.received.inc(len(held))  # type: ignore[union-attr]
         self.recycle.received += len(held)
         now = time.time()
-        observe_all(self.metrics.message_age, [max(0.0, now - e.message.sent_at.timestamp()) for e in held])
+        observe_all(self.metrics.message_age, [max(0.0, now - e.message.sent_at.timestamp()) for e in held])  # type: ignore[union-attr]
         self.held.add(held)
         return held
 
-    def _poll(self, url: str, count: int, wait: int, visibility: int) -> list[dict[str, Any]]:
-        self.beat()
-        return self.long_poll.receive(url, count, wait, visibility)
-
-    def _poll_inline(self, url: str, count: int, wait: int, visibility: int, received_at: float) -> None:
-        """A receive whose messages run on the receiving thread, which then receives again
-        itself while nothing needs the main thread (`_go_on`); the main thread waits, ready to act
-        on a stop or a stall (inline.py)."""
-        self.beat()
-        chain = self._chain = object()  # ended when the main thread stops waiting (a stall, a stop)
-
-        def take(raw: list[dict[str, Any]], at: float) -> bool:
-            self._take(raw, at, inline=True)
-            if self._chain is not chain:  # the main thread went on (a stall): never two loops
-                return False  # (a stalled handler's time also makes the pace slow: `_go_on` False)
-            self._busy = len(raw) >= count
-            self._round_trip = time.monotonic() - at if raw else self._round_trip
-            self.beat()
-            return bool(raw) and self._go_on()  # (an idle queue's empty reply: back to main)
-
-        def loop(raw: list[dict[str, Any]]) -> None:
-            again = lambda: self.long_poll.receive_here(url, count, wait, visibility)  # noqa: E731
-            Inline.receive_loop(raw, take, again, received_at)
-
-        try:
-            self.long_poll.receive(url, count, wait, visibility, then=loop, stalled=self.inline.take_stalled)  # type: ignore[union-attr]
-        finally:
-            self._chain = None
-
-    def _go_on(self) -> bool:
-        """May the receiving thread receive again? While a loop turn would do just that: nothing
-        to consult (`_chains`: no rate limit, recycling or overlapping receives), no stop, no
-        crash suspect, nothing held, breaker closed, handlers still fast."""
-        held_up = self.stopping or self._signalled or self.isolation.waiting or len(self.held)
-        return self._chains and not held_up and self.flow.closed and self.inline.fast()  # type: ignore[union-attr]
-
-    def _poll_many(self, calls: int, wait: int) -> tuple[list[dict[str, Any]], bool | None, float]:
-        """`calls` more full-batch receives, and what those out brought (LongPoll.receive_many)."""
-        self.beat()
-        q = self.config.queue
-        return self.long_poll.receive_many(calls, q.url, q.batch_size, wait, q.visibility_timeout)
-
-    def _pause(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while not self.stopping and (left := deadline - time.monotonic()) > 0:
-            time.sleep(min(left, 0.5))
-            self.beat()
-            self._notice_stop()
+    def _held_changed(self, count: int) -> None:
+        self.metrics.in_flight.set(count)  # type: ignore[union-attr]
+        self._record_running()
 
     def _wait_for_slots(self) -> int:
-        """Free slots to receive into: a full batch, or fewer once the linger (two receive round
-        trips, SLOT_LINGER..LINGER_MAX) has passed, so a slot held one round trip longer than
-        its batch (a DLQ send, a retry) still rejoins it; while a batch gathers, any free slot."""
+        """Free slots to receive into, once a receive can start: a full batch, or fewer once the
+        linger (two receive round trips, SLOT_LINGER..LINGER_MAX) has passed, so a slot held one
+        round trip longer than its batch (a DLQ send, a retry) still rejoins it; while a batch
+        gathers, any free slot. Returns early for a reply back, a stop or a batch due."""
+        r = self.receiver
         want = 1 if self.batches else min(self.config.queue.batch_size, self._slots)
-        linger_until = None
+        linger_until = 0.0
         with self.held.changed:
             while True:
-                reserved = self.long_poll.reserved  # slots the receives out may fill
-                self.held.wake_at = self._slots - want - reserved
-                free = self._slots - len(self.held) - reserved
-                due = self.stopping or self.long_poll.replied() or (self.batches and self.batches.due())
-                if free >= want or due:
-                    return free
+                free = self._slots - self.held.busy() - r.reserved
                 now = time.monotonic()
-                if free > 0:
-                    linger = max(SLOT_LINGER, min(LINGER_MAX, 2 * self._round_trip))
-                    linger_until = linger_until or now + linger
+                if self.stopping or self._signalled or self._stuck or r.replied():
+                    return free
+                if self.batches and self.batches.due():
+                    return free
+                if self.isolation.waiting:
+                    if not r.out:
+                        return 0
+                elif r.can_start(free, want):
+                    return free
+                elif not r.out and 0 < free < want and now >= r.ready_at:
+                    linger_until = linger_until or now + max(SLOT_LINGER, min(LINGER_MAX, 2 * r.round_trip))
                     if now >= linger_until:
                         return free
-                self.held.changed.wait(timeout=(linger_until - now) if linger_until else 1.0)
+                need = want if not r.out else r.batch_size  # slots a forget must leave to matter
+                self.held.wake_at = self._slots - need - r.reserved - self.held.overdue
+                until = [
+                    now + STOP_CHECK,
+                    linger_until or math.inf,
+                    r.ready_at if r.ready_at > now else math.inf,
+                ]
+                if self.batches:
+                    until.append(self.batches.until)
+                self.held.changed.wait(max(0.001, min(until) - now))
                 self.beat()
                 self._notice_stop()
 
-    # --- a callback from the housekeeper ------------------------------------------------------
+    def _idle(self, seconds: float) -> None:
+        """Wait up to `seconds` (at most STOP_CHECK) for a reply or a stop: paused stays healthy."""
+        with self.held.changed:
+            if not (self.stopping or self._signalled or self.receiver.replied()):
+                self.held.changed.wait(max(0.001, min(seconds, STOP_CHECK)))
+        self.beat()
 
-    def _stuck(self, entry: InFlight) -> None:
-        if not self.stopping:
-            self.log.error(
-                "handler_stuck",
-                message_id=entry.message.message_id,
-                note="restarting this worker to free its thread",
-            )
-            self.begin_stop("handler stuck", EXIT_FAILURE)
+    # --- stuck handlers (the timer) and dead threads ------------------------------------------
 
-    # --- stopping -------------------------------------------------------------------------
+    def _report_stuck(self, entry: InFlight) -> None:
+        """On the timer thread: a handler ran `stuck_margin` past its timeout and still runs. Its
+        thread is lost; a successor takes this worker's place, and this one exits."""
+        self.metrics.handlers_stuck.inc()  # type: ignore[union-attr]
+        self.log.error(
+            "handler_stuck",
+            message_id=entry.message.message_id,
+            receive_count=entry.message.receive_count,
+            running_for=round(time.monotonic() - entry.started, 1),
+            note="a successor takes this worker's place; this one exits once the rest is done",
+        )
+        request_successor("handler stuck")
+        self._stuck = "handler stuck"
+        self.held.wake()
 
     def _notice_stop(self) -> None:
-        if self._signalled and not self.stopping:
+        if self.stopping:
+            return
+        if self._signalled:
             self.begin_stop("signal")
-        elif os.getppid() != self._parent and not self.stopping:
+        elif self._stuck:
+            self.begin_stop(self._stuck, EXIT_FAILURE)
+        elif os.getppid() != self._parent:
             self.begin_stop("supervisor gone")
+        elif time.monotonic() >= self._next_look:
+            self._next_look = time.monotonic() + STOP_CHECK
+            if dead := dead_threads(self._threads):  # a loop ended despite its catch
+                self.log.error("worker_thread_died", threads=dead, note="replacing this worker")
+                self.begin_stop("thread died", EXIT_FAILURE)
+
+    # --- stopping -------------------------------------------------------------------------
 
     def begin_stop(self, reason: str, exit_code: int = EXIT_OK) -> None:
         if self.stopping:
@@ -378,14 +333,17 @@ class Worker:
         """Release what never started, let running handlers finish within the grace period."""
         started = getattr(self, "_stop_started", time.monotonic())
         grace_until = started + self.config.workers.shutdown_grace
-        self.long_poll.abandon(self.config.queue.url)
+        late = self.receiver.stop(wait_all=not self._abandon_poll)  # replies back: never started
+        if late:
+            self.house.release(self._hold(late, time.monotonic()))
         self.house.release(self.batches.take_all())
         self.isolation.release_waiting()
         if isinstance(self.executor, Threads):
-            self.executor.stop()
+            self.executor.stop()  # tasks not yet on a thread go back unstarted (run_task)
         with self.held.changed:
             while len(self.held) and time.monotonic() < grace_until and not self._forced:
                 self.held.changed.wait(timeout=min(0.5, grace_until - time.monotonic()))
+                self.beat()
         leftover = self.held.snapshot()
         if leftover:
             self.exit_code = EXIT_FAILURE if self._forced else self.exit_code  # work was abandoned
@@ -393,15 +351,16 @@ class Worker:
             self.house.release(leftover)
         if isinstance(self.executor, EventLoop):
             self.executor.stop()
+        self.timer.stop()
         self.house.stop()
         self.isolation.record.close()
-        if not leftover:
-            self.pipeline.close()
+        if not leftover and not self._stuck:
+            self.pipeline.close()  # type: ignore[union-attr]
             try:
-                self.handler.close()
+                self.handler.close()  # type: ignore[union-attr]
             except Exception as exc:
                 self.log.warning("handler_close_failed", error=f"{type(exc).__name__}: {exc}")
-        self.metrics.in_flight.set(0)
+        self.metrics.in_flight.set(0)  # type: ignore[union-attr]
         self.log.info("worker_stopped", exit_code=self.exit_code)
         return self.exit_code
 

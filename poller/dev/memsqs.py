@@ -19,6 +19,7 @@ class MemorySqs:
         self.round_trip = round_trip  # seconds each receive takes
         self.refill = refill  # called with a count when the inbox is empty: bodies to add
         self.inbox: list[dict[str, Any]] = []
+        self.received: list[str] = []  # receipt handles handed out, in order
         self.deleted: list[str] = []  # receipt handles, in order
         self.visibility: list[tuple[str, int, str]] = []  # (receipt, seconds, thread)
         self.sent: list[tuple[str, dict[str, Any], str]] = []  # (queue, entry, thread)
@@ -56,6 +57,7 @@ class MemorySqs:
                 self.put(body)
         with self.lock:
             got, self.inbox = self.inbox[:count], self.inbox[count:]
+            self.received += [m["ReceiptHandle"] for m in got]
         if not got and not self.round_trip:
             time.sleep(0.02)
         return got

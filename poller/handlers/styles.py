@@ -94,7 +94,7 @@ class MessageRunner(Runner):
                 results.append(Released(message.group_id))
                 continue
             try:
-                _no_awaitable(self.fn(message), self.fn)
+                awaited(self.fn(message), self.fn)
                 results.append(None)
             except Exception as exc:
                 results.append(exc)
@@ -123,9 +123,7 @@ class BatchRunner(Runner):
     style = "batch"
 
     def _call(self, messages: Sequence[Message]) -> Results:
-        response = self.fn(list(messages))
-        _no_awaitable(response, self.fn)
-        return batch_results(messages, response)
+        return batch_results(messages, awaited(self.fn(list(messages)), self.fn))
 
     async def _call_async(self, messages: Sequence[Message]) -> Results:
         return batch_results(messages, await self.fn(list(messages)))
@@ -154,8 +152,7 @@ class LambdaRunner(Runner):
 
     def _call(self, messages: Sequence[Message]) -> Results:
         with self._lock:
-            response = self.fn(self.records.event(messages), self.contexts.new_context())
-        _no_awaitable(response, self.fn)
+            response = awaited(self.fn(self.records.event(messages), self.contexts.new_context()), self.fn)
         return lambda_results(messages, response)
 
     async def _call_async(self, messages: Sequence[Message]) -> Results:
@@ -334,11 +331,31 @@ def _positions(messages: Sequence[Message]) -> dict[str, list[int]]:
     return where
 
 
-def _no_awaitable(result: Any, fn: Any) -> None:
-    if inspect.isawaitable(result):
+_threads = threading.local()  # each handler thread's own event loop, for awaitables returned
+
+
+def awaited(result: Any, fn: Any) -> Any:
+    """`result`, or, when a sync callable returned an awaitable (a decorator around an
+    `async def`), what awaiting it gives: run to the end on this thread's own event loop, so
+    the message is settled on what the coroutine did. Where no loop can run it (a loop already
+    runs on this thread), raises TypeError naming it: the message fails, never deleted unrun."""
+    if result is None or not inspect.isawaitable(result):
+        return result
+    loop = getattr(_threads, "loop", None)
+    if loop is None:
+        loop = _threads.loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(_await(result))
+    except RuntimeError as exc:
+        if "running" not in str(exc):
+            raise
         if inspect.iscoroutine(result):
             result.close()
-        raise TypeError(f"{_name(fn)} returned an awaitable; declare it `async def` so it is awaited")
+        raise TypeError(f"{_name(fn)} returned {result!r}, which cannot be awaited here: {exc}") from None
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
 
 
 def _name(obj: Any) -> str:

@@ -70,7 +70,7 @@ def test_messages_that_receives_out_bring_after_a_stop_go_back_to_the_queue() ->
     # GIVEN slow receives (300 ms) and a busy queue, with receives out
     sqs = CountingSqs(round_trip=0.3)
     worker = make_worker(sqs, lambda m: None, concurrency=40)
-    while worker.long_poll.out == 0:
+    while worker.receiver.out == 0:
         worker.loop()
     # WHEN the worker stops while they are out
     worker.begin_stop("test over")

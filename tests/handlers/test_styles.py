@@ -104,15 +104,39 @@ def test_async_message_handler() -> None:
         r.call(batch("a"))
 
 
-def test_sync_handler_returning_a_coroutine_is_an_error_not_a_success() -> None:
+def test_a_coroutine_a_sync_handler_returns_is_awaited_and_its_outcome_counts() -> None:
+    # GIVEN a sync handler (a decorator around an async def, say) that returns a coroutine
+    ran: list[str] = []
+
     async def work(m: Message) -> None:
-        raise RuntimeError("never awaited")
+        ran.append(m.message_id)
+        if m.message_id == "b":
+            raise RuntimeError("failed inside the coroutine")
 
     def handle(m: Message) -> Any:
         return work(m)
 
-    (result,) = runner("message", handle).call(batch("a"))
-    assert isinstance(result, TypeError) and "async def" in str(result)
+    # WHEN the message style calls it
+    results = runner("message", handle).call(batch("a", "b"))
+    # THEN both coroutines ran; the one that raised failed its message, the other succeeded
+    assert ran == ["a", "b"]
+    assert results[0] is None and isinstance(results[1], RuntimeError)
+
+
+def test_an_awaitable_that_cannot_be_awaited_fails_its_message_naming_it() -> None:
+    # GIVEN a handler returning a coroutine, called where an event loop already runs
+    async def work(m: Message) -> None:
+        pass
+
+    def handle(m: Message) -> Any:
+        return work(m)
+
+    async def call_inside_a_loop() -> Any:
+        return runner("message", handle).call(batch("a"))
+
+    # WHEN it is called there, THEN its message fails with an error naming the coroutine
+    (result,) = asyncio.run(call_inside_a_loop())
+    assert isinstance(result, TypeError) and "coroutine" in str(result) and "work" in str(result)
 
 
 # --- batch style ---------------------------------------------------------------------------------

@@ -491,26 +491,33 @@ def test_check_reports_config_handler_and_queues(local_sqs, make_queues, tmp_pat
     assert run_cli("check", "--config", str(broken)).returncode == 3
 
 
-def test_healthz_turns_503_when_workers_stop_polling(local_sqs, sqs, make_queues, tmp_path, daemon_factory):
+def test_a_wedged_worker_turns_healthz_503_and_is_killed_and_replaced(
+    local_sqs, sqs, make_queues, tmp_path, daemon_factory
+):
     # GIVEN a running daemon that reports healthy
     url, dlq = make_queues()
     daemon = daemon_factory(write_config(tmp_path, local_sqs, url, dlq))
     daemon.wait_ready()
     assert daemon.healthz() == 200
-
-    # WHEN its workers stop polling (frozen)
+    # WHEN one of its workers wedges (frozen: its main thread stops beating)
     pids = daemon.worker_pids()
     assert len(pids) == 2
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
+    os.kill(pids[0], signal.SIGSTOP)
+    started = time.monotonic()
     try:
-        # THEN /healthz says 503 once a long poll and the backoff window have passed
-        wait_until(lambda: daemon.healthz() == 503, timeout=40, interval=0.5)
+        # THEN /healthz says 503 once its beat is 15 s old
+        wait_until(lambda: daemon.healthz() == 503, timeout=30, interval=0.5)
+        assert time.monotonic() - started >= 14
+        # AND the supervisor kills it at 30 s and starts another: healthy again, the other untouched
+        wait_until(lambda: pids[0] not in daemon.worker_pids() and len(daemon.worker_pids()) == 2, timeout=40)
     finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
-    # AND 200 again once they poll
+        try:
+            os.kill(pids[0], signal.SIGCONT)
+        except ProcessLookupError:
+            pass
     wait_until(lambda: daemon.healthz() == 200, timeout=15)
+    assert pids[1] in daemon.worker_pids()
+    assert any(r.get("event") == "worker_unresponsive" and r["pid"] == pids[0] for r in daemon.logs())
     assert daemon.stop() == 0
 
 

@@ -1,6 +1,6 @@
-"""The wait for a long poll (longpoll.py) ends when the reply comes or a stop begins, without
-looking at the clock in between: a stop during a 20 s poll is seen at once, and a worker waiting
-on an empty queue is not woken ten times a second to look."""
+"""The main thread's wait while a long poll is out (receiver.py) ends when the reply comes or a
+stop begins, without looking at the clock in between: a stop during a 20 s poll is seen at once,
+and a reply is taken as it comes, not at the next look."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any
 
-from poller.daemon import longpoll
+from poller.daemon import worker as worker_module
 from poller.dev.memsqs import MemorySqs
 from tests.daemon.memworker import make_worker
 
@@ -27,16 +27,22 @@ class PollSqs(MemorySqs):
         self.polling.set()
         time.sleep(self.seconds)
         with self.lock:
+            self.receives += 1
             got, self.inbox = self.inbox[:count], self.inbox[count:]
         return got
 
 
+def loop_until_stopping(worker: Any) -> None:
+    while not worker.stopping:
+        worker.loop()
+
+
 def test_a_stop_during_a_long_poll_is_seen_at_once_not_at_the_next_look(monkeypatch) -> None:
     # GIVEN a worker in a 5 s long poll, and nothing that would look at the stop for 30 s
-    monkeypatch.setattr(longpoll, "STOP_CHECK", 30.0)
+    monkeypatch.setattr(worker_module, "STOP_CHECK", 30.0)
     sqs = PollSqs(5.0)
     worker, _ = make_worker(sqs, lambda message: None)
-    loop = threading.Thread(target=worker.loop)
+    loop = threading.Thread(target=loop_until_stopping, args=(worker,))
     loop.start()
     assert sqs.polling.wait(5)
     # WHEN SIGTERM's handler runs
@@ -52,14 +58,14 @@ def test_a_stop_during_a_long_poll_is_seen_at_once_not_at_the_next_look(monkeypa
 
 def test_a_reply_ends_the_wait_without_a_look_at_the_clock(monkeypatch) -> None:
     # GIVEN polls that return after 50 ms, and the periodic look pushed out to 30 s
-    monkeypatch.setattr(longpoll, "STOP_CHECK", 30.0)
+    monkeypatch.setattr(worker_module, "STOP_CHECK", 30.0)
     sqs = PollSqs(0.05)
     worker, _ = make_worker(sqs, lambda message: None)
-    # WHEN the worker loops ten times
+    # WHEN the worker loops until ten receives were made
     started = time.monotonic()
-    for _ in range(10):
+    while sqs.receives < 10:
         worker.loop()
-    # THEN each loop ended with its reply (a wait that needed the periodic look would take 30 s)
+    # THEN each reply was taken as it came (a wait that needed the periodic look would take 30 s)
     assert time.monotonic() - started < 10
     worker.begin_stop("test over")
     assert worker.shutdown() == 0
@@ -70,7 +76,7 @@ def test_a_reply_arriving_just_after_a_stop_is_released_before_the_worker_exits(
     sqs = PollSqs(0.1)
     receipts = [sqs.put(f"m{n}") for n in range(3)]
     worker, _ = make_worker(sqs, lambda message: None)
-    loop = threading.Thread(target=worker.loop)
+    loop = threading.Thread(target=loop_until_stopping, args=(worker,))
     loop.start()
     assert sqs.polling.wait(5)
     # WHEN SIGTERM's handler runs, and the worker shuts down as soon as its loop returns
