@@ -53,3 +53,21 @@ def test_the_metrics_server_answers_and_stops(tmp_path):
     assert not started[0].is_alive()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_a_scrape_leaves_out_metrics_files_being_created_instead_of_failing(tmp_path):
+    # GIVEN one worker's counter file, and two files other workers are creating right now: one
+    # still empty, one whose header is not yet whole
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+
+    from poller.daemon.metrics import render_metrics
+
+    written = MmapedDict(str(tmp_path / "counter_100.db"))
+    key = mmap_key("sqs_poller_received", "sqs_poller_received_total", [], [], "Messages received")
+    written.write_value(key, 7.0, 0.0)
+    written.close()
+    (tmp_path / "counter_101.db").write_bytes(b"")
+    (tmp_path / "counter_102.db").write_bytes(b"\x08\x00")
+    # WHEN /metrics is rendered THEN it answers, with what the readable file holds
+    text = render_metrics(str(tmp_path)).decode()
+    assert "sqs_poller_received_total 7.0" in text

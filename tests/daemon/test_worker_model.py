@@ -214,3 +214,29 @@ def test_one_message_received_twice_in_one_delete_batch_settles_both_receipts():
     # THEN both receipts were deleted, in one request, and counted
     assert sorted(sqs.deleted) == sorted([first, "rh-copy"]) and sqs.delete_calls == 1
     assert value(registry, "sqs_poller_messages_total", outcome="deleted") == 2
+
+
+def test_after_a_failure_the_rest_of_a_fifo_group_goes_back_with_the_failed_ones_delay():
+    # GIVEN a FIFO group of three whose first message fails (retried after its backoff)
+    sqs = MemorySqs()
+    receipts = [sqs.put(f"m{n}") for n in range(3)]
+    with sqs.lock:
+        for message in sqs.inbox:
+            message["Attributes"]["MessageGroupId"] = "g"
+
+    def handle(message: Any) -> None:
+        if message.body == "m0":
+            raise ValueError("downstream said no")
+
+    fifo = "https://sqs.us-east-1.amazonaws.com/123456789012/jobs.fifo"
+    worker, _ = make_worker(sqs, handle, queue={"url": fifo, "dlq_url": fifo.replace("jobs", "dlq")})
+    # WHEN the worker runs the group
+    run_for(worker, 1.0)
+    worker.begin_stop("test over")
+    assert worker.shutdown() == 0
+    # THEN the failed one and the two after it are visible again at the same moment, so no
+    # server can hand out the later ones first; none of them ran or was deleted
+    delays = {r: s for r, s, _ in sqs.visibility}
+    assert delays[receipts[0]] > 0
+    assert delays[receipts[1]] == delays[receipts[2]] == delays[receipts[0]]
+    assert sqs.deleted == []
