@@ -114,7 +114,8 @@ def dlq() -> None:
     "--sample",
     type=click.IntRange(0, 100_000),
     default=0,
-    help="Receive up to N messages (then release them) to break failures down by type and source.",
+    help="Receive up to N messages (then release them) to break failures down by type, source "
+    "queue and queue name.",
 )
 @with_target
 def stats(target: Any, sample: int) -> int:
@@ -131,6 +132,7 @@ def stats(target: Any, sample: int) -> int:
     if sample:
         rows = [["type", name, n] for name, n in result.types.most_common()]
         rows += [["source_queue", name, n] for name, n in result.sources.most_common()]
+        rows += [["queue", name, n] for name, n in result.queues.most_common()]
         emit_table(f"Failures in a sample of {result.sampled}", ["by", "value", "messages"], rows)
     return EXIT_OK
 
