@@ -339,3 +339,17 @@ target = "app.mailbox:handle"
         {"api": "http://billing"},
     )
     assert (mailbox.name, mailbox.max_concurrency, mailbox.flow.max_per_second) == ("mailbox", 3, 0)
+
+
+def test_the_readme_documents_the_queue_tables_keys_and_variables():
+    from pathlib import Path
+
+    from poller.config import QueueSpec
+    from poller.configkeys import declared_keys
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert "[queues.billing.handler]" in readme and "[queues.billing.flow]" in readme
+    for key in declared_keys("queues.NAME", QueueSpec):
+        assert f"\n{key.name} = " in readme, key.name
+    for form in ("<NAME>_<KEY>", "<NAME>_HANDLER_<KEY>", "<NAME>_FLOW_<KEY>"):
+        assert f"SQS_POLLER_QUEUES_{form}" in readme
