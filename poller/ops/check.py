@@ -27,7 +27,7 @@ def run_checks(config_path: str | None, queue_name: str | None = None) -> int:
     config = load_config(config_path)
     specs = config.queues if queue_name is None else (select_queue(config, queue_name),)
     rows: list[tuple[str, str, str, str]] = [("config", "", "ok", config.source)]
-    code = EXIT_OK
+    code = EXIT_OK  # the worst seen: 3 (a handler cannot load) over 1 (a queue unreachable)
     clients: dict[tuple[str, str], Sqs] = {}
     for spec in specs:
         code = max(code, check_handler(spec, rows))
