@@ -8,7 +8,6 @@ A key is a dataclass field whose metadata holds a `Spec`; its type comes from th
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field
@@ -112,10 +111,6 @@ def _filters(patterns: tuple[str, ...]) -> str | None:
     except ConfigError as exc:  # names the pattern and what is wrong with it
         return str(exc)
     return None
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 # --- the sections ---------------------------------------------------------------------------------
@@ -293,7 +288,32 @@ SECTIONS: dict[str, type] = {
 
 
 @dataclass(frozen=True)
+class QueueSpec:
+    """One queue the daemon serves: a [queues.NAME] table, or the one-queue form's [queue],
+    [handler] and [flow]. Worker processes and their slots are shared by every queue."""
+
+    name: str  # the table's NAME; one-queue form: the URL's last path segment
+    queue: QueueConfig
+    handler: HandlerConfig
+    flow: FlowConfig
+    priority: int = key(0, low=-1000, high=1000, doc="larger first: strict between priorities")
+    weight: int = key(1, low=1, high=1000, doc="share of free slots among busy queues of one priority")
+    max_concurrency: int = key(
+        0, low=0, high=1000, doc="messages in flight per process; 0 = workers.concurrency"
+    )
+
+
+def queue_name(url: str) -> str:
+    """The one-queue form's name for its queue: the URL's last path segment."""
+    return url.rstrip("/").rpartition("/")[2]
+
+
+@dataclass(frozen=True)
 class Config:
+    """The whole configuration. `queues` holds every queue, in file order (never empty);
+    `queue`, `handler` and `flow` are the first one's settings, for code that serves one queue.
+    Code that serves every queue iterates `queues`."""
+
     queue: QueueConfig
     handler: HandlerConfig
     retry: RetryConfig = field(default_factory=RetryConfig)
@@ -308,24 +328,42 @@ class Config:
     payload: PayloadConfig = field(default_factory=PayloadConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)
     source: str = ""
+    queues: tuple[QueueSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.queues:  # the one-queue form
+            one = QueueSpec(queue_name(self.queue.url), self.queue, self.handler, self.flow)
+            object.__setattr__(self, "queues", (one,))
 
 
-def cross_check(config: Config) -> str | None:
-    """Rules that span keys, in one place. Returns what is wrong, naming the keys."""
-    q, h = config.queue, config.handler
-    if q.url == q.dlq_url:
-        return "queue.dlq_url must differ from queue.url"
-    if q.is_fifo != q.dlq_url.endswith(".fifo"):
-        return "queue.dlq_url must be a FIFO queue (.fifo) exactly when queue.url is one"
+def select_queue(config: Config, name: str | None) -> QueueSpec:
+    """The queue a command acts on (`--queue NAME`): with one queue, `name` may be None."""
+    if name is None and len(config.queues) == 1:
+        return config.queues[0]
+    for spec in config.queues:
+        if spec.name == name:
+            return spec
+    names = ", ".join(spec.name for spec in config.queues)
+    if name is None:
+        raise ConfigError(f"the config has {len(config.queues)} queues: give --queue NAME, one of: {names}")
+    raise ConfigError(f"no queue named {name!r} in the config; its queues: {names}")
+
+
+def cross_check(config: Config, tables: bool = False) -> str | None:
+    """Rules that span keys, in one place. Returns what is wrong, naming the keys. `tables`:
+    the queues come from [queues.NAME] tables (so their keys are named queues.NAME...)."""
+    urls: dict[str, str] = {}
+    for spec in config.queues:
+        at = f"queues.{spec.name}" if tables else "queue"
+        problem = check_queue(spec, config.workers.concurrency, at, f"{at}.handler" if tables else "handler")
+        if problem:
+            return problem
+        if (other := urls.setdefault(spec.queue.url, spec.name)) != spec.name:
+            return f"{at}.url is also queues.{other}.url: one table a queue"
     if config.retry.backoff_max < config.retry.backoff_base:
         return (
             f"retry.backoff_max = {config.retry.backoff_max} is below retry.backoff_base = "
             f"{config.retry.backoff_base:g}; allowed: >= backoff_base"
-        )
-    if h.style != "message" and h.batch_size > config.workers.concurrency:
-        return (
-            f"handler.batch_size = {h.batch_size} is above workers.concurrency = "
-            f"{config.workers.concurrency}: a worker never holds more than its concurrency"
         )
     m = config.metrics
     if m.emf_namespace and not (m.deployment and m.version):
@@ -340,4 +378,27 @@ def cross_check(config: Config) -> str | None:
         return "crypto.require_encryption: needs crypto.enabled = true"
     if config.idempotency.enabled and not config.idempotency.table:
         return "idempotency.table: required when idempotency.enabled = true"
+    return None
+
+
+def check_queue(spec: QueueSpec, concurrency: int, at: str, handler_at: str) -> str | None:
+    """One queue's rules; `at` and `handler_at` name its tables ("queue" and "handler" in the
+    one-queue form, "queues.NAME" and "queues.NAME.handler" in a queue table)."""
+    q, h = spec.queue, spec.handler
+    if q.url == q.dlq_url:
+        return f"{at}.dlq_url must differ from {at}.url"
+    if q.is_fifo != q.dlq_url.endswith(".fifo"):
+        return f"{at}.dlq_url must be a FIFO queue (.fifo) exactly when {at}.url is one"
+    if spec.max_concurrency > concurrency:
+        return (
+            f"{at}.max_concurrency = {spec.max_concurrency} is above workers.concurrency = "
+            f"{concurrency}: the queues share a worker's slots; allowed: 0..{concurrency}"
+        )
+    slots = spec.max_concurrency or concurrency
+    if h.style != "message" and h.batch_size > slots:
+        limit = f"{at}.max_concurrency" if spec.max_concurrency else "workers.concurrency"
+        return (
+            f"{handler_at}.batch_size = {h.batch_size} is above {limit} = {slots}: a worker never holds "
+            "more of a queue's messages than that"
+        )
     return None

@@ -1,84 +1,31 @@
 """Loading the configuration: a TOML file, then SQS_POLLER_<SECTION>_<KEY> overrides, each value
-checked against its declaration in `poller.config`. Errors name the key and what is allowed."""
+checked against its declaration in `poller.config`. Errors name the key and what is allowed.
+
+Queues come in one of two forms, never both: [queue] + [handler] + [flow] for one queue, or a
+[queues.NAME] table a queue (`poller.configqueues`)."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import tomllib
-import typing
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
-from poller.config import SECTIONS, Config, Spec, cpu_count, cross_check
+from poller.config import SECTIONS, Config, cross_check
+from poller.configkeys import ENV_PREFIX, SCHEMA, Key, env_name, parse_env, schema_keys, section_values
+from poller.configqueues import QUEUES_ENV, apply_queue_env, build_queue_specs, read_queue_tables
 from poller.errors import ConfigError
+
+__all__ = ["DEFAULT_PATH", "ENV_PATH", "build_config", "load_config", "resolve_path", "schema_keys"]
 
 DEFAULT_PATH = "/etc/sqs-poller/poller.toml"
 ENV_PATH = "SQS_POLLER_CONFIG"
-ENV_PREFIX = "SQS_POLLER_"
-
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off", "")
+ONE_QUEUE = ("queue", "handler", "flow")  # the one-queue form's sections
 
 
-@dataclass(frozen=True)
-class Key:
-    """One key of the schema, as the loader sees it."""
-
-    section: str
-    name: str
-    kind: type  # str, int, float, bool, tuple (a list of strings), dict (a table)
-    default: Any
-    spec: Spec
-
-    @property
-    def path(self) -> str:
-        return f"{self.section}.{self.name}"
-
-    @property
-    def env(self) -> str:
-        return env_name(self.section, self.name)
-
-    def allowed(self) -> str:
-        if self.spec.choices:
-            return "one of " + ", ".join(repr(c) for c in self.spec.choices)
-        if self.spec.low is not None:
-            return f"{self.kind.__name__} within {self.spec.low:g}..{self.spec.high:g}"
-        return {
-            str: "a string",
-            bool: "true or false",
-            dict: "a table",
-            tuple: "a list of strings",
-        }.get(self.kind, self.kind.__name__)
-
-
-def env_name(section: str, key: str) -> str:
-    return f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
-
-
-def _kind(annotation: Any) -> type:
-    origin = typing.get_origin(annotation) or annotation
-    if origin in (tuple, list):
-        return tuple
-    if isinstance(origin, type) and issubclass(origin, Mapping):
-        return dict
-    return origin
-
-
-def schema_keys() -> Iterator[Key]:
-    """Every key of every section, in declaration order."""
-    for section, cls in SECTIONS.items():
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            yield Key(section, f.name, _kind(hints[f.name]), default, f.metadata["spec"])
-
-
-SCHEMA: dict[str, dict[str, Key]] = {}
-for _key in schema_keys():
-    SCHEMA.setdefault(_key.section, {})[_key.name] = _key
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 # --- loading ----------------------------------------------------------------------------------------
@@ -113,9 +60,14 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
 def build_config(raw: Mapping[str, Any], env: Mapping[str, str], source: str = "") -> Config:
     where = source or "config"
     sections: dict[str, dict[str, Any]] = {}
+    tables = None
     for name, table in raw.items():
+        if name == "queues":
+            tables = read_queue_tables(table, where)
+            continue
         if name not in SCHEMA:
-            raise ConfigError(f"unknown section [{name}] in {where}; allowed sections: {', '.join(SCHEMA)}")
+            allowed = ", ".join([*SCHEMA, "queues"])
+            raise ConfigError(f"unknown section [{name}] in {where}; allowed sections: {allowed}")
         if not isinstance(table, dict):
             raise ConfigError(f"[{name}] must be a table")
         for key in table:
@@ -123,96 +75,59 @@ def build_config(raw: Mapping[str, Any], env: Mapping[str, str], source: str = "
                 allowed = ", ".join(SCHEMA[name])
                 raise ConfigError(f"unknown key {name}.{key} in {where}; allowed keys in [{name}]: {allowed}")
         sections[name] = dict(table)
+    if tables is not None and (mixed := [f"[{n}]" for n in ONE_QUEUE if n in sections]):
+        raise ConfigError(
+            f"{where} has both forms of queue config: [queues.NAME] tables and {', '.join(mixed)}; use "
+            "one: [queue] + [handler] + [flow] for one queue, or a [queues.NAME] table a queue "
+            "(with its [queues.NAME.handler] and [queues.NAME.flow])"
+        )
+    queue_env = {}
     for var, text in env.items():
-        if var.startswith(ENV_PREFIX) and var != ENV_PATH:
-            spec = _env_key(var)
-            sections.setdefault(spec.section, {})[spec.name] = parse_env(spec, text)
+        if not var.startswith(ENV_PREFIX) or var == ENV_PATH:
+            continue
+        key = _env_key(var)
+        if key is None:
+            queue_env[var] = text
+            continue
+        if tables is not None and key.section in ONE_QUEUE:
+            raise ConfigError(
+                f"{var} sets {key.path} of the one-queue form, but {where} has [queues.NAME] tables "
+                f"(a config has one form); set {QUEUES_ENV}<NAME>_... instead"
+            )
+        sections.setdefault(key.section, {})[key.name] = parse_env(key, text)
+    apply_queue_env(tables or {}, queue_env, where)
 
     built: dict[str, Any] = {}
     for name, keys in SCHEMA.items():
-        table = sections.get(name, {})
-        values = {}
-        for key in keys.values():
-            if key.name in table:
-                values[key.name] = validate(key, table[key.name])
-            elif key.spec.required:
-                raise ConfigError(
-                    f"missing required key {key.path} (set it in [{name}] of "
-                    f"{source or 'the config file'} or in {key.env})"
-                )
-        built[name] = SECTIONS[name](**values)
+        if tables is None or name not in ONE_QUEUE:
+            built[name] = SECTIONS[name](
+                **section_values(keys, sections.get(name, {}), source or "the config file")
+            )
     if built["workers"].processes == 0:
         built["workers"] = dataclasses.replace(built["workers"], processes=cpu_count())
-    config = Config(**built, source=source)
-    problem = cross_check(config)
+    if tables is None:
+        config = Config(**built, source=source)
+    else:
+        specs = build_queue_specs(tables, source or "the config file")
+        one = specs[0]
+        config = Config(
+            queue=one.queue, handler=one.handler, flow=one.flow, queues=specs, **built, source=source
+        )
+    problem = cross_check(config, tables=tables is not None)
     if problem:
         raise ConfigError(problem)
     return config
 
 
-def _env_key(var: str) -> Key:
+def _env_key(var: str) -> Key | None:
+    """The section key `var` overrides; None for a queue table's (SQS_POLLER_QUEUES_...)."""
     for keys in SCHEMA.values():
         for key in keys.values():
             if key.env == var:
                 return key
+    if var.startswith(QUEUES_ENV):
+        return None
     raise ConfigError(
-        f"unknown environment variable {var}; overrides are "
-        f"{ENV_PREFIX}<SECTION>_<KEY>, e.g. {env_name('queue', 'url')}"
+        f"unknown environment variable {var}; overrides are {ENV_PREFIX}<SECTION>_<KEY>, e.g. "
+        f"{env_name('queue', 'url')}, and {QUEUES_ENV}<NAME>_<KEY> for a [queues.NAME] table"
     )
-
-
-def parse_env(key: Key, text: str) -> Any:
-    """An environment variable's text as the key's type: lists comma-separated or JSON,
-    tables as JSON objects."""
-    try:
-        if key.kind is bool:
-            lowered = text.strip().lower()
-            if lowered in _TRUE:
-                return True
-            if lowered in _FALSE:
-                return False
-            raise ValueError(text)
-        if key.kind is int:
-            return int(text)
-        if key.kind is float:
-            return float(text)
-        if key.kind is tuple:
-            if text.strip().startswith("["):
-                value = json.loads(text)
-                if not isinstance(value, list):
-                    raise ValueError(text)
-                return value
-            return [part.strip() for part in text.split(",") if part.strip()]
-        if key.kind is dict:
-            value = json.loads(text or "{}")
-            if not isinstance(value, dict):
-                raise ValueError(text)
-            return value
-    except ValueError:
-        hint = " (comma-separated, or a JSON array)" if key.kind is tuple else ""
-        hint = " (a JSON object)" if key.kind is dict else hint
-        raise ConfigError(f"{key.env}={text!r} is not valid; allowed: {key.allowed()}{hint}") from None
-    return text
-
-
-def validate(key: Key, value: Any) -> Any:
-    """The value, converted to the key's type, or ConfigError naming the key and what is allowed."""
-    kind = key.kind
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    elif kind is tuple and isinstance(value, list | tuple):
-        if not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{key.path} = {value!r} has the wrong type; allowed: {key.allowed()}")
-        value = tuple(value)
-    if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
-        raise ConfigError(
-            f"{key.path} = {value!r} has the wrong type ({type(value).__name__}); allowed: {key.allowed()}"
-        )
-    spec = key.spec
-    if spec.low is not None and not spec.low <= value <= spec.high:  # type: ignore[operator]
-        raise ConfigError(f"{key.path} = {value!r} is out of range; allowed: {key.allowed()}")
-    if spec.choices and value not in spec.choices:
-        raise ConfigError(f"{key.path} = {value!r} is not allowed; allowed: {key.allowed()}")
-    if spec.check and (problem := spec.check(value)):
-        raise ConfigError(f"{key.path} = {value!r} is not valid: {problem}")
-    return dict(value) if kind is dict else value

@@ -24,13 +24,21 @@ TOO_LARGE_MARGIN = 600  # bytes: a DLQ copy this close to the limit had no room 
 
 
 def failure_record(
-    message: Message, error: str, type_: str, host: str | None = None, error_chars: int = MAX_ERROR_CHARS
+    message: Message,
+    error: str,
+    type_: str,
+    host: str | None = None,
+    error_chars: int = MAX_ERROR_CHARS,
+    queue: str = "",
 ) -> str:
-    """The attribute's value: compact JSON. A record shortened to fit says so ("truncated")."""
+    """The attribute's value: compact JSON. A record shortened to fit says so ("truncated").
+    `queue` is the source queue's name in the config (its [queues.NAME], or its URL's last
+    segment in the one-queue form)."""
     record: dict[str, Any] = {
         "error": error[:error_chars],
         "type": type_,
         "source_queue": message.queue_url,
+        "queue": queue,
         "message_id": message.message_id,
         "sent_at": message.sent_at.astimezone(UTC).isoformat(timespec="milliseconds"),
         "receive_count": message.receive_count,
@@ -43,19 +51,20 @@ def failure_record(
 
 
 def fitting_failure_record(
-    message: Message, error: str, type_: str, room: int, host: str | None = None
+    message: Message, error: str, type_: str, room: int, host: str | None = None, queue: str = ""
 ) -> str | None:
     """The fullest record whose attribute (name, type and value) takes at most `room` bytes:
     the error shortened step by step, then the bare minimum; None if not even that fits."""
     overhead = len(FAILURE_ATTRIBUTE) + len("String")
     for chars in SHORTER_ERRORS:
-        record = failure_record(message, error, type_, host, chars)
+        record = failure_record(message, error, type_, host, chars, queue)
         if overhead + len(record.encode()) <= room:
             return record
     minimal = json.dumps(
         {
             "type": type_,
             "source_queue": message.queue_url,
+            "queue": queue,
             "message_id": message.message_id,
             "truncated": True,
         },

@@ -2,7 +2,7 @@
 
 Every call is counted (`count(action, outcome)`), and botocore's errors become `SqsError`,
 marked transient when waiting and trying again can help. It also owns the rules every sender
-shares: entry building (`send_entry`: FIFO group and deduplication ids), batch packing by
+shares: entry building (`send_entry`: group and FIFO deduplication ids), batch packing by
 count and bytes (`pack_batches`), and the receive retry (`receive_retrying`).
 """
 
@@ -152,7 +152,8 @@ def send_entry(
 ) -> dict[str, Any]:
     """A SendMessage(Batch) entry. FIFO queues get a group ("default" if none is given) and a
     deduplication id (a fresh one if none is given, so content-based deduplication never
-    swallows a deliberate resend); standard queues get neither."""
+    swallows a deliberate resend). A standard queue keeps the group given (a fair queue's
+    tenant) and never gets a deduplication id (SQS refuses one there)."""
     entry: dict[str, Any] = {"MessageBody": body}
     if entry_id is not None:
         entry["Id"] = entry_id
@@ -163,6 +164,8 @@ def send_entry(
     if queue_url.endswith(".fifo"):
         entry["MessageGroupId"] = group_id or "default"
         entry["MessageDeduplicationId"] = dedup_id or uuid.uuid4().hex
+    elif group_id:
+        entry["MessageGroupId"] = group_id
     return entry
 
 

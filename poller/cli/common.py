@@ -1,5 +1,5 @@
-"""What several commands share: the --config option, the queue a command talks to, and the
-encryptor for `send --encrypt`."""
+"""What several commands share: the --config and --queue options, the queue a command talks to,
+and the encryptor for `send --encrypt`."""
 
 from __future__ import annotations
 
@@ -8,12 +8,18 @@ from typing import Any
 
 import click
 
-from poller.config import Config
+from poller.config import Config, QueueSpec, select_queue
 from poller.configload import DEFAULT_PATH, ENV_PATH, load_config, resolve_path
 from poller.errors import ConfigError
 
 CONFIG_HELP = f"Config file (default: ${ENV_PATH}, else {DEFAULT_PATH})."
 config_option = click.option("--config", "config_path", metavar="PATH", help=CONFIG_HELP)
+queue_option = click.option(
+    "--queue",
+    "queue_name",
+    metavar="NAME",
+    help="The config's queue NAME ([queues.NAME]); required when the config has several.",
+)
 
 
 def queue_target(
@@ -22,15 +28,30 @@ def queue_target(
     endpoint_url: str | None,
     region: str | None,
     which: str = "url",
-) -> tuple[str, Any]:
-    """The queue URL and an Sqs for commands that may run with or without a config file."""
+    queue_name: str | None = None,
+) -> tuple[str, Any, QueueSpec | None]:
+    """The queue URL, an Sqs and the config's queue (None without a config file) for commands
+    that may run with or without a config file."""
     from poller.sqs import Sqs, make_client
 
-    config = optional_config(config_path, required=not queue_url)
-    url = queue_url or getattr(config.queue, which)
-    endpoint = endpoint_url if endpoint_url is not None else (config.queue.endpoint_url if config else "")
-    region = region or (config.queue.region if config else "")
-    return url, Sqs(make_client(url, region, endpoint, read_timeout=30))
+    config = optional_config(config_path, required=not queue_url or queue_name is not None)
+    spec = configured_queue(config, queue_name, queue_url)
+    url = queue_url or getattr(spec.queue, which)  # type: ignore[union-attr]  # a config was required
+    endpoint = endpoint_url if endpoint_url is not None else (spec.queue.endpoint_url if spec else "")
+    region = region or (spec.queue.region if spec else "")
+    return url, Sqs(make_client(url, region, endpoint, read_timeout=30)), spec
+
+
+def configured_queue(config: Config | None, name: str | None, url: str | None) -> QueueSpec | None:
+    """The config's queue a command acts on: --queue NAME; else the queue whose url or dlq_url
+    is the URL given; else the only one (with several, ConfigError listing them)."""
+    if config is None:
+        return None
+    if name is None and url:
+        for spec in config.queues:
+            if url in (spec.queue.url, spec.queue.dlq_url):
+                return spec
+    return select_queue(config, name)
 
 
 def make_encryptor(

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from poller.cli.common import optional_config, queue_target
+from poller.cli.common import queue_option, queue_target
 from poller.cli.terminal import Progress, confirm, graceful_stop, show_summary
 from poller.errors import EXIT_FAILURE, EXIT_OK
 
@@ -20,9 +20,10 @@ PREVIEW_CHARS = 80
 def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Where the DLQ is and how to poll it; every dlq command takes these."""
     options = [
-        click.option("--config", "config_path", metavar="PATH", help="Config file (its queue.dlq_url)."),
-        click.option("--dlq-url", help="The DLQ (default: the config's queue.dlq_url)."),
-        click.option("--queue-url", help="The main queue (default: the config's queue.url)."),
+        click.option("--config", "config_path", metavar="PATH", help="Config file (its queue's dlq_url)."),
+        queue_option,
+        click.option("--dlq-url", help="The DLQ (default: the config's queue's dlq_url)."),
+        click.option("--queue-url", help="The main queue (default: the config's queue's url)."),
         click.option("--endpoint-url", help="A local SQS-compatible endpoint."),
         click.option("--region", help="AWS region (default: the config's, else the SDK's)."),
         click.option(
@@ -60,6 +61,7 @@ class Target:
         from poller.ops.dlq import Polling
 
         config_path = kwargs.pop("config_path")
+        queue_name = kwargs.pop("queue_name")
         dlq_url = kwargs.pop("dlq_url")
         queue_url = kwargs.pop("queue_url")
         endpoint_url = kwargs.pop("endpoint_url")
@@ -68,11 +70,12 @@ class Target:
         if kwargs.get("from_file") and not dlq_url:
             # Replaying a file needs no DLQ: any queue URL given serves to pick the region.
             dlq_url = kwargs.get("to") or queue_url
-        self.url, self.sqs = queue_target(config_path, dlq_url, endpoint_url, region, which="dlq_url")
-        config = optional_config(config_path, required=False)
-        self.endpoint_url = endpoint_url or (config.queue.endpoint_url if config else "")
-        self.region = region or (config.queue.region if config else "")
-        self.main_url = queue_url or (config.queue.url if config else None)
+        self.url, self.sqs, spec = queue_target(
+            config_path, dlq_url, endpoint_url, region, which="dlq_url", queue_name=queue_name
+        )
+        self.endpoint_url = endpoint_url or (spec.queue.endpoint_url if spec else "")
+        self.region = region or (spec.queue.region if spec else "")
+        self.main_url = queue_url or (spec.queue.url if spec else None)
 
     def resolver(self) -> Callable[[Any], Any]:
         """Inlines S3 payloads, with an S3 client for the same endpoint and region."""
@@ -101,7 +104,8 @@ def with_target(func: Callable[..., int]) -> Callable[..., int]:
 def dlq() -> None:
     """Operator tools for the dead-letter queue: stats, peek, export, replay, purge.
 
-    Queue URLs come from the config file (--config), or --dlq-url / --queue-url.
+    Queue URLs come from the config file (--config; with several queues, --queue NAME says which),
+    or --dlq-url / --queue-url.
     """
 
 
@@ -114,7 +118,8 @@ def dlq() -> None:
     "--sample",
     type=click.IntRange(0, 100_000),
     default=0,
-    help="Receive up to N messages (then release them) to break failures down by type and source.",
+    help="Receive up to N messages (then release them) to break failures down by type, source "
+    "queue and queue name.",
 )
 @with_target
 def stats(target: Any, sample: int) -> int:
@@ -131,6 +136,7 @@ def stats(target: Any, sample: int) -> int:
     if sample:
         rows = [["type", name, n] for name, n in result.types.most_common()]
         rows += [["source_queue", name, n] for name, n in result.sources.most_common()]
+        rows += [["queue", name, n] for name, n in result.queues.most_common()]
         emit_table(f"Failures in a sample of {result.sampled}", ["by", "value", "messages"], rows)
     return EXIT_OK
 
@@ -249,7 +255,9 @@ def regex(ctx: click.Context, param: click.Parameter, value: str | None) -> re.P
 
 @dlq.command()
 @common_options
-@click.option("--to", help="Destination queue (default: each failure's source_queue, else queue.url).")
+@click.option(
+    "--to", help="Destination queue (default: each failure's source_queue, else the config's queue's url)."
+)
 @click.option("--max", "max_messages", type=click.IntRange(1), help="Replay at most N matching messages.")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="Messages per second.")
 @click.option(

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from poller import __version__
-from poller.cli.common import config_option, make_encryptor, optional_config, queue_target
+from poller.cli.common import config_option, make_encryptor, optional_config, queue_option, queue_target
 from poller.configload import load_config
 from poller.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, PollerError, SqsError
 
@@ -58,11 +58,12 @@ def run(config_path: str | None) -> int:
 
 @cli.command()
 @config_option
-def check(config_path: str | None) -> int:
-    """Validate the config, load the handler, reach the queues; say what is wrong."""
+@click.option("--queue", "queue_name", metavar="NAME", help="Check only this queue (default: every one).")
+def check(config_path: str | None, queue_name: str | None) -> int:
+    """Validate the config, load each queue's handler, reach its queues; say what is wrong."""
     from poller.ops.check import run_checks
 
-    return run_checks(config_path)
+    return run_checks(config_path, queue_name)
 
 
 @cli.command()
@@ -87,12 +88,16 @@ def demo(messages: int, processes: int, lambda_: bool) -> int:
 
 @cli.command()
 @config_option
-@click.option("--queue-url", help="Queue to send to (default: the config's queue.url).")
+@queue_option
+@click.option("--queue-url", help="Queue to send to (default: the config's queue's url).")
 @click.option("--endpoint-url", help="A local SQS-compatible endpoint.")
 @click.option("--region", help="AWS region (default: the config's, else the SDK's).")
 @click.option("--file", "jsonl", type=click.File("r"), help="JSONL: one message per line.")
-@click.option("--group-id", help="FIFO message group id.")
-@click.option("--dedup-id", help="FIFO deduplication id (default: content-based or random).")
+@click.option(
+    "--group-id",
+    help="Message group id: a FIFO queue's ordering group, a standard queue's tenant (fair queues).",
+)
+@click.option("--dedup-id", help="FIFO deduplication id (default: random); standard queues take none.")
 @click.option(
     "--attribute",
     "attributes",
@@ -116,6 +121,7 @@ def demo(messages: int, processes: int, lambda_: bool) -> int:
 @click.argument("body", required=False)
 def send(
     config_path: str | None,
+    queue_name: str | None,
     queue_url: str | None,
     endpoint_url: str | None,
     region: str | None,
@@ -133,7 +139,8 @@ def send(
     """Enqueue BODY (COUNT times), or every line of a JSONL file.
 
     A JSONL line is {"body": ..., "attributes": {...}, "group_id": ..., "deduplication_id": ...,
-    "delay": N}; a body that is not a string is sent as compact JSON.
+    "delay": N}; a body that is not a string is sent as compact JSON. group_id is a FIFO queue's
+    group, or a standard queue's tenant (fair queues); deduplication_id is for FIFO queues only.
     """
     from poller.ops.send import Producer, read_jsonl, send_messages
 
@@ -141,7 +148,7 @@ def send(
         raise click.UsageError("give a BODY or --file FILE.jsonl (one of them)")
     if (keyring or kms_key_id) and not encrypt:
         raise click.UsageError("--keyring and --kms-key-id only make sense with --encrypt")
-    url, sqs = queue_target(config_path, queue_url, endpoint_url, region)
+    url, sqs, spec = queue_target(config_path, queue_url, endpoint_url, region, queue_name=queue_name)
     encryptor = None
     if encrypt:
         encryptor = make_encryptor(config_path, queue_url, keyring, kms_key_id, region)
@@ -159,7 +166,8 @@ def send(
             }
             for _ in range(count)
         )
-    producer = Producer(sqs, url, optional_config(config_path, required=not queue_url))
+    config = optional_config(config_path, required=spec is not None)
+    producer = Producer(sqs, url, config, spec.queue if spec else None)
     try:
         sent, failed = send_messages(sqs, url, entries, encryptor, producer)
     finally:

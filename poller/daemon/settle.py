@@ -80,13 +80,16 @@ class TooLargeForDlq(Exception):
     """Not even the bare copy fits the DLQ: only the queue's redrive policy can move it."""
 
 
-def move_to_dlq(sqs: Sqs, dlq_url: str, message: Message, reason: str, error_type: str) -> str:
+def move_to_dlq(
+    sqs: Sqs, dlq_url: str, message: Message, reason: str, error_type: str, queue: str = ""
+) -> str:
     """Send the original body and attributes to the DLQ (the caller deletes it after), with the
     fullest poller.failure that fits SQS's size limit. Returns what the copy lacks ("" if
     nothing). If the DLQ refuses it for its size (a smaller MaximumMessageSize), the bare copy is
-    tried; if that is refused too, raises TooLargeForDlq. FIFO: same group; dedup id from the
-    message id, so a crash between send and delete cannot put it in the DLQ twice within SQS's
-    deduplication window."""
+    tried; if that is refused too, raises TooLargeForDlq. `queue` is the source queue's name, for
+    poller.failure. FIFO: same group; dedup id from the message id, so a crash between send and
+    delete cannot put it in the DLQ twice within SQS's deduplication window. A standard queue's
+    group (a fair queue's tenant) is kept too."""
     bare = sendable_attributes(message.message_attributes)
     bare.pop(FAILURE_ATTRIBUTE, None)
     record = None
@@ -94,7 +97,7 @@ def move_to_dlq(sqs: Sqs, dlq_url: str, message: Message, reason: str, error_typ
         note = "ten attributes already: poller.failure omitted"
     else:
         room = MAX_MESSAGE_BYTES - entry_size(message.body, bare)
-        record = fitting_failure_record(message, reason, error_type, room)
+        record = fitting_failure_record(message, reason, error_type, room, queue=queue)
         if record is None:
             note = "too large: poller.failure omitted"
         else:
@@ -238,8 +241,9 @@ class Settler:
     def _dead_letter(self, entry: InFlight, decision: Decision) -> bool:
         message = entry.message
         try:
+            queue = self.config.queues[0]
             note = move_to_dlq(
-                self.sqs, self.config.queue.dlq_url, message, decision.reason, decision.error_type
+                self.sqs, queue.queue.dlq_url, message, decision.reason, decision.error_type, queue.name
             )
         except TooLargeForDlq as exc:
             if self.marks.add(UNDELIVERABLE, message.message_id):  # said once, by one process

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+from poller.config import QueueSpec, select_queue
 from poller.configload import load_config
 from poller.errors import EXIT_FAILURE, EXIT_OK, HandlerLoadError, SqsError
 from poller.handlers.load import load_target
 from poller.handlers.styles import check_signature
 from poller.output import emit_table
-from poller.sqs import Sqs, make_client
+from poller.sqs import Sqs, make_client, region_from_url
 
 # A queue answers GetQueueAttributes in milliseconds: one try each, so an endpoint that never
 # answers is reported within seconds instead of after every retry of a long-poll timeout.
@@ -19,42 +20,66 @@ CHECK_READ_TIMEOUT = 5
 OUTAGE_ROOM = 3  # receives above max_receives kept for downstream outages (about one each)
 
 
-def run_checks(config_path: str | None) -> int:
-    """Config errors raise ConfigError (exit 2); otherwise every check runs and is reported."""
+def run_checks(config_path: str | None, queue_name: str | None = None) -> int:
+    """Config errors raise ConfigError (exit 2), an unknown `queue_name` too; otherwise every
+    check of every queue (or of `queue_name` only) runs and is reported, each row naming its
+    queue. A handler that cannot load is exit 3, a queue that cannot be reached exit 1."""
     config = load_config(config_path)
-    rows: list[tuple[str, str, str]] = [("config", "ok", config.source)]
-    code = EXIT_OK
+    specs = config.queues if queue_name is None else (select_queue(config, queue_name),)
+    rows: list[tuple[str, str, str, str]] = [("config", "", "ok", config.source)]
+    code = EXIT_OK  # the worst seen: 3 (a handler cannot load) over 1 (a queue unreachable)
+    clients: dict[tuple[str, str], Sqs] = {}
+    for spec in specs:
+        code = max(code, check_handler(spec, rows))
+        queue = spec.queue
+        where = (queue.region or region_from_url(queue.url) or "", queue.endpoint_url)
+        if where not in clients:
+            clients[where] = Sqs(
+                make_client(
+                    queue.url,
+                    queue.region,
+                    queue.endpoint_url,
+                    read_timeout=CHECK_READ_TIMEOUT,
+                    attempts=1,
+                    connect_timeout=CHECK_CONNECT_TIMEOUT,
+                )
+            )
+        code = max(code, check_queues(spec, clients[where], rows))
+    emit_table("sqs-poller check", ("check", "queue", "result", "detail"), rows)
+    return code
+
+
+def check_handler(spec: QueueSpec, rows: list[tuple[str, str, str, str]]) -> int:
+    """Import the queue's handler and check it can be called the way its style calls it."""
+    handler = spec.handler
     try:
-        target = load_target(config.handler.target, config.handler.options)
-        problem = check_signature(config.handler.style, target.obj)
+        target = load_target(handler.target, handler.options)
+        problem = check_signature(handler.style, target.obj)
         target.close()
         if problem:
-            raise HandlerLoadError(f"handler.style = {config.handler.style!r}: {problem}")
-        rows.append(("handler", "ok", f"{config.handler.target} (style {config.handler.style})"))
+            raise HandlerLoadError(f"handler.style = {handler.style!r}: {problem}")
     except HandlerLoadError as exc:
-        rows.append(("handler", "FAILED", str(exc)))
-        code = exc.exit_code
-    queue = config.queue
-    client = make_client(
-        queue.url,
-        queue.region,
-        queue.endpoint_url,
-        read_timeout=CHECK_READ_TIMEOUT,
-        attempts=1,
-        connect_timeout=CHECK_CONNECT_TIMEOUT,
-    )
-    sqs = Sqs(client)
-    for name, url in (("queue", config.queue.url), ("dlq", config.queue.dlq_url)):
+        rows.append(("handler", spec.name, "FAILED", f"queue {spec.name}: {exc}"))
+        return exc.exit_code
+    rows.append(("handler", spec.name, "ok", f"{handler.target} (style {handler.style})"))
+    return EXIT_OK
+
+
+def check_queues(spec: QueueSpec, sqs: Sqs, rows: list[tuple[str, str, str, str]]) -> int:
+    """The queue and its DLQ can be reached; the queue's redrive policy backs max_receives."""
+    code = EXIT_OK
+    for check, url in (("queue", spec.queue.url), ("dlq", spec.queue.dlq_url)):
         try:
             attributes = sqs.attributes(url)
         except SqsError as exc:
-            rows.append((name, "FAILED", f"{url}: {exc}"))
-            code = code or EXIT_FAILURE
+            rows.append((check, spec.name, "FAILED", f"{url}: {exc}"))
+            code = EXIT_FAILURE
             continue
-        rows.append((name, "ok", f"{url} ({attributes.get('ApproximateNumberOfMessages', '?')} visible)"))
-        if name == "queue":
-            rows.append(redrive_row(attributes, config.queue.max_receives))
-    emit_table("sqs-poller check", ("check", "result", "detail"), rows)
+        visible = attributes.get("ApproximateNumberOfMessages", "?")
+        rows.append((check, spec.name, "ok", f"{url} ({visible} visible)"))
+        if check == "queue":
+            name, result, detail = redrive_row(attributes, spec.queue.max_receives)
+            rows.append((name, spec.name, result, detail))
     return code
 
 

@@ -302,10 +302,12 @@ class Stats:
     sampled: int = 0
     types: Counter[str] = field(default_factory=Counter)
     sources: Counter[str] = field(default_factory=Counter)
+    queues: Counter[str] = field(default_factory=Counter)  # poller.failure's queue: the config's name
 
 
 def stats(sqs: Sqs, url: str, sample: int = 0, polling: Polling = Polling()) -> Stats:
-    """Approximate counts; with `sample`, failure types and source queues of up to that many."""
+    """Approximate counts; with `sample`, failure types, source queues and queue names of up to
+    that many."""
     result = Stats(counts=queue_counts(sqs, url))
     if sample <= 0:
         return result
@@ -315,6 +317,8 @@ def stats(sqs: Sqs, url: str, sample: int = 0, polling: Polling = Polling()) -> 
         failure = shown_failure(message.message_attributes, message.body)
         result.types[failure.get("type") or "(none)"] += 1
         result.sources[failure.get("source_queue") or "(unknown)"] += 1
+        if failure.get("queue"):  # records written before queues had names have none
+            result.queues[failure["queue"]] += 1
     result.sampled = len(messages)
     return result
 

@@ -110,9 +110,18 @@ def decide(message: Message, options: ReplayOptions) -> tuple[str | None, str | 
     return destination, None
 
 
+def fifo_group(message: Message) -> str | None:
+    """The group whose order a replay keeps: a FIFO message's (from a FIFO queue, or exported
+    from one: it carries a SequenceNumber). A standard queue's group, a fair queue's tenant,
+    orders nothing: None."""
+    fifo = message.queue_url.endswith(".fifo") or "SequenceNumber" in message.attributes
+    return message.group_id if fifo else None
+
+
 def replay_entry(message: Message, destination: str, entry_id: str) -> dict[str, Any]:
-    """Body and attributes as they were, without poller.failure, with poller.replays + 1. FIFO:
-    the same group and a fresh deduplication id, so the dedup window cannot swallow the replay."""
+    """Body and attributes as they were, without poller.failure, with poller.replays + 1. The
+    same group (FIFO, or a fair queue's tenant); FIFO: a fresh deduplication id, so the dedup
+    window cannot swallow the replay."""
     dropped = (FAILURE_ATTRIBUTE, REPLAYS_ATTRIBUTE)
     sendable = sendable_attributes(message.message_attributes)
     attributes = {k: v for k, v in sendable.items() if k not in dropped}
@@ -139,10 +148,11 @@ def send_to(sqs: Sqs, destination: str, messages: Sequence[Message]) -> Sent:
     entries = [replay_entry(m, destination, n) for n, m in by_entry.items()]
     result = Sent()
     broken_groups: set[str] = set()
+    fifo = destination.endswith(".fifo")  # a standard queue's groups order nothing
     for batch in pack_batches(entries):
         ready = []
         for entry in batch:
-            if entry.get("MessageGroupId") in broken_groups:
+            if fifo and entry.get("MessageGroupId") in broken_groups:
                 result.failed[by_entry[entry["Id"]].message_id] = (
                     "held back behind a failed message of its group"
                 )
@@ -157,7 +167,7 @@ def send_to(sqs: Sqs, destination: str, messages: Sequence[Message]) -> Sent:
         failed_here: set[str] = set()
         for entry in ready:
             message_id = by_entry[entry["Id"]].message_id
-            group = entry.get("MessageGroupId")
+            group = entry.get("MessageGroupId") if fifo else None
             if entry["Id"] in failures:
                 result.failed[message_id] = failures[entry["Id"]]
                 if group is not None:
@@ -206,7 +216,8 @@ class Router:
         """{destination: messages in order}; every message not routed is counted here."""
         routes: dict[str, list[Message]] = {}
         for message in messages:
-            if message.group_id is not None and message.group_id in self.blocked_groups:
+            group = fifo_group(message)
+            if group is not None and group in self.blocked_groups:
                 destination, reason = None, "behind_in_group"
             else:
                 destination, reason = decide(message, self.options)
@@ -229,7 +240,7 @@ class Router:
         sent = send_to(self.sqs, destination, messages)
         summary.replayed += len(sent.ids)
         summary.destinations[destination] += len(sent.ids)
-        groups = {m.message_id: m.group_id for m in messages}
+        groups = {m.message_id: fifo_group(m) for m in messages}
         for message_id, error in sent.failed.items():
             summary.fail(1, f"{message_id}: {error}")
             if groups[message_id] is not None:
@@ -240,8 +251,8 @@ class Router:
         return sent.ids
 
     def _unrouted(self, message: Message, reason: str) -> None:
-        if message.group_id is not None:
-            self.blocked_groups.add(message.group_id)
+        if (group := fifo_group(message)) is not None:
+            self.blocked_groups.add(group)
         if reason in self.FAILURES:
             self.summary.fail(1, f"{message.message_id}: {reason} (give --to)")
             _plan(self.summary, self.options, message, "fail", reason)

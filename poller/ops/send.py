@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
-from poller.config import Config, PayloadConfig
+from poller.config import Config, PayloadConfig, QueueConfig
 from poller.errors import ConfigError, SqsError
 from poller.sqs import Sqs, pack_batches, queue_region, send_entry
 
@@ -86,7 +86,7 @@ class Producer:
     the threshold (`[payload]`, and the queue's own MaximumMessageSize), then inject the trace
     context (`[tracing]`). Use as `prepare`; `close()` flushes the trace exporter."""
 
-    def __init__(self, sqs: Sqs, url: str, config: Config | None):
+    def __init__(self, sqs: Sqs, url: str, config: Config | None, queue: QueueConfig | None = None):
         from poller.ops.offload import offload_threshold, queue_max_message_size
 
         payload = config.payload if config is not None else PayloadConfig()
@@ -95,9 +95,10 @@ class Producer:
             payload.offload_above, queue_max_message_size(sqs, url), self.bucket
         )
         self.url = url
+        queue = queue or (config.queue if config else None)  # the config's queue it sends to
         self._s3_args = (
-            payload.region or (queue_region(config.queue) if config else None),
-            payload.endpoint_url or (config.queue.endpoint_url if config else None),
+            payload.region or (queue_region(queue) if queue else None),
+            payload.endpoint_url or (queue.endpoint_url if queue else None),
         )
         self.tracer = None
         if config is not None and config.tracing.enabled:

@@ -53,6 +53,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from poller.config import queue_name
 from poller.errors import ConfigError
 from poller.message import Message, Skip
 
@@ -200,10 +201,6 @@ def unbind_trace_ids() -> None:
 def _key(message: Message) -> tuple[str, str]:
     # The receipt handle tells two deliveries of one message id apart.
     return message.message_id, message.receipt_handle
-
-
-def queue_name(url: str) -> str:
-    return url.rstrip("/").rsplit("/", 1)[-1]
 
 
 def span_attributes(message: Message) -> dict[str, Any]:

@@ -601,6 +601,8 @@ def test_replay_entries_route_and_annotate_as_documented():
         first["MessageGroupId"] == "g1"
         and first["MessageDeduplicationId"] != second["MessageDeduplicationId"]
     )
-    assert "MessageGroupId" not in replay_entry(failed, "https://q/standard", "0")
+    # AND a standard queue keeps the group (a fair queue's tenant) and is given no deduplication id
+    standard = replay_entry(failed, "https://q/standard", "0")
+    assert standard["MessageGroupId"] == "g1" and "MessageDeduplicationId" not in standard
     # AND a message already at SQS's ten attributes is sent without the counter rather than refused
     assert len(replay_entry(full, "https://q/x", "0")["MessageAttributes"]) == 10
