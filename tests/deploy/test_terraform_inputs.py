@@ -146,7 +146,7 @@ def test_spot_runs_above_an_on_demand_base_over_several_types(tf):
 
 
 def test_the_complete_example_runs_on_spot():
-    example = load_dir(MODULE / "examples" / "complete")["module"]["thumbnails"]
+    example = load_dir(MODULE / "examples" / "complete")["module"]["media"]
     assert example["on_demand_percentage_above_base_capacity"] == 0
     assert example["on_demand_base_capacity"] >= 1
     assert len(example["instance_types"]) >= 2
