@@ -373,3 +373,27 @@ def test_the_complete_example_renders_a_config_the_queues_agree_with(tmp_path):
     for name, queue in queues.items():
         assert config["queues"][name]["handler"]["target"] == queue["handler"]["target"]
         assert rendered["queues"][name]["sqs_name"] == f"media-{name}"
+
+
+def test_the_operations_guide_states_the_contract_the_policy_reads(tf):
+    # GIVEN the table of what the daemon publishes for scaling
+    guide = (MODULE.parent / "docs" / "operations.md").read_text()
+    section = guide[guide.index("### What the daemon publishes for scaling") :]
+    rows = {
+        match[1]: match[0]
+        for match in re.finditer(
+            r"^\| `(\w+)` \|.*$", section[: section.index("\n\n", section.index("| ---"))], re.M
+        )
+    }
+    # THEN it names every metric of the daemon's the module reads, with the dimensions it reads
+    assert set(rows) == {"SecondsPerMessage", "Slots", "DeadLettered"}
+    assert "`Deployment`" in rows["SecondsPerMessage"] and "`Queue`" in rows["SecondsPerMessage"]
+    assert "`Seconds`" in rows["SecondsPerMessage"] and "`Count`" in rows["Slots"]
+    assert "`Deployment`, `Version`, `Queue`" in rows["DeadLettered"]
+    assert '"StorageResolution": 1' in section
+    # AND the policy divides the summed Slots by the samples a daemon sends a period
+    assert tf["locals"]["slot_samples_per_period"] == "${local.scaling_period_seconds / 10}"
+    assert "every 10 s" in rows["Slots"] and "10-s boundary" in rows["Slots"]
+    compute = (MODULE / "compute.tf").read_text()
+    for metric in ("SecondsPerMessage", "Slots"):
+        assert f'metric_name = "{metric}"' in compute
