@@ -64,7 +64,7 @@ output "rollout" {
     version = tostring(aws_launch_template.this.latest_version)
     alarms = concat(
       [aws_cloudwatch_metric_alarm.release_dead_lettered.alarm_name, aws_cloudwatch_metric_alarm.release_handler_errors.alarm_name],
-      [for key in local.scaling_keys : aws_cloudwatch_metric_alarm.release_queue_dead_lettered[key].alarm_name if !local.one_queue_form],
+      [for alarm in values(aws_cloudwatch_metric_alarm.release_queue_dead_lettered) : alarm.alarm_name],
     )
     checkpoints            = var.canary_checkpoints
     checkpoint_delay       = var.canary_checkpoint_delay

@@ -296,6 +296,10 @@ def render(work: Path, values: dict) -> dict:
         expressions["daemon_config"] = expressions["daemon_config"].replace(
             reference, f'"{QUEUE_URL.format("${local.queues[q.key]." + name + "}")}"'
         )
+    group = compute[compute.index('resource "aws_autoscaling_group" "this"') :]
+    # The group's preconditions, evaluated too (each one's text up to its error message).
+    conditions = re.findall(r"^      condition +=(.*?)\n      error_message", group, re.M | re.S)
+    expressions["preconditions"] = "[" + ", ".join(c.strip() for c in conditions) + "]"
     samples = "\n".join(f"  {key} = {json.dumps(value)}" for key, value in SAMPLE_LOCALS.items())
     body = "\n".join(f"  {name} = {expression}" for name, expression in expressions.items())
     work.mkdir(parents=True, exist_ok=True)
@@ -306,6 +310,7 @@ def render(work: Path, values: dict) -> dict:
         'output "config" { value = local.daemon_config }\n'
         'output "user_data" { value = local.user_data }\n'
         'output "queues" { value = local.queues }\n'
+        'output "preconditions" { value = local.preconditions }\n'
         'output "scaling" {\n'
         "  value = {\n"
         "    queues = local.scaling_queues\n"

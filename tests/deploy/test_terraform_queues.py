@@ -197,6 +197,45 @@ def test_every_queue_has_a_dashboard_row(tf):
     assert tf["locals"]["after_queues"] == "${local.queue_rows_top + 6 * length(local.scaling_queues)}"
 
 
+def group_preconditions() -> list[str]:
+    compute = (MODULE / "compute.tf").read_text()
+    group = compute[compute.index('resource "aws_autoscaling_group" "this"') :]
+    return re.findall(r"^      error_message = \"(.*?)\"$", group, re.M)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"handler_target": "app.orders:handle"}, "Give either handler_target"),
+        ({"queues": {}}, "Give either handler_target"),
+        (
+            {"queues": {"orders": {"handler": {"target": "a.b:c"}, "max_concurrency": 11}}},
+            "max_concurrency must be at most concurrency",
+        ),
+        (
+            {"queues": {"orders": {"handler": {"target": "a.b:c", "style": "batch"}, "max_concurrency": 5}}},
+            "batch_size (default 10) must be at most",
+        ),
+        (
+            {"queues": {"orders": {"handler": {"target": "a.b:c", "style": "lambda", "batch_size": 11}}}},
+            "batch_size",
+        ),
+    ],
+)
+def test_the_group_refuses_what_the_variables_alone_cannot_check(tmp_path, change, message):
+    # GIVEN a queues map that breaks one rule across variables
+    values = {**TWO_QUEUES, **change}
+    # WHEN the group's preconditions are evaluated on it
+    results = dict(zip(group_preconditions(), render(tmp_path, values)["preconditions"], strict=True))
+    # THEN exactly the one with that message fails
+    failed = [text for text, ok in results.items() if not ok]
+    assert len(failed) == 1 and message in failed[0], failed
+
+
+def test_the_two_queue_map_passes_every_precondition(two):
+    assert two["preconditions"] and all(two["preconditions"])
+
+
 # --- the rendered config ------------------------------------------------------------------
 
 

@@ -61,7 +61,8 @@ def test_terraform_starts_no_refresh_the_rollout_command_does(tf):
     # AND the alarms are the release's own (all queues, and each queue's), never a queue's
     alarms = rollout["alarms"]
     assert alarms.startswith("${concat(") and "AWS/SQS" not in alarms
-    named = set(re.findall(r"aws_cloudwatch_metric_alarm\.(\w+)(?:\[key\])?\.alarm_name", alarms))
+    named = set(re.findall(r"aws_cloudwatch_metric_alarm\.(\w+)\.alarm_name", alarms))
+    named |= set(re.findall(r"values\(aws_cloudwatch_metric_alarm\.(\w+)\)", alarms))
     assert named == {"release_dead_lettered", "release_handler_errors", "release_queue_dead_lettered"}
 
 
