@@ -2,37 +2,42 @@ locals {
   alarm_actions = var.alarm_topic_arn == null ? [] : [var.alarm_topic_arn]
 }
 
-# Anything in the DLQ needs a person: read docs/operations.md, "DLQ runbook".
+# Anything in a DLQ needs a person: read docs/operations.md, "DLQ runbook". One alarm a queue.
 resource "aws_cloudwatch_metric_alarm" "dlq_messages" {
-  alarm_name          = "${var.name}-dlq-has-messages"
-  alarm_description   = "sqs-poller ${var.name}: messages are waiting in the DLQ (${aws_sqs_queue.dlq.name}). Runbook: docs/operations.md#dlq-runbook"
+  for_each = local.queues
+
+  alarm_name          = "${each.value.alarm_prefix}-dlq-has-messages"
+  alarm_description   = "sqs-poller ${var.name}: more than ${each.value.alarms.dlq_depth} messages are waiting in the DLQ of queue ${each.value.name} (${aws_sqs_queue.dlq[each.key].name}). Runbook: docs/operations.md#dlq-runbook"
   namespace           = "AWS/SQS"
   metric_name         = "ApproximateNumberOfMessagesVisible"
-  dimensions          = { QueueName = aws_sqs_queue.dlq.name }
+  dimensions          = { QueueName = aws_sqs_queue.dlq[each.key].name }
   statistic           = "Maximum"
   period              = 300
   evaluation_periods  = 1
   comparison_operator = "GreaterThanThreshold"
-  threshold           = 0
+  threshold           = each.value.alarms.dlq_depth
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.alarm_actions
   ok_actions          = local.alarm_actions
   tags                = local.resource_tags["alarm"]
 }
 
-# Consumers are not keeping up, or not consuming at all (crash loop, bad deploy).
+# A queue's consumers are not keeping up, or not consuming at all (crash loop, bad deploy,
+# a breaker held open by its downstream).
 resource "aws_cloudwatch_metric_alarm" "oldest_message_age" {
-  alarm_name          = "${var.name}-oldest-message-age"
-  alarm_description   = "sqs-poller ${var.name}: the oldest message in ${aws_sqs_queue.main.name} is older than ${var.oldest_message_age_threshold} s. Runbook: docs/operations.md#reading-the-alarms"
+  for_each = local.queues
+
+  alarm_name          = "${each.value.alarm_prefix}-oldest-message-age"
+  alarm_description   = "sqs-poller ${var.name}: the oldest message in queue ${each.value.name} (${aws_sqs_queue.this[each.key].name}) is older than ${each.value.alarms.oldest_message_age} s. Runbook: docs/operations.md#reading-the-alarms"
   namespace           = "AWS/SQS"
   metric_name         = "ApproximateAgeOfOldestMessage"
-  dimensions          = { QueueName = aws_sqs_queue.main.name }
+  dimensions          = { QueueName = aws_sqs_queue.this[each.key].name }
   statistic           = "Maximum"
   period              = 60
   evaluation_periods  = 5
   datapoints_to_alarm = 5
   comparison_operator = "GreaterThanThreshold"
-  threshold           = var.oldest_message_age_threshold
+  threshold           = each.value.alarms.oldest_message_age
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.alarm_actions
   ok_actions          = local.alarm_actions
@@ -67,7 +72,7 @@ locals {
 
 resource "aws_cloudwatch_metric_alarm" "release_dead_lettered" {
   alarm_name          = "${var.name}-release-dead-lettered"
-  alarm_description   = "sqs-poller ${var.name}: release ${local.release} dead-lettered more than ${var.release_dead_lettered_threshold} messages in 5 minutes. Rolls back its rollout. Runbook: docs/operations.md#rollout-and-rollback"
+  alarm_description   = "sqs-poller ${var.name}: release ${local.release} dead-lettered more than ${var.release_dead_lettered_threshold} messages in a minute, all queues together. Rolls back its rollout. Runbook: docs/operations.md#rollout-and-rollback"
   namespace           = local.metrics_namespace
   metric_name         = "DeadLettered"
   dimensions          = local.release_dimensions
@@ -77,6 +82,29 @@ resource "aws_cloudwatch_metric_alarm" "release_dead_lettered" {
   datapoints_to_alarm = 1
   comparison_operator = "GreaterThanThreshold"
   threshold           = var.release_dead_lettered_threshold
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = local.resource_tags["alarm"]
+}
+
+# The same, one queue at a time, with each queue's own threshold (a queues map only: in the
+# one-queue form the alarm above is that queue's). Its data is the EMF dimension set
+# Deployment, Version, Queue.
+resource "aws_cloudwatch_metric_alarm" "release_queue_dead_lettered" {
+  for_each = local.one_queue_form ? {} : local.queues
+
+  alarm_name          = "${each.value.alarm_prefix}-release-dead-lettered"
+  alarm_description   = "sqs-poller ${var.name}: release ${local.release} dead-lettered more than ${each.value.alarms.release_dead_lettered} messages of queue ${each.value.name} in a minute. Rolls back its rollout. Runbook: docs/operations.md#rollout-and-rollback"
+  namespace           = local.metrics_namespace
+  metric_name         = "DeadLettered"
+  dimensions          = merge(local.release_dimensions, { Queue = each.value.name })
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 5
+  datapoints_to_alarm = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = each.value.alarms.release_dead_lettered
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.alarm_actions
   ok_actions          = local.alarm_actions

@@ -1,26 +1,24 @@
 locals {
   daemon_config = templatefile("${path.module}/templates/poller.toml.tftpl", {
-    name               = var.name
-    queue_url          = aws_sqs_queue.main.url
-    dlq_url            = aws_sqs_queue.dlq.url
-    region             = local.region
-    wait_time_seconds  = var.wait_time_seconds
-    batch_size         = var.batch_size
-    visibility_timeout = var.visibility_timeout
-    max_receives       = var.max_receives
-    processes          = var.processes
-    concurrency        = var.concurrency
-    shutdown_grace     = var.shutdown_grace
-    handler_target     = var.handler_target
-    handler_timeout    = var.handler_timeout
-    handler_options    = var.handler_options
-    log_level          = var.log_level
-    hook_name          = local.lifecycle_hook_name
-    asg_name           = local.asg_name
-    heartbeat_seconds  = local.lifecycle_heartbeat_seconds
-    spot               = local.spot_enabled
-    metrics_namespace  = local.metrics_namespace
-    release            = local.release
+    name           = var.name
+    one_queue_form = local.one_queue_form
+    queues = [
+      for q in local.daemon_queues : merge(q, {
+        url     = aws_sqs_queue.this[q.key].url
+        dlq_url = aws_sqs_queue.dlq[q.key].url
+      })
+    ]
+    region            = local.region
+    processes         = var.processes
+    concurrency       = var.concurrency
+    shutdown_grace    = var.shutdown_grace
+    log_level         = var.log_level
+    hook_name         = local.lifecycle_hook_name
+    asg_name          = local.asg_name
+    heartbeat_seconds = local.lifecycle_heartbeat_seconds
+    spot              = local.spot_enabled
+    metrics_namespace = local.metrics_namespace
+    release           = local.release
   })
 
   # The release label the daemon puts on its per-version figures (EMF dimension Version)
@@ -29,9 +27,8 @@ locals {
     template = filesha256("${path.module}/templates/poller.toml.tftpl")
     user     = filesha256("${path.module}/templates/user_data.sh.tftpl")
     values = [
-      var.wait_time_seconds, var.batch_size, var.visibility_timeout, var.max_receives,
-      var.processes, var.concurrency, var.shutdown_grace, var.handler_target,
-      var.handler_timeout, var.handler_options, var.log_level, local.spot_enabled,
+      local.one_queue_form, local.daemon_queues, var.processes, var.concurrency,
+      var.shutdown_grace, var.log_level, local.spot_enabled,
     ]
   })), 0, 10)}"
 
@@ -199,7 +196,24 @@ resource "aws_autoscaling_group" "this" {
 
     precondition {
       condition     = var.lifecycle_heartbeat_timeout > local.stop_timeout_seconds
-      error_message = "lifecycle_heartbeat_timeout must exceed shutdown_grace + wait_time_seconds + 40 s (the unit's stop timeout), or instances terminate mid-drain."
+      error_message = "lifecycle_heartbeat_timeout must exceed shutdown_grace + the longest wait_time_seconds + 40 s (the unit's stop timeout), or instances terminate mid-drain."
+    }
+
+    precondition {
+      condition     = local.one_queue_form == (var.handler_target != null)
+      error_message = "Give either handler_target (one queue) or a queues map (each queue names its handler), not both and not neither."
+    }
+
+    precondition {
+      condition     = alltrue([for q in values(local.queues) : q.max_concurrency <= var.concurrency])
+      error_message = "queues: max_concurrency must be at most concurrency (the queues share a worker's slots)."
+    }
+
+    precondition {
+      condition = alltrue([
+        for q in values(local.queues) : q.handler.style == "message" || coalesce(q.handler.batch_size, 10) <= (q.max_concurrency > 0 ? q.max_concurrency : var.concurrency)
+      ])
+      error_message = "queues: a batch or lambda handler's batch_size (default 10) must be at most the queue's max_concurrency, or concurrency when that is 0: a worker never holds more than that."
     }
 
     precondition {
@@ -230,60 +244,134 @@ resource "aws_autoscaling_lifecycle_hook" "drain" {
   default_result         = "CONTINUE"
 }
 
-# Backlog per instance = visible messages / in-service instances, held at the target.
-resource "aws_autoscaling_policy" "backlog_per_instance" {
-  name                   = "${var.name}-backlog-per-instance"
+locals {
+  # The scaling metric's inputs, one pair of metric ids per queue (ids must be letters and
+  # digits; the labels name the queues).
+  scaling_keys = sort(keys(local.queues))
+  scaling_queues = [
+    for index, key in local.scaling_keys : {
+      visible             = "v${index}"
+      seconds             = "s${index}"
+      queue               = local.queues[key].name
+      sqs_name            = local.queues[key].sqs_name
+      seconds_per_message = local.queues[key].seconds_per_message
+    }
+  ]
+  # The daemon publishes Slots every 10 s, at 10-s boundaries (docs/operations.md, "What the
+  # daemon publishes for scaling"): one 60-s period sums six samples of each ready daemon.
+  scaling_period_seconds  = 60
+  slot_samples_per_period = local.scaling_period_seconds / 10
+  # Slots assumed while no daemon publishes (a fresh group): the fewest the group runs.
+  fallback_slots = var.min_size * coalesce(var.processes, 1) * var.concurrency
+  backlog_work_expression = join(" + ", [
+    for q in local.scaling_queues : "FILL(${q.visible}, 0) * FILL(${q.seconds}, ${q.seconds_per_message})"
+  ])
+  ready_slots_expression = "FILL(slot_samples, ${local.fallback_slots * local.slot_samples_per_period}) / ${local.slot_samples_per_period}"
+}
+
+# Seconds of backlog per slot: for every queue, its visible messages times the seconds one of
+# its messages holds a slot (measured by the daemons), summed, divided by the slots of the
+# daemons in service. Held at target_backlog_seconds, the queueing delay accepted.
+resource "aws_autoscaling_policy" "backlog_seconds" {
+  name                   = "${var.name}-backlog-seconds"
   autoscaling_group_name = aws_autoscaling_group.this.name
   policy_type            = "TargetTrackingScaling"
 
   target_tracking_configuration {
-    target_value = var.target_backlog_per_instance
+    target_value = var.target_backlog_seconds
 
     customized_metric_specification {
+      dynamic "metrics" {
+        for_each = local.scaling_queues
+
+        content {
+          id          = metrics.value.visible
+          label       = "${metrics.value.queue}: visible messages"
+          return_data = false
+
+          metric_stat {
+            stat = "Sum"
+
+            metric {
+              namespace   = "AWS/SQS"
+              metric_name = "ApproximateNumberOfMessagesVisible"
+
+              dimensions {
+                name  = "QueueName"
+                value = metrics.value.sqs_name
+              }
+            }
+          }
+        }
+      }
+
+      dynamic "metrics" {
+        for_each = local.scaling_queues
+
+        content {
+          id          = metrics.value.seconds
+          label       = "${metrics.value.queue}: seconds per message"
+          return_data = false
+
+          metric_stat {
+            stat = "Average"
+
+            metric {
+              namespace   = local.metrics_namespace
+              metric_name = "SecondsPerMessage"
+
+              dimensions {
+                name  = "Deployment"
+                value = var.name
+              }
+
+              dimensions {
+                name  = "Queue"
+                value = metrics.value.queue
+              }
+            }
+          }
+        }
+      }
+
       metrics {
-        id          = "visible"
-        label       = "Visible messages"
+        id          = "slot_samples"
+        label       = "Slots of the daemons in service, six samples a minute each"
         return_data = false
 
         metric_stat {
           stat = "Sum"
 
           metric {
-            namespace   = "AWS/SQS"
-            metric_name = "ApproximateNumberOfMessagesVisible"
+            namespace   = local.metrics_namespace
+            metric_name = "Slots"
 
             dimensions {
-              name  = "QueueName"
-              value = aws_sqs_queue.main.name
+              name  = "Deployment"
+              value = var.name
             }
           }
         }
       }
 
       metrics {
-        id          = "in_service"
-        label       = "In-service instances"
+        id          = "work"
+        label       = "Backlog in slot-seconds"
+        expression  = local.backlog_work_expression
         return_data = false
-
-        metric_stat {
-          stat = "Average"
-
-          metric {
-            namespace   = "AWS/AutoScaling"
-            metric_name = "GroupInServiceInstances"
-
-            dimensions {
-              name  = "AutoScalingGroupName"
-              value = aws_autoscaling_group.this.name
-            }
-          }
-        }
       }
 
       metrics {
-        id          = "backlog_per_instance"
-        label       = "Visible messages per in-service instance"
-        expression  = "visible / in_service"
+        id          = "ready_slots"
+        label       = "Slots in service"
+        expression  = local.ready_slots_expression
+        return_data = false
+      }
+
+      metrics {
+        id          = "backlog_seconds"
+        label       = "Seconds of backlog per slot"
+        expression  = "work / ready_slots"
         return_data = true
       }
     }

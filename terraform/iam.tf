@@ -84,26 +84,27 @@ resource "aws_iam_role_policy" "poller" {
 
 data "aws_iam_policy_document" "poller" {
   statement {
-    sid = "ConsumeTheQueue"
+    sid = "ConsumeTheQueues"
     actions = [
       "sqs:ReceiveMessage",
       "sqs:DeleteMessage",
       "sqs:ChangeMessageVisibility",
       "sqs:GetQueueAttributes",
     ]
-    resources = [aws_sqs_queue.main.arn]
+    resources = [for key in sort(keys(local.queues)) : aws_sqs_queue.this[key].arn]
   }
 
   statement {
     sid = "DeadLetterPoisonMessages"
-    # GetQueueAttributes lets `sqs-poller check` prove the DLQ is reachable.
+    # GetQueueAttributes lets `sqs-poller check` prove a DLQ is reachable.
     actions   = ["sqs:SendMessage", "sqs:GetQueueAttributes"]
-    resources = [aws_sqs_queue.dlq.arn]
+    resources = [for key in sort(keys(local.queues)) : aws_sqs_queue.dlq[key].arn]
   }
 
   statement {
     sid = "UseTheQueueKey"
-    # Decrypt to receive; GenerateDataKey to send to the (encrypted) DLQ.
+    # Every queue and DLQ is encrypted with this one key. Decrypt to receive;
+    # GenerateDataKey to send to an (encrypted) DLQ.
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [local.kms_key_arn]
   }

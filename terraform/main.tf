@@ -8,10 +8,6 @@ locals {
   # id is the region's name in provider 5 and 6 (6 deprecates name).
   region = data.aws_region.current.id
 
-  queue_suffix = var.fifo_queue ? ".fifo" : ""
-  queue_name   = "${var.name}${local.queue_suffix}"
-  dlq_name     = "${var.name}-dlq${local.queue_suffix}"
-
   kms_key_arn        = var.kms_key_arn != null ? var.kms_key_arn : aws_kms_key.this[0].arn
   ssm_parameter_path = var.ssm_parameter_path != null ? var.ssm_parameter_path : "/sqs-poller/${var.name}"
 
@@ -28,9 +24,9 @@ locals {
   # The daemon records a heartbeat three times per timeout, so one lost call is harmless.
   lifecycle_heartbeat_seconds = floor(var.lifecycle_heartbeat_timeout / 3)
 
-  # systemd's TimeoutStopSec: the drain (grace + one long poll) plus time to settle the
-  # last deletes and complete the lifecycle action.
-  stop_timeout_seconds  = var.shutdown_grace + var.wait_time_seconds + local.settle_margin_seconds
+  # systemd's TimeoutStopSec: the drain (grace + the longest long poll) plus time to settle
+  # the last deletes and complete the lifecycle action.
+  stop_timeout_seconds  = var.shutdown_grace + local.longest_wait_seconds + local.settle_margin_seconds
   settle_margin_seconds = 40
 
   # Spot above the on-demand base: the daemon also drains on Spot notices.

@@ -1,21 +1,35 @@
+output "queues" {
+  description = "Every queue by its daemon NAME: url and arn (producers send here; grant them sqs:SendMessage on arn and kms:GenerateDataKey on kms_key_arn), dlq_url and dlq_arn (for `sqs-poller dlq ... --queue NAME`), and the SQS names."
+  value = {
+    for key, q in local.queues : q.name => {
+      url      = aws_sqs_queue.this[key].url
+      arn      = aws_sqs_queue.this[key].arn
+      name     = aws_sqs_queue.this[key].name
+      dlq_url  = aws_sqs_queue.dlq[key].url
+      dlq_arn  = aws_sqs_queue.dlq[key].arn
+      dlq_name = aws_sqs_queue.dlq[key].name
+    }
+  }
+}
+
 output "queue_url" {
-  description = "URL of the work queue: producers send here."
-  value       = aws_sqs_queue.main.url
+  description = "The one-queue form's work queue URL: producers send here (null with a queues map: see queues)."
+  value       = local.one_queue_form ? aws_sqs_queue.this["default"].url : null
 }
 
 output "queue_arn" {
-  description = "ARN of the work queue (grant producers sqs:SendMessage on it, and kms:GenerateDataKey on kms_key_arn)."
-  value       = aws_sqs_queue.main.arn
+  description = "The one-queue form's work queue ARN (grant producers sqs:SendMessage on it, and kms:GenerateDataKey on kms_key_arn); null with a queues map."
+  value       = local.one_queue_form ? aws_sqs_queue.this["default"].arn : null
 }
 
 output "dlq_url" {
-  description = "URL of the dead-letter queue, for `sqs-poller dlq ...`."
-  value       = aws_sqs_queue.dlq.url
+  description = "The one-queue form's dead-letter queue URL, for `sqs-poller dlq ...` (null with a queues map)."
+  value       = local.one_queue_form ? aws_sqs_queue.dlq["default"].url : null
 }
 
 output "dlq_arn" {
-  description = "ARN of the dead-letter queue."
-  value       = aws_sqs_queue.dlq.arn
+  description = "The one-queue form's dead-letter queue ARN (null with a queues map)."
+  value       = local.one_queue_form ? aws_sqs_queue.dlq["default"].arn : null
 }
 
 output "kms_key_arn" {
@@ -46,9 +60,12 @@ output "release" {
 output "rollout" {
   description = "Settings for `sqs-poller deploy start --settings` (terraform output -json rollout > rollout.json)."
   value = {
-    group                  = aws_autoscaling_group.this.name
-    version                = tostring(aws_launch_template.this.latest_version)
-    alarms                 = [aws_cloudwatch_metric_alarm.release_dead_lettered.alarm_name, aws_cloudwatch_metric_alarm.release_handler_errors.alarm_name]
+    group   = aws_autoscaling_group.this.name
+    version = tostring(aws_launch_template.this.latest_version)
+    alarms = concat(
+      [aws_cloudwatch_metric_alarm.release_dead_lettered.alarm_name, aws_cloudwatch_metric_alarm.release_handler_errors.alarm_name],
+      [for alarm in values(aws_cloudwatch_metric_alarm.release_queue_dead_lettered) : alarm.alarm_name],
+    )
     checkpoints            = var.canary_checkpoints
     checkpoint_delay       = var.canary_checkpoint_delay
     min_healthy_percentage = var.min_healthy_percentage
@@ -83,7 +100,7 @@ output "log_group_name" {
 }
 
 output "metrics_namespace" {
-  description = "CloudWatch namespace of the daemon's metrics (dead-lettered count, Prometheus scrape)."
+  description = "CloudWatch namespace of the daemon's metrics: the per-release and scaling EMF figures (docs/operations.md), the dead-lettered count, the Prometheus scrape."
   value       = local.metrics_namespace
 }
 
@@ -93,13 +110,14 @@ output "ssm_parameter_path" {
 }
 
 output "alarm_names" {
-  description = "CloudWatch alarms; release_dead_lettered and release_handler_errors roll a rollout back."
+  description = "CloudWatch alarms, the per-queue ones by queue NAME; release_dead_lettered, release_queue_dead_lettered and release_handler_errors roll a rollout back."
   value = {
-    dlq_messages           = aws_cloudwatch_metric_alarm.dlq_messages.alarm_name
-    oldest_message_age     = aws_cloudwatch_metric_alarm.oldest_message_age.alarm_name
-    dead_lettered          = aws_cloudwatch_metric_alarm.dead_lettered.alarm_name
-    release_dead_lettered  = aws_cloudwatch_metric_alarm.release_dead_lettered.alarm_name
-    release_handler_errors = aws_cloudwatch_metric_alarm.release_handler_errors.alarm_name
+    dlq_messages                = { for key, q in local.queues : q.name => aws_cloudwatch_metric_alarm.dlq_messages[key].alarm_name }
+    oldest_message_age          = { for key, q in local.queues : q.name => aws_cloudwatch_metric_alarm.oldest_message_age[key].alarm_name }
+    dead_lettered               = aws_cloudwatch_metric_alarm.dead_lettered.alarm_name
+    release_dead_lettered       = aws_cloudwatch_metric_alarm.release_dead_lettered.alarm_name
+    release_queue_dead_lettered = { for key, alarm in aws_cloudwatch_metric_alarm.release_queue_dead_lettered : local.queues[key].name => alarm.alarm_name }
+    release_handler_errors      = aws_cloudwatch_metric_alarm.release_handler_errors.alarm_name
   }
 }
 

@@ -10,7 +10,7 @@ variable "payload_bucket" {
 }
 
 variable "payload_expiry_days" {
-  description = "Days before lifecycle removes a payload object: the backstop for objects whose message was never deleted. Must outlast a message's whole life: the queue's retention plus the DLQ's 14 days."
+  description = "Days before lifecycle removes a payload object: the backstop for objects whose message was never deleted. Must outlast a message's whole life: the longest queue retention plus the DLQ's 14 days."
   type        = number
   default     = 32
 
@@ -37,8 +37,8 @@ resource "aws_s3_bucket" "payload" {
 
   lifecycle {
     precondition {
-      condition     = var.payload_expiry_days * 86400 > var.message_retention_seconds + local.dlq_retention_seconds
-      error_message = "payload_expiry_days must be longer than message_retention_seconds plus the DLQ's 14 days, or a dead-lettered message would lose its body before it can be replayed."
+      condition     = var.payload_expiry_days * 86400 > local.longest_retention + local.dlq_retention_seconds
+      error_message = "payload_expiry_days must be longer than the longest queue retention (message_retention_seconds, or a queue's retention_seconds) plus the DLQ's 14 days, or a dead-lettered message would lose its body before it can be replayed."
     }
   }
 }

@@ -178,13 +178,13 @@ variable "session_manager_access" {
 }
 
 variable "min_size" {
-  description = "Minimum number of instances. At least 1: backlog per instance divides by the in-service count."
+  description = "Minimum number of instances. At least 1: every queue needs a worker, and the scaling metric assumes min_size instances' slots until a daemon reports its own."
   type        = number
   default     = 1
 
   validation {
     condition     = var.min_size >= 1
-    error_message = "min_size must be at least 1 (the scaling metric divides by the number of in-service instances)."
+    error_message = "min_size must be at least 1 (every queue needs a worker; the scaling metric divides by the slots in service)."
   }
 }
 
@@ -237,14 +237,25 @@ variable "instance_maintenance_policy" {
   }
 }
 
-variable "target_backlog_per_instance" {
-  description = "Target tracking value: visible messages per in-service instance. Set it to (acceptable queue latency in seconds) x (messages one instance finishes per second); see docs/operations.md."
+variable "target_backlog_seconds" {
+  description = "Target tracking value: seconds of backlog per slot, the queueing delay you accept. For every queue, visible messages x its measured seconds per message, summed, divided by the slots of the daemons in service; see docs/operations.md, \"Scaling and its target\"."
   type        = number
-  default     = 100
+  default     = 60
 
   validation {
-    condition     = var.target_backlog_per_instance > 0
-    error_message = "target_backlog_per_instance must be positive."
+    condition     = var.target_backlog_seconds > 0 && var.target_backlog_seconds <= 86400
+    error_message = "target_backlog_seconds must be more than 0 and at most 86400 (one day)."
+  }
+}
+
+variable "target_backlog_per_instance" {
+  description = "Replaced by target_backlog_seconds (the group now scales on seconds of backlog per slot, over every queue). Must stay null."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.target_backlog_per_instance == null
+    error_message = "target_backlog_per_instance is replaced by target_backlog_seconds: the acceptable queueing delay in seconds (your old target divided by the messages one instance finishes a second; see terraform/README.md, \"Upgrading to the queues map\")."
   }
 }
 
@@ -262,17 +273,18 @@ variable "instance_warmup_seconds" {
 # --- the daemon's configuration, written to /etc/sqs-poller/<name>.toml by user data ---
 
 variable "handler_target" {
-  description = "The handler, as \"package.module:callable\"; its package must be installed in the AMI's virtualenv."
+  description = "The one-queue form's handler, as \"package.module:callable\" (its package installed in the AMI's virtualenv). null with a queues map, which names each queue's handler."
   type        = string
+  default     = null
 
   validation {
-    condition     = can(regex("^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$", var.handler_target))
+    condition     = var.handler_target == null || can(regex("^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$", var.handler_target))
     error_message = "handler_target must look like \"package.module:callable\"."
   }
 }
 
 variable "handler_options" {
-  description = "String options handed to a handler class's constructor ([handler.options]). No secrets: store them under ssm_parameter_path."
+  description = "The one-queue form's string options for a handler class's constructor ([handler.options]); a queues map sets handler.options per queue. No secrets: store them under ssm_parameter_path."
   type        = map(string)
   default     = {}
 
@@ -283,7 +295,7 @@ variable "handler_options" {
 }
 
 variable "handler_timeout" {
-  description = "Seconds before a running handler counts as failed ([handler] timeout)."
+  description = "Seconds before a running handler counts as failed ([handler] timeout); the default of every queue's handler.timeout."
   type        = number
   default     = 300
 
@@ -327,7 +339,7 @@ variable "shutdown_grace" {
 }
 
 variable "wait_time_seconds" {
-  description = "Long-poll wait ([queue] wait_time_seconds), 0-20."
+  description = "Long-poll wait ([queue] wait_time_seconds), 0-20; the default of every queue's wait_time_seconds."
   type        = number
   default     = 20
 
@@ -338,7 +350,7 @@ variable "wait_time_seconds" {
 }
 
 variable "batch_size" {
-  description = "Messages per receive ([queue] batch_size), 1-10."
+  description = "Messages per receive ([queue] batch_size), 1-10; the default of every queue's batch_size."
   type        = number
   default     = 10
 
@@ -349,7 +361,7 @@ variable "batch_size" {
 }
 
 variable "visibility_timeout" {
-  description = "Seconds a received message stays hidden; the queue's default and [queue] visibility_timeout."
+  description = "Seconds a received message stays hidden: the queue's default and [queue] visibility_timeout; the default of every queue's visibility_timeout."
   type        = number
   default     = 30
 
@@ -360,7 +372,7 @@ variable "visibility_timeout" {
 }
 
 variable "max_receives" {
-  description = "Receives before the daemon moves a failing message to the DLQ ([queue] max_receives)."
+  description = "Receives before the daemon moves a failing message to the DLQ ([queue] max_receives); the default of every queue's max_receives."
   type        = number
   default     = 5
 
@@ -392,16 +404,126 @@ variable "log_level" {
   }
 }
 
-# --- queue ---
+# --- queues ---
+
+variable "queues" {
+  description = "Several queues on one fleet: NAME => settings, one [queues.NAME] table of the daemon's config each (with its queue, DLQ, redrive, alarms and dashboard row). {} (the default): the one-queue form, from handler_target and the other one-queue inputs. An attribute left null takes the module variable of the same meaning (visibility_timeout, max_receives, ...). At most 4 queues: the scaling policy reads two metrics a queue and CloudWatch takes 10 a policy (docs/operations.md)."
+  type = map(object({
+    handler = object({
+      target       = string
+      style        = optional(string, "message")
+      timeout      = optional(number)
+      batch_size   = optional(number)
+      batch_window = optional(number)
+      filters      = optional(list(string), [])
+      options      = optional(map(string), {})
+    })
+    priority           = optional(number, 0)
+    weight             = optional(number, 1)
+    max_concurrency    = optional(number, 0)
+    visibility_timeout = optional(number)
+    wait_time_seconds  = optional(number)
+    batch_size         = optional(number)
+    max_receives       = optional(number)
+    fifo               = optional(bool)
+    retention_seconds  = optional(number)
+    # The SQS name without ".fifo"; null: <name>-<NAME>. Set it to adopt an existing queue.
+    sqs_name = optional(string)
+    # What the scaling metric assumes for this queue until a daemon has measured it.
+    seconds_per_message = optional(number, 1)
+    flow = optional(object({
+      max_per_second        = optional(number)
+      breaker_failure_ratio = optional(number)
+      breaker_min_messages  = optional(number)
+      breaker_cooldown      = optional(number)
+    }))
+    alarms = optional(object({
+      dlq_depth             = optional(number, 0)
+      oldest_message_age    = optional(number)
+      release_dead_lettered = optional(number)
+    }), {})
+  }))
+  default = {}
+
+  validation {
+    condition     = length(var.queues) <= 4
+    error_message = "queues: at most 4 queues. The scaling policy's metric math reads two metrics a queue (visible messages, seconds per message) plus the fleet's slots, and a CloudWatch alarm takes at most 10 metrics."
+  }
+
+  validation {
+    condition     = alltrue([for name in keys(var.queues) : can(regex("^[a-z0-9][a-z0-9_-]{0,39}$", name))])
+    error_message = "queues: each NAME must be 1-40 characters of lowercase letters, digits, '_' and '-', starting with a letter or digit (the daemon's queue name, and part of the SQS names)."
+  }
+
+  validation {
+    condition     = alltrue([for q in values(var.queues) : q.sqs_name == null || can(regex("^[A-Za-z0-9_-]{1,71}$", q.sqs_name))])
+    error_message = "queues: sqs_name must be 1-71 letters, digits, '_' or '-' (without .fifo: the DLQ adds -dlq and FIFO queues .fifo)."
+  }
+
+  validation {
+    condition = alltrue([for q in values(var.queues) : (
+      can(regex("^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$", q.handler.target)) &&
+      contains(["message", "batch", "lambda"], q.handler.style) &&
+      (q.handler.timeout == null || try(q.handler.timeout >= 1 && q.handler.timeout <= 43200, false)) &&
+      (q.handler.batch_size == null || try(q.handler.batch_size >= 1 && q.handler.batch_size <= 10000 && floor(q.handler.batch_size) == q.handler.batch_size, false)) &&
+      (q.handler.batch_window == null || try(q.handler.batch_window >= 0 && q.handler.batch_window <= 300, false)) &&
+      alltrue([for pattern in q.handler.filters : can(jsondecode(pattern))]) &&
+      alltrue([for key in keys(q.handler.options) : can(regex("^[A-Za-z0-9_-]+$", key))])
+    )])
+    error_message = "queues: handler.target must look like \"package.module:callable\", handler.style be message, batch or lambda, handler.timeout 1-43200, handler.batch_size 1-10000, handler.batch_window 0-300, every handler.filters entry a JSON document, and handler.options keys letters, digits, '_' or '-'."
+  }
+
+  validation {
+    condition = alltrue([for q in values(var.queues) : (
+      q.priority >= -1000 && q.priority <= 1000 && floor(q.priority) == q.priority &&
+      q.weight >= 1 && q.weight <= 1000 && floor(q.weight) == q.weight &&
+      q.max_concurrency >= 0 && q.max_concurrency <= 1000 && floor(q.max_concurrency) == q.max_concurrency
+    )])
+    error_message = "queues: priority must be a whole number in -1000..1000, weight in 1..1000, max_concurrency in 0..1000 (0: workers.concurrency)."
+  }
+
+  validation {
+    condition = alltrue([for q in values(var.queues) : (
+      (q.visibility_timeout == null || try(q.visibility_timeout >= 1 && q.visibility_timeout <= 43200, false)) &&
+      (q.wait_time_seconds == null || try(q.wait_time_seconds >= 0 && q.wait_time_seconds <= 20, false)) &&
+      (q.batch_size == null || try(q.batch_size >= 1 && q.batch_size <= 10, false)) &&
+      (q.max_receives == null || try(q.max_receives >= 1 && q.max_receives <= 990, false)) &&
+      (q.retention_seconds == null || try(q.retention_seconds >= 60 && q.retention_seconds <= 1209600, false))
+    )])
+    error_message = "queues: visibility_timeout must be 1-43200, wait_time_seconds 0-20, batch_size 1-10, max_receives 1-990, retention_seconds 60-1209600."
+  }
+
+  validation {
+    condition = alltrue([for q in values(var.queues) : (
+      q.seconds_per_message > 0 &&
+      q.alarms.dlq_depth >= 0 &&
+      (q.alarms.oldest_message_age == null || try(q.alarms.oldest_message_age > 0, false)) &&
+      (q.alarms.release_dead_lettered == null || try(q.alarms.release_dead_lettered >= 0, false))
+    )])
+    error_message = "queues: seconds_per_message must be positive, alarms.dlq_depth and alarms.release_dead_lettered at least 0, alarms.oldest_message_age positive."
+  }
+
+  validation {
+    condition = alltrue([for q in values(var.queues) : q.flow == null || try(
+      (q.flow.max_per_second == null || (q.flow.max_per_second >= 0 && q.flow.max_per_second <= 100000)) &&
+      (q.flow.breaker_failure_ratio == null || (q.flow.breaker_failure_ratio >= 0.01 && q.flow.breaker_failure_ratio <= 1)) &&
+      (q.flow.breaker_min_messages == null || (q.flow.breaker_min_messages >= 1 && q.flow.breaker_min_messages <= 100000 && floor(q.flow.breaker_min_messages) == q.flow.breaker_min_messages)) &&
+      (q.flow.breaker_cooldown == null || (q.flow.breaker_cooldown >= 1 && q.flow.breaker_cooldown <= 3600)),
+    false)])
+    error_message = "queues: flow.max_per_second must be 0-100000, flow.breaker_failure_ratio 0.01-1, flow.breaker_min_messages a whole number 1-100000, flow.breaker_cooldown 1-3600."
+  }
+}
+
+# --- the one-queue form's queue, and every queue's defaults ---
 
 variable "fifo_queue" {
-  description = "Create FIFO queues (names end in .fifo)."
+  description = "Create FIFO queues (names end in .fifo); the default of every queue's fifo."
   type        = bool
   default     = false
 }
 
 variable "message_retention_seconds" {
-  description = "Retention of the main queue (the DLQ always keeps 14 days)."
+  description = "Retention of the work queue (the DLQ always keeps 14 days); the default of every queue's retention_seconds."
   type        = number
   default     = 345600
 
@@ -519,7 +641,7 @@ variable "alarm_topic_arn" {
 }
 
 variable "oldest_message_age_threshold" {
-  description = "Alarm when the oldest visible message is older than this many seconds."
+  description = "Alarm when a queue's oldest visible message is older than this many seconds; the default of every queue's alarms.oldest_message_age."
   type        = number
   default     = 900
 }
@@ -536,7 +658,7 @@ variable "dead_lettered_threshold" {
 }
 
 variable "release_dead_lettered_threshold" {
-  description = "Roll a rollout back when instances of the new release dead-letter more than this many messages in any minute of 5."
+  description = "Roll a rollout back when instances of the new release dead-letter more than this many messages in any minute of 5 (all queues together; also the default of every queue's alarms.release_dead_lettered)."
   type        = number
   default     = 0
 

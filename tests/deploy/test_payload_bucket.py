@@ -98,7 +98,9 @@ def test_objects_expire_only_after_every_message_that_points_at_them(tf: dict[st
     (precondition,) = bucket["lifecycle"][0]["precondition"]
     condition = precondition["condition"]
     assert "var.payload_expiry_days * 86400" in condition
-    assert "var.message_retention_seconds + local.dlq_retention_seconds" in condition
+    assert "local.longest_retention + local.dlq_retention_seconds" in condition
+    queues = load_hcl(MODULE / "queues.tf")["locals"][0]
+    assert "q.retention_seconds" in queues["longest_retention"], "every queue's retention counts"
     assert "dlq_retention_seconds = 1209600" in (MODULE / "payload.tf").read_text()
 
 

@@ -155,32 +155,37 @@ def test_terraform_fmt_check_would_catch_bad_formatting(tmp_path):
 # --- queue and DLQ -------------------------------------------------------------------------
 
 
-def test_both_queues_are_encrypted(tf):
-    for name in ("main", "dlq"):
+def test_every_queue_and_dlq_is_encrypted_with_the_one_key(tf):
+    for name in ("this", "dlq"):
         queue = resource(tf, "aws_sqs_queue", name)
-        assert queue.get("kms_master_key_id") or queue.get("sqs_managed_sse_enabled") is True, name
+        assert queue["for_each"] == "${local.queues}", name
+        assert queue["kms_master_key_id"] == "${local.kms_key_arn}", name
 
 
 def test_dlq_keeps_messages_fourteen_days(tf):
-    assert resource(tf, "aws_sqs_queue", "dlq")["message_retention_seconds"] == 14 * 24 * 3600
+    assert (
+        resource(tf, "aws_sqs_queue", "dlq")["message_retention_seconds"] == "${local.dlq_retention_seconds}"
+    )
+    assert tf["locals"]["dlq_retention_seconds"] == 14 * 24 * 3600
 
 
 def test_redrive_backstop_sits_above_the_daemons_max_receives(tf):
-    # GIVEN the queue's redrive policy
-    redrive = resource(tf, "aws_sqs_queue", "main")["redrive_policy"]
-    # THEN SQS dead-letters only after the daemon would have, by a margin of at least 1
-    assert "deadLetterTargetArn = aws_sqs_queue.dlq.arn" in redrive
-    assert "maxReceiveCount = var.max_receives + var.redrive_margin" in redrive
+    # GIVEN each queue's redrive policy
+    redrive = resource(tf, "aws_sqs_queue", "this")["redrive_policy"]
+    # THEN SQS dead-letters into that queue's own DLQ, only after the daemon would have
+    assert "deadLetterTargetArn = aws_sqs_queue.dlq[each.key].arn" in redrive
+    assert "maxReceiveCount = each.value.max_receives + var.redrive_margin" in redrive
     margin = tf["variable"]["redrive_margin"]
     assert margin["default"] >= 1
     assert "var.redrive_margin >= 1" in margin["validation"][0]["condition"]
 
 
-def test_dlq_accepts_only_this_queue(tf):
+def test_each_dlq_accepts_only_its_own_queue(tf):
     policy = resource(tf, "aws_sqs_queue_redrive_allow_policy", "dlq")
-    assert policy["queue_url"] == "${aws_sqs_queue.dlq.id}"
+    assert policy["for_each"] == "${local.queues}"
+    assert policy["queue_url"] == "${aws_sqs_queue.dlq[each.key].id}"
     assert 'redrivePermission = "byQueue"' in policy["redrive_allow_policy"]
-    assert "sourceQueueArns = [aws_sqs_queue.main.arn]" in policy["redrive_allow_policy"]
+    assert "sourceQueueArns = [aws_sqs_queue.this[each.key].arn]" in policy["redrive_allow_policy"]
 
 
 # --- launch template -----------------------------------------------------------------------
@@ -219,76 +224,117 @@ def test_user_data_is_rendered_from_the_templates(tf):
 # --- the rendered config and user data -----------------------------------------------------
 
 
-def template_vars(call: str) -> set[str]:
-    """Keys of the object literal passed to templatefile(...) in a local."""
-    literal = call[call.index("{", call.index(".tftpl")) :]
-    return set(re.findall(r"[{,]\s*(\w+)\s*=", literal))
-
-
-SAMPLE_VALUES = {
-    "name": "jobs",
-    "queue_url": "https://sqs.ap-southeast-2.amazonaws.com/123456789012/jobs",
-    "dlq_url": "https://sqs.ap-southeast-2.amazonaws.com/123456789012/jobs-dlq",
+# The module's locals that compute.tf's templatefile calls read, with sample values; the
+# queues and the URLs come from the module's own variables.tf and queues.tf.
+SAMPLE_LOCALS = {
     "region": "ap-southeast-2",
-    "wait_time_seconds": 20,
-    "batch_size": 10,
-    "visibility_timeout": 30,
-    "max_receives": 5,
-    "processes": None,
-    "concurrency": 10,
-    "shutdown_grace": 30,
-    "handler_target": "thumbnailer.worker:Handler",
-    "handler_timeout": 300,
-    "handler_options": {"bucket": 'out"put', "sizes": "64,256"},
-    "log_level": "info",
-    "hook_name": "jobs-drain",
+    "lifecycle_hook_name": "jobs-drain",
     "asg_name": "jobs",
-    "heartbeat_seconds": 100,
-    "spot": True,
+    "lifecycle_heartbeat_seconds": 100,
+    "spot_enabled": True,
+    "metrics_namespace": "SQSPoller/jobs",
     "release": "ami-0123456789abcdef0-5f3a9c1e2b",
     "stop_timeout_seconds": 90,
     "log_group_name": "/sqs-poller/jobs",
     "metrics_log_group_name": "/sqs-poller/jobs/prometheus",
-    "metrics_namespace": "SQSPoller/jobs",
 }
+ONE_QUEUE_VALUES = {
+    "name": "jobs",
+    "ami_id": "ami-0123456789abcdef0",
+    "vpc_id": "vpc-0123456789abcdef0",
+    "subnet_ids": ["subnet-0123456789abcdef0"],
+    "handler_target": "thumbnailer.worker:Handler",
+    "handler_options": {"bucket": 'out"put', "sizes": "64,256"},
+}
+QUEUE_URL = "https://sqs.ap-southeast-2.amazonaws.com/123456789012/{}"
 
 
-@pytest.fixture(scope="module")
-def rendered(tf, tmp_path_factory) -> dict[str, str]:
-    """Both templates rendered by Terraform's own templatefile, with the module's variable set.
+# compute.tf's locals that render() evaluates as they are written there.
+COMPUTE_LOCALS = (
+    "daemon_config",
+    "user_data",
+    "scaling_keys",
+    "scaling_queues",
+    "scaling_period_seconds",
+    "slot_samples_per_period",
+    "fallback_slots",
+    "backlog_work_expression",
+    "ready_slots_expression",
+)
 
-    A root module with only outputs needs no provider, so init/apply work offline. The
-    config is fed into user data exactly as compute.tf does.
+
+def local_expression(text: str, name: str) -> str:
+    """The expression of `name = ...` in a locals block: to its balanced end, or its line's."""
+    match = re.search(rf"^  {name} +=", text, re.M)
+    assert match, f"local {name} not found"
+    depth, index = 0, match.end()
+    while True:
+        char = text[index]
+        if char == "\n" and depth == 0 and text[match.end() : index].strip():
+            return text[match.end() : index]
+        depth += char in "([{"
+        depth -= char in ")]}"
+        index += 1
+        if depth == 0 and char in ")]}" and text[index] == "\n":
+            return text[match.end() : index]
+
+
+def render(work: Path, values: dict) -> dict:
+    """The config and user data as the module renders them, evaluated by Terraform itself.
+
+    The root module holds the module's variables.tf and queues.tf unchanged, and compute.tf's
+    own daemon_config and user_data expressions with each queue's URLs made from its SQS
+    name (the only resource attributes they read). No resource, so no provider: init and
+    apply work offline.
     """
-    config_vars = template_vars(tf["locals"]["daemon_config"])
-    user_data_vars = template_vars(tf["locals"]["user_data"]) - {"config"}
-    work = tmp_path_factory.mktemp("render")
-
-    def literal(keys):
-        return json.dumps({key: SAMPLE_VALUES[key] for key in sorted(keys)})
-
-    (work / "main.tf").write_text(
-        f"""
-locals {{
-  config = templatefile("{MODULE}/templates/poller.toml.tftpl",
-    jsondecode({json.dumps(literal(config_vars))}))
-}}
-output "config" {{ value = local.config }}
-output "user_data" {{
-  value = templatefile("{MODULE}/templates/user_data.sh.tftpl",
-    merge(jsondecode({json.dumps(literal(user_data_vars))}), {{ config = local.config }}))
-}}
-"""
+    compute = (MODULE / "compute.tf").read_text()
+    expressions = {name: local_expression(compute, name) for name in COMPUTE_LOCALS}
+    for attribute in ("this", "dlq"):
+        name = "sqs_name" if attribute == "this" else "dlq_name"
+        reference = f"aws_sqs_queue.{attribute}[q.key].url"
+        assert reference in expressions["daemon_config"], reference
+        expressions["daemon_config"] = expressions["daemon_config"].replace(
+            reference, f'"{QUEUE_URL.format("${local.queues[q.key]." + name + "}")}"'
+        )
+    group = compute[compute.index('resource "aws_autoscaling_group" "this"') :]
+    # The group's preconditions, evaluated too (each one's text up to its error message).
+    conditions = re.findall(r"^      condition +=(.*?)\n      error_message", group, re.M | re.S)
+    expressions["preconditions"] = "[" + ", ".join(c.strip() for c in conditions) + "]"
+    samples = "\n".join(f"  {key} = {json.dumps(value)}" for key, value in SAMPLE_LOCALS.items())
+    body = "\n".join(f"  {name} = {expression}" for name, expression in expressions.items())
+    work.mkdir(parents=True, exist_ok=True)
+    for file in ("variables.tf", "queues.tf"):
+        shutil.copy(MODULE / file, work / file)
+    (work / "render.tf").write_text(
+        "locals {\n" + samples + "\n" + body.replace("${path.module}", str(MODULE)) + "\n}\n"
+        'output "config" { value = local.daemon_config }\n'
+        'output "user_data" { value = local.user_data }\n'
+        'output "queues" { value = local.queues }\n'
+        'output "preconditions" { value = local.preconditions }\n'
+        'output "scaling" {\n'
+        "  value = {\n"
+        "    queues = local.scaling_queues\n"
+        "    work = local.backlog_work_expression\n"
+        "    ready_slots = local.ready_slots_expression\n"
+        "  }\n"
+        "}\n"
     )
+    (work / "values.tfvars.json").write_text(json.dumps(values))
     for command in (
         ("init", "-input=false", "-no-color"),
-        ("apply", "-auto-approve", "-input=false", "-no-color"),
+        ("apply", "-auto-approve", "-input=false", "-no-color", "-var-file=values.tfvars.json"),
     ):
         code, out, err = terraform(*command, chdir=work)
         assert code == 0, out + err
     code, out, err = terraform("output", "-json", chdir=work)
     assert code == 0, err
     return {key: value["value"] for key, value in json.loads(out).items()}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> dict[str, str]:
+    """The one-queue form, rendered from the one-queue inputs."""
+    return render(tmp_path_factory.mktemp("render"), ONE_QUEUE_VALUES)
 
 
 def test_rendered_config_uses_only_the_daemons_keys(rendered):
@@ -298,8 +344,10 @@ def test_rendered_config_uses_only_the_daemons_keys(rendered):
     assert set(config) <= set(CONFIG_KEYS)
     for section, values in config.items():
         assert set(values) <= CONFIG_KEYS[section], section
-    assert config["queue"]["url"] == SAMPLE_VALUES["queue_url"]
-    assert config["handler"]["options"] == SAMPLE_VALUES["handler_options"]
+    assert config["queue"]["url"] == QUEUE_URL.format("jobs")
+    assert config["queue"]["dlq_url"] == QUEUE_URL.format("jobs-dlq")
+    assert config["handler"]["options"] == ONE_QUEUE_VALUES["handler_options"]
+    assert "queues" not in config, "the one-queue inputs keep the one-queue form"
     assert config["lifecycle"] == {
         "enabled": True,
         "hook_name": "jobs-drain",
@@ -311,7 +359,7 @@ def test_rendered_config_uses_only_the_daemons_keys(rendered):
         "listen": "127.0.0.1:9102",
         "emf_namespace": "SQSPoller/jobs",
         "deployment": "jobs",
-        "version": SAMPLE_VALUES["release"],
+        "version": SAMPLE_LOCALS["release"],
     }
     assert config["logging"]["format"] == "json"
     assert "processes" not in config["workers"], "null processes means the daemon's default"
@@ -356,7 +404,7 @@ def test_user_data_sets_the_stop_timeout_the_drain_needs(rendered, tf):
     # THEN the module derives it from the drain it configures, plus settling time
     assert (
         tf["locals"]["stop_timeout_seconds"]
-        == "${var.shutdown_grace + var.wait_time_seconds + local.settle_margin_seconds}"
+        == "${var.shutdown_grace + local.longest_wait_seconds + local.settle_margin_seconds}"
     )
     assert tf["locals"]["settle_margin_seconds"] >= 30
     assert "stop_timeout_seconds = local.stop_timeout_seconds" in tf["locals"]["user_data"]
@@ -394,50 +442,23 @@ def test_termination_hook_outlasts_the_drain(tf):
     assert resource(tf, "aws_autoscaling_group", "this")["name"] == "${local.asg_name}"
 
 
-def test_scaling_tracks_backlog_per_instance(tf):
-    # GIVEN the target tracking policy
-    policy = resource(tf, "aws_autoscaling_policy", "backlog_per_instance")
-    assert policy["policy_type"] == "TargetTrackingScaling"
-    assert policy["autoscaling_group_name"] == "${aws_autoscaling_group.this.name}"
-    tracking = block(policy, "target_tracking_configuration")
-    assert tracking["target_value"] == "${var.target_backlog_per_instance}"
-    metrics = {m["id"]: m for m in block(tracking, "customized_metric_specification")["metrics"]}
-
-    def stat_metric(metric_id):
-        metric = block(block(metrics[metric_id], "metric_stat"), "metric")
-        dims = {d["name"]: d["value"] for d in metric["dimensions"]}
-        return metric["namespace"], metric["metric_name"], dims
-
-    # THEN it divides the queue's visible messages by the group's in-service instances
-    assert stat_metric("visible") == (
-        "AWS/SQS",
-        "ApproximateNumberOfMessagesVisible",
-        {"QueueName": "${aws_sqs_queue.main.name}"},
-    )
-    assert stat_metric("in_service") == (
-        "AWS/AutoScaling",
-        "GroupInServiceInstances",
-        {"AutoScalingGroupName": "${aws_autoscaling_group.this.name}"},
-    )
-    assert metrics["backlog_per_instance"]["expression"] == "visible / in_service"
-    # AND only the expression is returned to target tracking
-    returned = [metric_id for metric_id, m in metrics.items() if m["return_data"] is True]
-    assert returned == ["backlog_per_instance"]
-
-
 # --- alarms, logs, dashboard ---------------------------------------------------------------
 
 
-def test_alarms_watch_the_dlq_the_oldest_message_and_dead_letters(tf):
+def test_alarms_watch_each_dlq_each_oldest_message_and_dead_letters(tf):
     dlq = resource(tf, "aws_cloudwatch_metric_alarm", "dlq_messages")
+    assert dlq["for_each"] == "${local.queues}"
     assert dlq["namespace"] == "AWS/SQS"
     assert dlq["metric_name"] == "ApproximateNumberOfMessagesVisible"
-    assert dlq["dimensions"] == {"QueueName": "${aws_sqs_queue.dlq.name}"}
-    assert dlq["threshold"] == 0 and dlq["comparison_operator"] == "GreaterThanThreshold"
+    assert dlq["dimensions"] == {"QueueName": "${aws_sqs_queue.dlq[each.key].name}"}
+    assert dlq["threshold"] == "${each.value.alarms.dlq_depth}"
+    assert dlq["comparison_operator"] == "GreaterThanThreshold"
 
     age = resource(tf, "aws_cloudwatch_metric_alarm", "oldest_message_age")
+    assert age["for_each"] == "${local.queues}"
     assert (age["namespace"], age["metric_name"]) == ("AWS/SQS", "ApproximateAgeOfOldestMessage")
-    assert age["dimensions"] == {"QueueName": "${aws_sqs_queue.main.name}"}
+    assert age["dimensions"] == {"QueueName": "${aws_sqs_queue.this[each.key].name}"}
+    assert age["threshold"] == "${each.value.alarms.oldest_message_age}"
 
     dead = resource(tf, "aws_cloudwatch_metric_alarm", "dead_lettered")
     assert dead["namespace"] == "${local.metrics_namespace}"
@@ -466,16 +487,16 @@ def test_log_groups_are_encrypted_and_kept(tf):
     assert default(tf, "log_retention_days") >= 365
 
 
-def test_dashboard_shows_backlog_alarms_and_logs(tf):
+def test_dashboard_shows_the_scaling_metric_alarms_and_logs(tf):
     body = resource(tf, "aws_cloudwatch_dashboard", "this")["dashboard_body"]
     assert "local.dashboard_widgets" in body
-    widgets = tf["locals"]["dashboard_widgets"]
-    text = json.dumps(widgets)
+    text = json.dumps(tf["locals"])
     for expected in (
-        "visible / in_service",
+        "work / ready_slots",
         "ApproximateAgeOfOldestMessage",
         "DeadLetteredMessages",
-        "aws_cloudwatch_metric_alarm.dlq_messages.arn",
+        "aws_cloudwatch_metric_alarm.dlq_messages[key].arn",
+        "aws_cloudwatch_metric_alarm.release_queue_dead_lettered",
     ):
         assert expected in text, expected
 
@@ -494,18 +515,18 @@ def test_instance_policy_is_least_privilege(tf):
     by_sid = statements(tf, "poller")
     # THEN each statement grants exactly what the daemon needs, on its own resources only
     expected = {
-        "ConsumeTheQueue": (
+        "ConsumeTheQueues": (
             {
                 "sqs:ReceiveMessage",
                 "sqs:DeleteMessage",
                 "sqs:ChangeMessageVisibility",
                 "sqs:GetQueueAttributes",
             },
-            ["${aws_sqs_queue.main.arn}"],
+            "${[for key in sort(keys(local.queues)) : aws_sqs_queue.this[key].arn]}",
         ),
         "DeadLetterPoisonMessages": (
             {"sqs:SendMessage", "sqs:GetQueueAttributes"},
-            ["${aws_sqs_queue.dlq.arn}"],
+            "${[for key in sort(keys(local.queues)) : aws_sqs_queue.dlq[key].arn]}",
         ),
         "UseTheQueueKey": ({"kms:Decrypt", "kms:GenerateDataKey"}, ["${local.kms_key_arn}"]),
         "DrainBeforeTermination": (
@@ -586,11 +607,20 @@ def test_provider_range_spans_5_and_6():
 
 def test_complete_example_sets_every_required_variable(tf):
     example = load_dir(EXAMPLE)
-    call = example["module"]["thumbnails"]
+    call = example["module"]["media"]
     assert call["source"] == "../.."
     required = {name for name, variable in tf["variable"].items() if "default" not in variable}
     assert required <= set(call), f"missing: {required - set(call)}"
     assert set(call) - {"source"} <= set(tf["variable"]), "example passes an unknown variable"
+
+
+def test_complete_example_deploys_several_queues_on_one_fleet():
+    call = load_dir(EXAMPLE)["module"]["media"]
+    assert len(call["queues"]) >= 2
+    assert "handler_target" not in call, "a queues map names each queue's handler"
+    priorities = {queue["priority"] for queue in call["queues"].values()}
+    assert len(priorities) >= 2, "the example shows priorities"
+    assert call["target_backlog_seconds"] > 0
 
 
 def test_complete_example_alarm_topic_can_receive_alarms():
@@ -601,7 +631,7 @@ def test_complete_example_alarm_topic_can_receive_alarms():
     key_policy = example["data"]["aws_iam_policy_document"]["alarms_key"]
     principals = [p for s in key_policy["statement"] for p in s.get("principals", [])]
     assert {"type": "Service", "identifiers": ["cloudwatch.amazonaws.com"]} in principals
-    assert example["module"]["thumbnails"]["alarm_topic_arn"] == "${aws_sns_topic.alarms.arn}"
+    assert example["module"]["media"]["alarm_topic_arn"] == "${aws_sns_topic.alarms.arn}"
 
 
 # --- checkov -------------------------------------------------------------------------------
@@ -668,5 +698,5 @@ def test_daemon_accepts_the_rendered_config(rendered):
     # THEN the drain settings arrive as written
     assert config.lifecycle.enabled is True
     assert config.lifecycle.hook_name == "jobs-drain"
-    assert config.queue.max_receives == SAMPLE_VALUES["max_receives"]
+    assert config.queue.max_receives == 5
     assert config.metrics.emf_namespace and config.metrics.deployment and config.metrics.version

@@ -67,6 +67,35 @@ def test_the_baseline_and_realistic_values_pass(variables_only):
     assert code == 0, output
 
 
+def test_a_realistic_queues_map_passes(variables_only):
+    queues = {
+        "orders": {
+            "handler": {"target": "app.orders:Handler", "options": {"table": "orders"}, "timeout": 60},
+            "priority": 10,
+            "weight": 2,
+            "flow": {"max_per_second": 50, "breaker_failure_ratio": 0.3},
+            "alarms": {"oldest_message_age": 120, "release_dead_lettered": 1},
+        },
+        "audit_log": {
+            "handler": {
+                "target": "app.audit:handle",
+                "style": "lambda",
+                "batch_size": 10,
+                "filters": ['{"a": [1]}'],
+            },
+            "priority": -5,
+            "max_concurrency": 4,
+            "fifo": True,
+            "sqs_name": "legacy_audit",
+            "seconds_per_message": 0.02,
+        },
+    }
+    code, output = plan(
+        variables_only, {"handler_target": None, "queues": queues, "target_backlog_seconds": 30}
+    )
+    assert code == 0, output
+
+
 def test_optional_inputs_may_be_null(variables_only):
     code, output = plan(variables_only, {"instance_maintenance_policy": None, "processes": None})
     assert code == 0, output
@@ -110,6 +139,50 @@ def test_optional_inputs_may_be_null(variables_only):
         ({"session_manager_access": "full"}, "session_manager_access must be"),
         ({"release_error_rate_threshold": 1}, "release_error_rate_threshold must be"),
         ({"shutdown_grace": -1}, "shutdown_grace must be"),
+        (
+            {"target_backlog_per_instance": 1500},
+            "target_backlog_per_instance is replaced by target_backlog_seconds",
+        ),
+        ({"target_backlog_seconds": 0}, "target_backlog_seconds must be"),
+        (
+            {"queues": {f"q{i}": {"handler": {"target": "a.b:c"}} for i in range(5)}},
+            "queues: at most 4 queues",
+        ),
+        ({"queues": {"Orders": {"handler": {"target": "a.b:c"}}}}, "queues: each NAME must be"),
+        ({"queues": {"orders": {"handler": {"target": "a.b:c"}, "sqs_name": "x.fifo"}}}, "sqs_name must be"),
+        (
+            {"queues": {"orders": {"handler": {"target": "a.b"}}}},
+            'handler.target must look like "package.module:callable"',
+        ),
+        (
+            {"queues": {"orders": {"handler": {"target": "a.b:c", "style": "bulk"}}}},
+            "handler.style be message",
+        ),
+        (
+            {"queues": {"orders": {"handler": {"target": "a.b:c", "filters": ["{nope"]}}}},
+            "filters entry a JSON",
+        ),
+        (
+            {"queues": {"orders": {"handler": {"target": "a.b:c"}, "priority": 1001}}},
+            "queues: priority must be",
+        ),
+        ({"queues": {"orders": {"handler": {"target": "a.b:c"}, "weight": 0}}}, "queues: priority must be"),
+        (
+            {"queues": {"orders": {"handler": {"target": "a.b:c"}, "wait_time_seconds": 21}}},
+            "wait_time_seconds 0-20",
+        ),
+        (
+            {"queues": {"orders": {"handler": {"target": "a.b:c"}, "seconds_per_message": 0}}},
+            "seconds_per_message must be",
+        ),
+        (
+            {"queues": {"orders": {"handler": {"target": "a.b:c"}, "flow": {"breaker_failure_ratio": 0}}}},
+            "flow.breaker_failure_ratio 0.01-1",
+        ),
+        (
+            {"queues": {"orders": {"handler": {"target": "a.b:c"}, "alarms": {"dlq_depth": -1}}}},
+            "alarms.dlq_depth and alarms.release_dead_lettered at least 0",
+        ),
     ],
 )
 def test_terraform_refuses_each_bad_value_with_its_reason(variables_only, values, message):
@@ -146,7 +219,7 @@ def test_spot_runs_above_an_on_demand_base_over_several_types(tf):
 
 
 def test_the_complete_example_runs_on_spot():
-    example = load_dir(MODULE / "examples" / "complete")["module"]["thumbnails"]
+    example = load_dir(MODULE / "examples" / "complete")["module"]["media"]
     assert example["on_demand_percentage_above_base_capacity"] == 0
     assert example["on_demand_base_capacity"] >= 1
     assert len(example["instance_types"]) >= 2

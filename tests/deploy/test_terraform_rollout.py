@@ -58,10 +58,12 @@ def test_terraform_starts_no_refresh_the_rollout_command_does(tf):
     from poller.ops.deploy import RolloutSettings
 
     assert set(rollout) == set(RolloutSettings.__dataclass_fields__)
-    # AND the alarms are the release's own, never the whole queue's
-    alarm_ref = r"\$\{aws_cloudwatch_metric_alarm\.(\w+)\.alarm_name\}"
-    names = [re.fullmatch(alarm_ref, alarm)[1] for alarm in rollout["alarms"]]
-    assert names == ["release_dead_lettered", "release_handler_errors"]
+    # AND the alarms are the release's own (all queues, and each queue's), never a queue's
+    alarms = rollout["alarms"]
+    assert alarms.startswith("${concat(") and "AWS/SQS" not in alarms
+    named = set(re.findall(r"aws_cloudwatch_metric_alarm\.(\w+)\.alarm_name", alarms))
+    named |= set(re.findall(r"values\(aws_cloudwatch_metric_alarm\.(\w+)\)", alarms))
+    assert named == {"release_dead_lettered", "release_handler_errors", "release_queue_dead_lettered"}
 
 
 def test_rollout_alarms_watch_only_the_new_releases_figures(tf):
