@@ -145,12 +145,7 @@ class WorkersConfig:
     shutdown_grace: int = key(30, low=0, high=3600)
     max_memory_mb: int = key(0, low=0, high=1_048_576)
     max_messages: int = key(0, low=0, high=1_000_000_000)
-    stuck_margin: int = key(
-        60,
-        low=1,
-        high=86400,
-        doc="seconds past handler.timeout before a running handler counts as stuck",
-    )
+    stuck_margin: int = key(60, low=1, high=86400, doc="seconds past handler.timeout: then stuck")
 
 
 @dataclass(frozen=True)
