@@ -271,12 +271,11 @@ class Daemon:
 
 
 def parse_metrics(text: str) -> dict[str, float]:
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values
+    """Every series, and each per-queue series summed over its queues (the `queue` label left
+    out): what a one-queue test reads."""
+    from poller.daemon.metrics import metric_values
+
+    return metric_values(text)
 
 
 @pytest.fixture

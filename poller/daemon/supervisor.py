@@ -91,13 +91,14 @@ class Supervisor:
                 "supervisor_started",
                 processes=self.config.workers.processes,
                 concurrency=self.config.workers.concurrency,
-                queue=self.config.queue.url,
+                queues=[spec.name for spec in self.config.queues],
                 pid=os.getpid(),
             )
             self.slots = [WorkerSlot(n, self.config) for n in range(self.config.workers.processes)]
             self.manage_workers()  # (adopts the workers started early)
             self.metrics = Metrics()
-            self.metrics.breaker_open.set(0)
+            for spec in self.config.queues:
+                self.metrics.for_queue(spec.name).breaker_open.set(0)
             address = self.config.metrics.address
             if address:
                 try:
@@ -182,8 +183,7 @@ class Supervisor:
             self.log.warning("reload_metrics_listen_ignored", note="takes effect on restart")
         configure_logging(config.logging.level, config.logging.format)
         self.log.info("reloading", processes=config.workers.processes)
-        if config.flow != self.config.flow:  # else the new workers share the breaker's state
-            self.launcher.renew_flow(config)
+        self.launcher.renew_flow(config)  # unchanged queues' new workers share the breaker's state
         self.config = config
         for slot in self.slots:
             self._terminate(slot, signal.SIGUSR1)
@@ -359,9 +359,10 @@ class Supervisor:
                 problems.append(f"worker {slot.index}: no poll for {now - beat.value:.0f}s")
         if problems:
             return False, "; ".join(problems)
-        paused = self.flow.describe()  # paused is healthy: the workers beat while they wait
-        if paused:
-            return True, f"paused: {paused}"
+        flows = self.launcher.flows.items()
+        paused = [f"{name}: {why}" for name, state in flows if (why := state.describe())]
+        if paused:  # paused is healthy: the workers beat while they wait
+            return True, "paused: " + "; ".join(paused)
         return True, f"ok: {len(self.slots)} workers polling"
 
     def readiness(self) -> tuple[bool, str]:
