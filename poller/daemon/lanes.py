@@ -5,7 +5,8 @@ The policy, per turn of the worker's loop, highest priority first:
 - strict priority: while a queue's last reply came back full (messages are waiting), the free
   slots go to it and its peers of that priority, none to lower priorities;
 - no stall: a queue whose last reply was empty keeps one long poll out asking for one message
-  (a probe), so an empty high-priority queue costs the others one slot, never a 20 s turn;
+  (a probe), so an empty high-priority queue costs the others one slot, never a 20 s turn; a
+  queue whose last reply was partial asks for no more than that reply brought;
 - weights: busy queues of one priority take turns by weight (the one that got least per unit of
   weight goes next); an idle queue asks for nothing, so its share goes to the others;
 - no over-fetch: a receive asks only for slots free now, within the queue's max_concurrency.
@@ -36,10 +37,12 @@ class Demand:
     out: int  # its receives out
     state: str  # IDLE, ACTIVE or BUSY
     served: float = 0.0  # slots given so far, over its weight (for the weighted turns)
+    want: int = 10  # a queue not busy asks for at most this many (what its last reply brought)
 
 
 def plan(demands: Sequence[Demand], free: int, probe: int = 1) -> list[tuple[int, int]]:
-    """(lane, messages to ask for) for each receive to start now with `free` slots."""
+    """(lane, messages to ask for) for each receive to start now with `free` slots. `probe`: what
+    an idle queue asks for (1 beside other queues; a whole batch when it is the only one)."""
     starts: list[tuple[int, int]] = []
     for priority in sorted({d.priority for d in demands}, reverse=True):
         level = [d for d in demands if d.priority == priority]
@@ -52,7 +55,7 @@ def plan(demands: Sequence[Demand], free: int, probe: int = 1) -> list[tuple[int
         wanting = [d for d in level if d.state != IDLE]
         while free > 0 and wanting:
             d = min(wanting, key=lambda x: x.served)
-            ask = min(free, d.room, d.batch)
+            ask = min(free, d.room, d.batch if d.state == BUSY else d.want)
             overlap_ok = d.state == BUSY and d.out < MAX_PARALLEL and ask >= d.batch
             if ask <= 0 or (d.out and not overlap_ok):
                 wanting.remove(d)
@@ -82,7 +85,8 @@ class Lane:
         self.config = config  # lane_config(...)
         self.url = spec.queue.url
         self.cap = spec.max_concurrency or concurrency
-        self.state = ACTIVE  # until its first reply says otherwise
+        self.state = IDLE  # until its first reply says otherwise: a probe
+        self.last_got = 1  # what its last reply brought
         self.served = 0.0  # slots given over its weight, for weighted turns
         self.gate_until = 0.0  # its breaker or rate limit said: no receive before this
         self.gated = False
@@ -95,12 +99,13 @@ class Lane:
     def noted(self, got: int, asked_full: bool) -> None:
         """A reply of `got` messages came back (`asked_full`: every reply collected was full)."""
         self.state = BUSY if got and asked_full else ACTIVE if got else IDLE
+        self.last_got = max(1, got)
 
-    def demand(self, in_use: int) -> Demand:
+    def demand(self, in_use: int, alone: bool) -> Demand:
         r = self.receiver
         return Demand(
             self.index, self.spec.priority, self.spec.weight, r.batch_size, self.cap - in_use - r.reserved,
-            r.out, self.state, self.served,
+            r.out, self.state, self.served, r.batch_size if alone else self.last_got,
         )  # fmt: skip
 
 
@@ -121,6 +126,8 @@ def build_lane(
 ) -> tuple[Lane, Any]:
     """One queue's parts (returns the lane and the worker's secrets). A handler that cannot
     load raises HandlerLoadError naming the queue when the config has several."""
+    from poller.daemon.batches import Batches
+    from poller.daemon.execute import Calls
     from poller.daemon.heartbeat import Heartbeat
     from poller.daemon.housekeeper import DELETE_LINGER, Housekeeper
     from poller.daemon.receiver import Receiver
@@ -158,4 +165,16 @@ def build_lane(
     lane.settler = Settler(cfg, sqs, lane.house, held, metrics, pipeline, log)
     refused = lambda e, code: lane.house.refused(e.message, code, "visibility_extend_refused")  # noqa: E731
     lane.heartbeat = Heartbeat(sqs, q.url, q.visibility_timeout, refused, log)
+    unbind = None
+    if config.tracing.enabled:  # a message's trace ids leave the log context with it
+        from poller.pipeline.tracing import unbind_trace_ids as unbind
+    lane.calls = Calls(
+        runner, pipeline, lane.settler.settle, lane.house.release, spec.handler.timeout,
+        metrics, log, held, running, clear_context=unbind,
+    )  # fmt: skip
+    h = spec.handler
+    lane.batches = Batches(  # batch and lambda styles: a batch being gathered
+        h.batch_size, h.batch_window, lane.cap, lambda: held.count_of(lane.url),
+        lambda batch: lane.executor.submit((lane.calls, batch)),
+    )  # fmt: skip
     return lane, secrets

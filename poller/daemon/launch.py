@@ -33,6 +33,7 @@ class Launcher:
     def __init__(self, config: Any):
         from poller.daemon.metrics import prepare_multiproc_dir
         from poller.daemon.rundir import prepare_run_dir
+
         self.metrics_dir, self._owned = prepare_multiproc_dir()
         self.run_dir = prepare_run_dir()
         self.flows = flow_states(config)  # shared by every worker: host-wide, one a queue

@@ -359,8 +359,8 @@ class Supervisor:
                 problems.append(f"worker {slot.index}: no poll for {now - beat.value:.0f}s")
         if problems:
             return False, "; ".join(problems)
-        flows = self.launcher.flows.items()
-        paused = [f"{name}: {why}" for name, state in flows if (why := state.describe())]
+        flows, named = self.launcher.flows.items(), len(self.launcher.flows) > 1
+        paused = [f"{name}: {why}" if named else why for name, state in flows if (why := state.describe())]
         if paused:  # paused is healthy: the workers beat while they wait
             return True, "paused: " + "; ".join(paused)
         return True, f"ok: {len(self.slots)} workers polling"

@@ -19,9 +19,8 @@ import time
 from typing import Any
 
 from poller.config import Config
-from poller.daemon.batches import Batches
 from poller.daemon.crashes import Isolation, RunningRecord
-from poller.daemon.execute import Calls, EventLoop, Threads, tasks
+from poller.daemon.execute import EventLoop, Threads, tasks
 from poller.daemon.inflight import Held, InFlight, Running
 from poller.daemon.lanes import IDLE, Lane, build_lane, lane_config, plan
 from poller.daemon.log import get_logger
@@ -138,33 +137,18 @@ class Worker:
     def _build_executors(self, count_error: Any) -> None:
         """Handler threads shared by the queues (the lambda style: one thread a queue, its calls one
         at a time, as in a Lambda execution environment); one event loop for async handlers."""
-        cfg, shared, loop = self.config, None, None
+        shared = loop = None
         run = lambda item: item[0].run_task(item[1], lambda: self.stopping)  # noqa: E731
         self._executors: list[Any] = []
-        unbind = None
-        if cfg.tracing.enabled:  # a message's trace ids leave the log context with it
-            from poller.pipeline.tracing import unbind_trace_ids as unbind
         for lane in self.lanes:
-            timeout = lane.spec.handler.timeout
-            lane.calls = Calls(
-                lane.runner, lane.pipeline, lane.settler.settle, lane.house.release, timeout,
-                lane.metrics, lane.log, self.held, self.running, clear_context=unbind,
-            )  # fmt: skip
             if lane.runner.is_async:
-                loop = lane.executor = loop or EventLoop(cfg.workers.concurrency, lambda: self.stopping)
+                loop = lane.executor = loop or EventLoop(self._slots, lambda: self.stopping)
             elif lane.runner.exclusive:
                 lane.executor = Threads(1, run, self.log, count_error, prefix=f"handler-{lane.index}-")
             else:
-                shared = lane.executor = shared or Threads(
-                    cfg.workers.concurrency, run, self.log, count_error
-                )
+                shared = lane.executor = shared or Threads(self._slots, run, self.log, count_error)
             if lane.executor not in self._executors:
                 self._executors.append(lane.executor)
-            h = lane.spec.handler
-            lane.batches = Batches(  # batch and lambda styles: a batch being gathered
-                h.batch_size, h.batch_window, lane.cap, lambda u=lane.url: self.held.count_of(u),
-                lambda batch, lane=lane: self._submit(lane, batch),
-            )  # fmt: skip
 
     def run(self) -> int:
         while not self.stopping:
@@ -181,10 +165,8 @@ class Worker:
         if hasattr(self, "held"):
             self.held.wake()
 
-    # --- one queue's view, for tests and one-queue callers ------------------------------------
-
     @property
-    def receiver(self) -> Any:
+    def receiver(self) -> Any:  # the first queue's (tests and one-queue callers)
         return self.lanes[0].receiver
 
     @property
@@ -321,7 +303,7 @@ class Worker:
             if lane.state == IDLE:  # an idle queue's unused turns are not saved up for later
                 lane.served = top
         demands = [
-            lane.demand(self.held.count_of(lane.url))
+            lane.demand(self.held.count_of(lane.url), len(self.lanes) == 1)
             for lane in self.lanes
             if now >= lane.receiver.ready_at and now >= lane.gate_until
         ]
