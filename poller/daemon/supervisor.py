@@ -19,6 +19,7 @@ from typing import Any
 from poller.config import Config
 from poller.configload import load_config
 from poller.daemon.crashes import record_crash
+from poller.daemon.health import wedged, worker_problems
 from poller.daemon.launch import HANDLED_SIGNALS, Launcher
 from poller.daemon.log import configure_logging, get_logger
 from poller.daemon.metrics import Metrics, mark_process_dead, serve_metrics, stop_serving
@@ -26,7 +27,6 @@ from poller.daemon.readiness import read_readiness
 from poller.daemon.recycle import take_successor_request
 from poller.daemon.systemd import Notifier
 from poller.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_HANDLER, EXIT_OK, ConfigError
-from poller.timeouts import BEAT_STALE, UNRESPONSIVE_AFTER
 
 TICK = 5.0  # the loop's longest sleep: signals (a worker's exit, a successor asked for) wake it
 STARTING_TICK = 0.05  # look often until READY=1: start-up time is what a cold start costs
@@ -230,20 +230,12 @@ class Supervisor:
         """A worker whose main thread has not beaten for UNRESPONSIVE_AFTER is wedged: killed,
         and restarted as any dead worker is, so one wedged process never costs the unit its
         watchdog (as gunicorn's arbiter does)."""
-        now = time.time()
-        for slot in self.slots:
-            process, beat = slot.process, slot.beat
-            if process is None or process.exitcode is not None or beat is None or not beat.value:
-                continue
-            if now - beat.value > UNRESPONSIVE_AFTER:
-                self.log.error(
-                    "worker_unresponsive",
-                    worker=slot.index,
-                    pid=process.pid,
-                    silent_for=round(now - beat.value, 1),
-                    note="killed; it restarts",
-                )
-                process.kill()
+        for slot, silent in wedged(self.slots, time.time()):
+            self.log.error(
+                "worker_unresponsive", worker=slot.index, pid=slot.process.pid, silent_for=round(silent, 1),
+                note="killed; it restarts",
+            )  # fmt: skip
+            slot.process.kill()
 
     def _spawn(self, slot: WorkerSlot) -> None:
         slot.process = self.launcher.start(slot.config, slot.index)
@@ -345,18 +337,7 @@ class Supervisor:
     def health(self) -> tuple[bool, str]:
         """Every worker alive, its main thread beating (it does every second, whatever its
         receives and handlers do)."""
-        window = BEAT_STALE
-        now = time.time()
-        problems = []
-        for slot in list(self.slots):
-            process, beat = slot.process, slot.beat
-            if process is None or process.exitcode is not None:
-                problems.append(f"worker {slot.index}: not running")
-            elif beat is None or beat.value == 0.0:
-                if not any(r.index == slot.index and r.process.exitcode is None for r in self.retiring):
-                    problems.append(f"worker {slot.index}: starting")  # (a successor: its predecessor polls)
-            elif now - beat.value > window:
-                problems.append(f"worker {slot.index}: no poll for {now - beat.value:.0f}s")
+        problems = worker_problems(self.slots, self.retiring, time.time())
         if problems:
             return False, "; ".join(problems)
         flows, named = self.launcher.flows.items(), len(self.launcher.flows) > 1
@@ -396,11 +377,11 @@ class Supervisor:
             from poller.daemon.instance import InstanceEvents
 
             self.lifecycle = InstanceEvents(lc, self.log)
-        m = self.config.metrics
-        if m.emf_namespace:
-            from poller.daemon.emf import EmfReporter, EmfTicker
+        if self.config.metrics.emf_namespace:
+            from poller.daemon.emf import emf_ticker
 
-            self.emf = EmfTicker(EmfReporter(m.emf_namespace, m.deployment, m.version), self.metrics_dir)
+            ready = lambda: self._ready_sent and self.health()[0] and not self._stopping  # noqa: E731
+            self.emf = emf_ticker(self.config, self.metrics_dir, self.launcher.flows, ready)
 
     def watch_lifecycle(self) -> None:
         if self.lifecycle is not None and (reason := self.lifecycle.drain_reason()):
