@@ -139,14 +139,17 @@ class Worker:
         at a time, as in a Lambda execution environment); one event loop for async handlers."""
         shared = loop = None
         run = lambda item: item[0].run_task(item[1], lambda: self.stopping)  # noqa: E731
-        self._executors: list[Any] = []
+        flush = lambda: [lane.calls.flush_timings() for lane in self.lanes]  # noqa: E731
+        self._executors: list[Any] = []  # (handler times are written in bulk as threads go idle)
         for lane in self.lanes:
             if lane.runner.is_async:
                 loop = lane.executor = loop or EventLoop(self._slots, lambda: self.stopping)
             elif lane.runner.exclusive:
-                lane.executor = Threads(1, run, self.log, count_error, prefix=f"handler-{lane.index}-")
+                lane.executor = Threads(1, run, self.log, count_error, f"handler-{lane.index}-", flush)
             else:
-                shared = lane.executor = shared or Threads(self._slots, run, self.log, count_error)
+                shared = lane.executor = shared or Threads(
+                    self._slots, run, self.log, count_error, idle=flush
+                )
             if lane.executor not in self._executors:
                 self._executors.append(lane.executor)
 
@@ -382,6 +385,7 @@ class Worker:
         self.timer.stop()
         for lane in self.lanes:
             lane.house.stop()
+            lane.calls.flush_timings()
         self.isolation.record.close()
         if not leftover and not self._stuck:
             for lane in self.lanes:
