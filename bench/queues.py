@@ -109,7 +109,7 @@ def idle(moto: MotoProcess, workdir: Path, queues: int, seconds: float) -> dict[
         time.sleep(seconds)
         cpu = (daemon.cpu() - before_cpu) / seconds * 1000
         per_queue = (_receives(daemon) - before) / queues / seconds * 60
-        rss = sum(memory(pid)["rss"] for pid in [daemon.pid, *daemon.workers()]) / 1024 / 1024
+        rss = sum(memory(pid).get("VmRSS", 0) for pid in [daemon.pid, *daemon.workers()]) / 1024 / 1024
         return {"cpu_ms_per_s": cpu, "tree_rss_mb": rss, "receives_per_min_per_queue": per_queue}
     finally:
         daemon.stop(timeout=40)
