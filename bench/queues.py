@@ -19,9 +19,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Daemon, client, memory, new_queues, preload, send_batch
+from bench.harness import Daemon, Feeder, client, memory, new_queues, preload, send_batch
 from bench.server import MotoProcess
 from poller.dev.localsqs import free_port
+
+SHALLOW = 30  # messages the feeder keeps visible
 
 
 def queues_config(workdir: Path, endpoint: str, queues: dict[str, dict[str, Any]], **workers: Any) -> Path:
@@ -57,10 +59,12 @@ def throughput(moto: MotoProcess, workdir: Path, count: int, with_empty_high: bo
     try:
         daemon.wait_ready()
         time.sleep(1)
+        feeder = Feeder(moto.endpoint_url, low, SHALLOW, count)  # moto slows as a queue deepens
         started = time.monotonic()
-        preload(sqs, low, count)
+        feeder.start()
         while daemon.scrape().get('sqs_poller_messages_total{outcome="deleted"}', 0) < count:
             time.sleep(0.05)
+        feeder.stop()
         return count / (time.monotonic() - started)
     finally:
         daemon.stop(wake=lambda: preload(sqs, low, 3))

@@ -282,7 +282,8 @@ class Worker:
                 if self.isolation.waiting and not self._out():
                     return []
                 asked = sum(ask for _, ask in starts)
-                if starts and (asked >= want or any(self.lanes[i].state == IDLE for i, _ in starts)):
+                enough = min(want, self._slots - reserved - self.held.overdue)  # (probes out hold some)
+                if starts and (asked >= enough or any(self.lanes[i].state == IDLE for i, _ in starts)):
                     return starts
                 if starts:
                     linger_until = linger_until or now + max(
