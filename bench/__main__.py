@@ -260,9 +260,11 @@ def bench_saturation(moto: MotoProcess, workdir: Path) -> dict[str, Any]:
             metrics = daemon.scrape()
         finally:
             daemon.stop(wake=lambda: None)
-        requests = {
-            k.split('"')[1]: v for k, v in metrics.items() if k.startswith("sqs_poller_sqs_requests_total{")
-        }
+        requests: dict[str, float] = {}
+        for key, value in metrics.items():  # by action, every queue and outcome
+            if key.startswith("sqs_poller_sqs_requests_total{") and "queue=" in key:
+                action = key.split('"')[1]
+                requests[action] = requests.get(action, 0.0) + value
         per_message.append(round(sum(requests.values()) / backlog, 4))
     return {
         "backlog": backlog,
