@@ -1,13 +1,18 @@
-"""The operator tools at SQS's edges: a replay at exactly 1 MiB. Real CLI processes against
-the suite's SQS server."""
+"""The operator tools at SQS's edges: a replay at exactly 1 MiB, and a redrive policy that
+targets another queue than dlq_url. Real CLI processes against the suite's SQS server."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from tests.conftest import receive_all
+from poller.dev.localsqs import create_queue_pair
+from tests.conftest import receive_all, write_config
 from tests.faultproxy import SQS_MAX_BYTES, FaultProxy
-from tests.ops.test_dlq_tools import run_dlq, summary_of
+from tests.integration.test_daemon import run_cli
+from tests.ops.test_dlq_tools import json_lines, run_dlq, summary_of
 
 pytestmark = pytest.mark.servers
 
@@ -55,3 +60,32 @@ def test_a_message_with_room_still_gets_the_counter(local_sqs, sqs, make_queues)
     assert "uncounted" not in summary and "note" not in summary
     [arrived] = receive_all(sqs, url)
     assert arrived["MessageAttributes"]["poller.replays"]["StringValue"] == "1"
+
+
+def check_rows(result: Any) -> dict[str, tuple[str, str]]:
+    return {r["check"]: (r["result"], r["detail"]) for r in json_lines(result.stdout)}
+
+
+def test_check_fails_when_the_redrive_policy_targets_another_queue(local_sqs, sqs, make_queues, tmp_path):
+    # GIVEN a queue whose redrive policy moves messages to its own DLQ, and a config that names
+    # another queue as dlq_url
+    url, own_dlq = make_queues()
+    _, other_dlq = create_queue_pair(sqs, f"{Path(url).name}-other")
+    arn = {
+        q: sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        for q in (own_dlq, other_dlq)
+    }
+    config = write_config(tmp_path, local_sqs, url, other_dlq)
+
+    # WHEN checked
+    result = run_cli("check", "--config", str(config))
+
+    # THEN it fails (exit 1) and the redrive row names both queues
+    assert result.returncode == 1, result.stdout + result.stderr
+    verdict, detail = check_rows(result)["redrive"]
+    assert verdict == "FAILED"
+    assert arn[own_dlq] in detail and other_dlq in detail and arn[other_dlq] in detail
+
+    # and with the DLQ the policy targets, the same check passes
+    good = write_config(tmp_path, local_sqs, url, own_dlq)
+    assert check_rows(run_cli("check", "--config", str(good)))["redrive"][0] == "ok"
