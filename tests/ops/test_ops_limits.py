@@ -1,15 +1,17 @@
-"""The operator tools at SQS's edges: a replay at exactly 1 MiB, and a redrive policy that
-targets another queue than dlq_url. Real CLI processes against the suite's SQS server."""
+"""The operator tools at SQS's edges: a replay at exactly 1 MiB, a redrive policy that targets
+another queue than dlq_url, and what `dlq stats` says of a message without poller.failure (as
+docs/dlq.md tells it). Real CLI processes against the suite's SQS server."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from poller.dev.localsqs import create_queue_pair
-from tests.conftest import receive_all, write_config
+from tests.conftest import REPO, receive_all, write_config
 from tests.faultproxy import SQS_MAX_BYTES, FaultProxy
 from tests.integration.test_daemon import run_cli
 from tests.ops.test_dlq_tools import json_lines, run_dlq, summary_of
@@ -89,3 +91,21 @@ def test_check_fails_when_the_redrive_policy_targets_another_queue(local_sqs, sq
     # and with the DLQ the policy targets, the same check passes
     good = write_config(tmp_path, local_sqs, url, own_dlq)
     assert check_rows(run_cli("check", "--config", str(good)))["redrive"][0] == "ok"
+
+
+def test_stats_names_a_message_without_a_failure_record_as_docs_dlq_md_says(local_sqs, sqs, make_queues):
+    # GIVEN a message on the DLQ that sqs-poller did not put there (no poller.failure)
+    _, dlq = make_queues()
+    sqs.send_message(QueueUrl=dlq, MessageBody="moved by SQS's redrive")
+
+    # WHEN the operator samples the DLQ
+    result = run_dlq(local_sqs, "stats", "--dlq-url", dlq, "--sample", "5")
+
+    # THEN its type and source are the ones docs/dlq.md names for such a message
+    doc = (REPO / "docs" / "dlq.md").read_text()
+    section = doc[doc.index("### `dlq stats") : doc.index("### `dlq peek")]
+    named = re.findall(r"`(\([^`]*\))`", section)
+    breakdown = {r["by"]: r["value"] for r in json_lines(result.stdout)[1:]}
+    assert result.returncode == 0, result.stderr
+    assert breakdown == {"type": "(missing: not moved by sqs-poller)", "source_queue": "(unknown)"}
+    assert set(breakdown.values()) <= set(named), (breakdown, named)
