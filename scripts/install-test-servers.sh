@@ -11,6 +11,7 @@
 # Idempotent: a second run only checks the markers. Prints nothing when all is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+SELF=scripts/install-test-servers.sh
 
 SPEC=scripts/test-servers
 CACHE=.cache/test-servers
@@ -54,7 +55,7 @@ fi
 
 # fauxqs and its Node: `npm ci` from the lock file, then the loopback patch.
 faux="$CACHE/fauxqs"
-want=$(spec_hash "$SPEC/package.json" "$SPEC/package-lock.json" "$0")
+want=$(spec_hash "$SPEC/package.json" "$SPEC/package-lock.json" "$SELF")
 if [ "$(cat "$faux/.installed" 2>/dev/null)" != "$want" ]; then
     echo "installing fauxqs and Node 22 into $faux" >&2
     rm -rf "$faux"
