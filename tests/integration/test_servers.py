@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -107,6 +108,33 @@ def test_a_fifo_group_stays_blocked_while_one_of_its_messages_is_in_flight(sqs, 
     # THEN the group hands out nothing (SQS: no more of a group until that message is deleted
     # or visible again)
     assert [m["Body"] for m in got] == []
+
+
+@pytest.mark.quirk("fauxqs", "a FIFO receive returns at most one message of each group")
+def test_a_fifo_group_comes_back_in_order_when_its_messages_turn_visible_together(sqs, make_queues):
+    # GIVEN a FIFO group of six received at once; two are done, the third failed and goes back
+    # after 2 s, and the rest with it (the daemon's release after a failure)
+    url, _ = make_queues(fifo=True)
+    send_group(sqs, url, [f"m{n}" for n in range(6)])
+    held = receive(sqs, url)
+    assert [m["Body"] for m in held] == [f"m{n}" for n in range(6)]
+    for message in held[:2]:
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    for message in held[2:]:
+        hide(sqs, url, message, 2)
+    time.sleep(2.5)
+
+    # WHEN the group is received again until it is done
+    again = []
+    while len(again) < 4:
+        got = receive(sqs, url)
+        assert got, f"the group stopped after {again}"
+        again += [m["Body"] for m in got]
+        for message in got:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+    # THEN it comes back in order
+    assert again == ["m2", "m3", "m4", "m5"]
 
 
 @pytest.mark.quirk("fauxqs", "a FIFO receive returns at most one message of each group")
