@@ -1,13 +1,10 @@
 """One worker process: receive from every queue, run handlers, settle every message.
 
-Lifecycle: initialize() -> loop() until stopping -> shutdown(). The threads (docs/threads.md):
-the main thread shares the free slots among the queues (lanes.py `plan`), starts receives and
-dispatches their messages (receiver.py; for the batch and lambda styles it first gathers a
-batch); `receive-N` threads make the receive calls; handler threads (or one event loop, for
-`async def` handlers) run the pipeline and the handler style's call and settle each message
-(execute.py, settle.py); the `timer` thread keeps held messages hidden (through the `extend`
-thread) and times out handlers (timer.py); a `housekeeper` a queue batches deletes
-(housekeeper.py). No thread but the handler threads and the event loop runs user code.
+Lifecycle: initialize() -> loop() until stopping -> shutdown(). The main thread shares the free
+slots among the queues (lanes.py), starts receives and dispatches their messages (receiver.py);
+handler threads or one event loop run handlers and settle (execute.py, settle.py); the timer
+keeps held messages hidden and times out handlers (timer.py); a housekeeper a queue batches
+deletes. No thread but the handler threads and the event loop runs user code (docs/threads.md).
 """
 
 from __future__ import annotations
