@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 from bench.fleet.drill import REPO, Settings, dump, run
-from bench.fleet.report import MODELS, checks, plot, summary
+from bench.fleet.report import MODELS, checks, figures, plot, summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + summary(result))
     for name, ok, detail in outcome:
         print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}")
-    dump(result, results / "fleet.json")
+    dump(figures(result, s), results / "fleet.json")
     plot(result, s, results / "fleet.png")
     print(f"wrote {results / 'fleet.json'} and {results / 'fleet.png'} (daemon logs: {result['workdir']})")
     return 0 if all(ok for _, ok, _ in outcome) else 1

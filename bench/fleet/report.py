@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,33 @@ def _unfinished(lines: list[dict[str, Any]], instances: set[str]) -> list[str]:
         (r["id"], r["receive_count"]) for r in lines if r["phase"] == "end" and r["instance"] in instances
     }
     return sorted(f"{i}#{n}" for i, n in starts - ends)
+
+
+def figures(result: dict[str, Any], s: Settings) -> dict[str, Any]:
+    """What fleet.json keeps: the settings, the rows, the decisions, the drains and the checks,
+    with counts instead of every message."""
+    ends = [r for r in result["records"] if r["phase"] == "end"]
+    by_queue: dict[str, int] = defaultdict(int)
+    for queue, _ in result["sent"].values():
+        by_queue[queue] += 1
+    return {
+        "time_compression": COMPRESSION,
+        "period_s": s.period,
+        "policy": asdict(s.policy),
+        "queues": [asdict(q) for q in s.queues],
+        "spike": {
+            "queue": s.spike_queue,
+            "factor": s.spike_factor,
+            "at_s": s.base_seconds,
+            "for_s": s.spike_seconds,
+        },
+        "concurrency": s.concurrency,
+        "sent": dict(by_queue),
+        "handled": len(ends),
+        "handled_ids": len({r["id"] for r in ends}),
+        "redelivered": sum(1 for r in ends if r["receive_count"] > 1),
+        **{k: result[k] for k in ("rows", "decisions", "terminated", "left", "stopped_at_end", "checks")},
+    }
 
 
 def summary(result: dict[str, Any]) -> str:
