@@ -44,7 +44,7 @@ class Settings:
     spike_factor: float = 10.0
     base_seconds: float = 60.0  # then the spike, then base again, then quiet
     spike_seconds: float = 60.0
-    after_seconds: float = 60.0
+    after_seconds: float = 200.0  # long enough for the scale-in to drain instances holding messages
     quiet_limit: float = 300.0  # at most this long quiet, waiting for the scale-in
     period: float = 60.0 / COMPRESSION
     concurrency: int = 10  # base load holds 1.7 slots, the spike 15.2; an idle queue's probe holds one
