@@ -121,6 +121,7 @@ def figures(result: dict[str, Any], s: Settings) -> dict[str, Any]:
         "handled": len(ends),
         "handled_ids": len({r["id"] for r in ends}),
         "redelivered": sum(1 for r in ends if r["receive_count"] > 1),
+        "first_handled_late_s": sorted(round(w, 1) for w in late_firsts(result)),
         **{k: result[k] for k in ("rows", "decisions", "terminated", "left", "stopped_at_end", "checks")},
     }
 
@@ -135,7 +136,32 @@ def summary(result: dict[str, Any]) -> str:
         f"lifecycle {t['lifecycle_completed']}, {t['heartbeats']} heartbeats"
         for t in result["terminated"]
     )
-    return f"scaling: {steps or 'none'}\ndrains: {drains or 'none'}"
+    ends = [r for r in result["records"] if r["phase"] == "end"]
+    late = late_firsts(result)
+    return (
+        f"scaling: {steps or 'none'}\ndrains: {drains or 'none'}\n"
+        f"handled: {len(ends)} handler runs of {len(result['sent'])} messages sent; "
+        f"{len(late)} first handled on a later receive, "
+        f"{sum(1 for w in late if w >= HIDDEN)} of them {HIDDEN:.0f} s or more after they were sent "
+        "(hidden for the visibility timeout by a receive nobody held: a long poll a drain abandoned)"
+    )
+
+
+HIDDEN = 25.0  # seconds: near the queues' 30-s visibility timeout
+
+
+def late_firsts(result: dict[str, Any]) -> list[float]:
+    """Seconds from send to first handling of every message first handled on a receive after
+    its first (released by a drain, or received by a poll whose process had gone)."""
+    first: dict[str, dict[str, Any]] = {}
+    for line in result["records"]:
+        if line["phase"] == "start" and (line["id"] not in first or line["t"] < first[line["id"]]["t"]):
+            first[line["id"]] = line
+    return [
+        line["t"] - result["sent"][i][1]
+        for i, line in first.items()
+        if line["receive_count"] > 1 and i in result["sent"]
+    ]
 
 
 def plot(result: dict[str, Any], s: Settings, path: Path) -> None:
