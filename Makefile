@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-lambda test test-servers bench bench-peers drill lint deploy-tools clean
+.PHONY: demo demo-lambda test test-servers bench bench-peers drill drill-fleet lint deploy-tools clean
 
 $(VENV)/.installed-demo: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,15 @@ bench-peers: $(VENV)/.installed-dev
 
 drill: $(VENV)/.installed-dev
 	$(PY) -m pytest -m drill tests/integration/test_drills.py
+
+$(VENV)/.installed-drill: $(VENV)/.installed-dev
+	$(PIP) install -e '.[dev,drill]'
+	touch $@
+
+# The fleet drill (docs/operations.md, "Fleet drill"): an Auto Scaling stand-in running daemon
+# instances on loopback; about 6 minutes; bench/results/fleet.json and fleet.png.
+drill-fleet: $(VENV)/.installed-drill
+	$(PY) -m bench.fleet
 
 clean:
 	rm -rf $(VENV) .venv-checkov .venv-peers .cache build dist *.egg-info .pytest_cache .hypothesis

@@ -42,3 +42,42 @@ async def sleep_100ms_async(message: Message) -> None:
 def sleep_200ms(message: Message) -> None:
     """A low-priority queue's slow work: 200 ms a message."""
     time.sleep(0.2)
+
+
+def _fleet_record(message: Message, seconds: float) -> None:
+    """The fleet drill's handlers: a "start" line, work for `seconds`, an "end" line, each one JSON
+    line appended to $RECORD_FILE (atomic appends) with the body's id, the receive count and the
+    instance, so the drill can tell what each instance held and finished."""
+    _fleet_line(message, "start")
+    time.sleep(seconds)
+    _fleet_line(message, "end")
+
+
+def _fleet_line(message: Message, phase: str) -> None:
+    line = json.dumps(
+        {
+            "id": json.loads(message.body)["id"],
+            "phase": phase,
+            "message_id": message.message_id,
+            "receive_count": message.receive_count,
+            "instance": os.environ.get("FLEET_INSTANCE", ""),
+            "t": time.time(),
+        }
+    )
+    fd = os.open(os.environ["RECORD_FILE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def fleet_20ms(message: Message) -> None:
+    _fleet_record(message, 0.02)
+
+
+def fleet_200ms(message: Message) -> None:
+    _fleet_record(message, 0.2)
+
+
+def fleet_1s(message: Message) -> None:
+    _fleet_record(message, 1.0)
