@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import descendants
+from tests.conftest import descendants, queue_counts
 
 pytestmark = pytest.mark.servers
 
@@ -163,3 +163,18 @@ def test_a_message_over_one_mib_in_bytes_with_its_attributes_is_refused(sqs, mak
     for body, attributes in ((wide, {}), (one_mib, tagged)):
         with pytest.raises(ClientError, match="InvalidParameterValue"):
             sqs.send_message(QueueUrl=url, MessageBody=body, MessageAttributes=attributes)
+
+
+@pytest.mark.quirk("fauxqs", "its counts keep an expired message in flight until something receives")
+def test_an_expired_message_counts_as_visible_again_without_a_receive(sqs, make_queues):
+    # GIVEN three messages received with a 2 s visibility timeout
+    url, _ = make_queues()
+    for n in range(3):
+        sqs.send_message(QueueUrl=url, MessageBody=f"x{n}")
+    assert len(receive(sqs, url, visibility=2)) == 3
+
+    # WHEN the timeout passes and nothing receives
+    time.sleep(3)
+
+    # THEN the counts show them visible again
+    assert queue_counts(sqs, url) == {"visible": 3, "in_flight": 0, "delayed": 0}

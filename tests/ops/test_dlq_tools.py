@@ -310,6 +310,12 @@ def test_fifo_replay_keeps_each_groups_order(local_sqs, sqs, make_queues):
     assert queue_total(sqs, dlq) == 0
 
 
+@pytest.mark.quirk(
+    "fauxqs",
+    "its counts keep an expired message in flight until something receives, and the check waits "
+    "for in_flight 0 before receiving: it passes or not by whether a receive came after the expiry",
+    strict=False,
+)
 def test_sigkill_mid_replay_loses_nothing(local_sqs, sqs, make_queues):
     # GIVEN 60 dead-lettered messages and a slow replay with a 3 s hiding time
     url, dlq = make_queues()
