@@ -107,6 +107,12 @@ class Metrics:
             labelnames=("to",),
         )
         self.breaker_transitions = {to: transitions.labels(to=to) for to in BREAKER_STATES}
+        self.queue_paused = Gauge(  # set by the supervisor alone (control.py)
+            "sqs_poller_queue_paused",
+            "1 while an operator paused this queue (sqs-poller pause, or quiet for every queue)",
+            labelnames=("queue",),
+            multiprocess_mode="mostrecent",
+        )
         self.handler_timeouts = Counter(
             "sqs_poller_handler_timeouts", "Handlers that ran past handler.timeout"
         )

@@ -22,6 +22,7 @@ from poller.daemon.crashes import record_crash
 from poller.daemon.launch import HANDLED_SIGNALS, Launcher
 from poller.daemon.log import configure_logging, get_logger
 from poller.daemon.metrics import Metrics, mark_process_dead, serve_metrics, stop_serving
+from poller.daemon.operator import Operator
 from poller.daemon.readiness import read_readiness
 from poller.daemon.recycle import take_successor_request
 from poller.daemon.systemd import Notifier
@@ -71,6 +72,7 @@ class Supervisor:
         self._last_watchdog = 0.0
         self.lifecycle: Any = None  # set by run() when [lifecycle] enabled or spot
         self.emf: Any = None  # set by run() when [metrics] emf_namespace is set
+        self.operator: Operator | None = None  # set by run()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -87,13 +89,9 @@ class Supervisor:
         self._signals.extend(launcher.signals)  # arrived while the early workers started
         server = None
         try:
-            self.log.info(
-                "supervisor_started",
-                processes=self.config.workers.processes,
-                concurrency=self.config.workers.concurrency,
-                queue=self.config.queue.url,
-                pid=os.getpid(),
-            )
+            workers = self.config.workers
+            started = {"processes": workers.processes, "concurrency": workers.concurrency}
+            self.log.info("supervisor_started", **started, queue=self.config.queue.url, pid=os.getpid())
             self.slots = [WorkerSlot(n, self.config) for n in range(self.config.workers.processes)]
             self.manage_workers()  # (adopts the workers started early)
             self.metrics = Metrics()
@@ -108,6 +106,11 @@ class Supervisor:
                     self.stop_workers()
                     return EXIT_FAILURE
             self._start_lifecycle()
+            # pause, resume, quiet and status: the `control` thread (operator.py)
+            self.operator = Operator(
+                self.config, launcher, self.metrics, self.log, self._wake, lambda: self.slots, self.health
+            )
+            self.operator.start()
             while not self._stopping:
                 self._wait(self._tick())
                 self.dispatch_signals()
@@ -122,6 +125,8 @@ class Supervisor:
             self.finish_lifecycle()
             return self._exit_code
         finally:
+            if self.operator is not None:
+                self.operator.stop()
             if server is not None:
                 stop_serving(server)
             for sig, handler in previous.items():
@@ -135,6 +140,9 @@ class Supervisor:
     def request_stop(self) -> None:
         """Stop as on SIGTERM (from another thread, e.g. the demo)."""
         self._signals.append(signal.SIGTERM)
+        self._wake()
+
+    def _wake(self) -> None:
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"\0")
 
@@ -215,13 +223,8 @@ class Supervisor:
             self.retiring.append(old)
             slot.process = None
             self._spawn(slot)
-            self.log.info(
-                "worker_replacing",
-                worker=slot.index,
-                pid=old.process.pid,
-                successor=slot.process.pid,
-                reason=why,
-            )
+            replacing = {"worker": slot.index, "pid": old.process.pid, "successor": slot.process.pid}
+            self.log.info("worker_replacing", **replacing, reason=why)
 
     def _take_successor_request(self, pid: int) -> str:
         return take_successor_request(pid, self.run_dir)
@@ -236,13 +239,8 @@ class Supervisor:
             if process is None or process.exitcode is not None or beat is None or not beat.value:
                 continue
             if now - beat.value > UNRESPONSIVE_AFTER:
-                self.log.error(
-                    "worker_unresponsive",
-                    worker=slot.index,
-                    pid=process.pid,
-                    silent_for=round(now - beat.value, 1),
-                    note="killed; it restarts",
-                )
+                silent = {"worker": slot.index, "pid": process.pid, "silent_for": round(now - beat.value, 1)}
+                self.log.error("worker_unresponsive", **silent, note="killed; it restarts")
                 process.kill()
 
     def _spawn(self, slot: WorkerSlot) -> None:
@@ -360,9 +358,10 @@ class Supervisor:
         if problems:
             return False, "; ".join(problems)
         paused = self.flow.describe()  # paused is healthy: the workers beat while they wait
+        held = self.operator.describe() if self.operator is not None else ""  # (by an operator)
         if paused:
-            return True, f"paused: {paused}"
-        return True, f"ok: {len(self.slots)} workers polling"
+            return True, "; ".join(filter(None, [f"paused: {paused}", held]))
+        return True, "; ".join(filter(None, [f"ok: {len(self.slots)} workers polling", held]))
 
     def readiness(self) -> tuple[bool, str]:
         """Live, and every worker's receives succeed (see readiness.py)."""

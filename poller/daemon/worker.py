@@ -20,6 +20,7 @@ from typing import Any
 
 from poller.config import Config
 from poller.daemon.batches import Batches
+from poller.daemon.control import ControlView
 from poller.daemon.crashes import Isolation, RunningRecord
 from poller.daemon.execute import Calls, EventLoop, Threads, tasks
 from poller.daemon.heartbeat import Heartbeat
@@ -30,6 +31,7 @@ from poller.daemon.loops import dead_threads
 from poller.daemon.metrics import Metrics, observe_all
 from poller.daemon.receiver import Receiver
 from poller.daemon.recycle import Recycle, request_successor
+from poller.daemon.rundir import run_dir
 from poller.daemon.settle import Settler
 from poller.daemon.timer import Timer
 from poller.errors import EXIT_FAILURE, EXIT_OK
@@ -157,6 +159,7 @@ class Worker:
             self.executor.submit,
         )
         self._threads = [*self.executor.threads, *self.timer.threads, self.house.thread]
+        self.control = ControlView(run_dir())  # operator control: pause, quiet (control.py)
         self.executor.start()
         self.pipeline.start()
         self.house.start()
@@ -194,6 +197,8 @@ class Worker:
         self._take(*self.receiver.collect())  # replies back are held before any pause or stop
         if self.stopping:
             return
+        if not self._receiving():  # paused by an operator: no receive starts
+            return self._idle(STOP_CHECK / 2)
         if self.isolation.waiting and not self.receiver.out:  # crash suspects: one at a time, alone
             return self.isolation.run_next(lambda: self._notice_stop() or self.stopping, self.beat)
         if self.batches and self.batches.due():
@@ -220,7 +225,7 @@ class Worker:
         if not raw:
             return
         held = self.settler.screen(self._hold(raw, sent_at), self.isolation.add)
-        if self.stopping or self._signalled:  # the reply came after the signal: these never start
+        if self.stopping or self._signalled or not self._receiving():  # these never start
             self.house.release(held)
         elif self.per_call:
             self.batches.add(held)
@@ -285,6 +290,18 @@ class Worker:
             if not (self.stopping or self._signalled or self.receiver.replied()):
                 self.held.changed.wait(max(0.001, min(seconds, STOP_CHECK)))
         self.beat()
+
+    # --- operator control ------------------------------------------------------------------
+
+    def _receiving(self) -> bool:
+        """False while an operator paused this queue or quieted the host (control.py): then what
+        is held but not started goes back (visibility 0), and running handlers finish."""
+        self.control.refresh()
+        if self.control.receiving(self.config.queues[0].name):
+            return True
+        if self.batches:
+            self.house.release(self.batches.take_all())
+        return False
 
     # --- stuck handlers (the timer) and dead threads ------------------------------------------
 
