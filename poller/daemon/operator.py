@@ -4,10 +4,11 @@ the control socket and its `control` thread (controlsocket.py), the `status` fig
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
-from poller.daemon.control import Control
+from poller.daemon.control import LOOK_EVERY, Control
 from poller.daemon.controlsocket import ControlServer, socket_path
 from poller.daemon.fleet import FleetWatcher
 from poller.daemon.status import StatusSampler
@@ -84,4 +85,7 @@ class Operator:
     def handle(self, request: dict[str, Any], who: dict[str, Any]) -> dict[str, Any]:
         if request.get("command") == "status":
             return {"ok": True, **self.status.report(self.health()[1])}
-        return self.control.command(request, who)
+        reply = self.control.command(request, who)
+        if reply["ok"]:  # every worker has looked once more: when the command returns, it holds
+            time.sleep(LOOK_EVERY + 0.1)
+        return reply
