@@ -90,6 +90,8 @@ def status_view(status: dict[str, Any], note: str = "") -> Any:
     queues = Table(title="queues", title_justify="left", expand=False)
     for column in ("queue", "state", "breaker", "received/s", "handled/s", "in flight", "oldest running"):
         queues.add_column(column, justify="left" if column in ("queue", "state", "breaker") else "right")
+    for column, texts in ((0, [q["name"] for q in status.get("queues", [])]), (1, ["receiving"])):
+        queues.columns[column].min_width = max(map(len, texts), default=5)  # never cut
     for q in status.get("queues", []):
         state = queue_state(q)
         queues.add_row(

@@ -319,3 +319,75 @@ def test_no_daemon_and_an_unknown_queue_are_clear_errors(local_sqs, make_queues,
     # AND a duration that is not one is a usage error
     result = cli(config, "pause", queue_name(url), "--for", "soon")
     assert result.returncode == 2 and "90s, 15m, 2h" in result.stderr
+
+
+TMUX = ["tmux", "-L", f"sqs-poller-test-{os.getpid()}", "-f", "/dev/null"]  # a server of our own
+
+
+def tmux(*args: str) -> str:
+    import subprocess
+
+    return subprocess.run([*TMUX, *args], capture_output=True, text=True, timeout=10, check=True).stdout
+
+
+def test_top_shows_the_daemon_live_in_a_terminal_and_q_quits(
+    local_sqs, sqs, make_queues, tmp_path, daemon_factory
+):
+    import shlex
+    import shutil
+    import sys
+
+    from tests.conftest import REPO
+
+    assert shutil.which("tmux"), "tmux is needed: make deploy-tools installs it"
+    # GIVEN a daemon handling messages
+    url, dlq = make_queues()
+    name = queue_name(url)
+    config = write_config(tmp_path, local_sqs, url, dlq)
+    daemon = daemon_factory(config)
+    daemon.wait_ready()
+    send_bodies(sqs, url, [f"m{n}" for n in range(10)])
+    wait_until(lambda: len(daemon.handled()) == 10, timeout=15)
+
+    # WHEN an operator runs `sqs-poller top` in a real terminal (tmux, 120x40)
+    session = f"top-{uuid.uuid4().hex[:8]}"
+    top = shlex.join([sys.executable, "-m", "poller", "top", "--config", str(config)])
+    # (COLUMNS and LINES from pytest's environment would override the terminal's own size)
+    script = (
+        f"unset COLUMNS LINES; cd {shlex.quote(str(REPO))} && {top}; echo TOP-EXITED-$?; stty -a; sleep 60"
+    )
+    tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", script)
+    try:
+        screen = screen_with(session, "workers", timeout=15)
+        # THEN it shows the queue receiving and every worker, and redraws as things change
+        assert name in screen and "receiving" in screen and "q quits" in screen
+        for pid in daemon.worker_pids():
+            assert str(pid) in screen
+        record(cli(config, "pause", name))
+        screen_with(session, "paused", timeout=5)
+
+        # WHEN q is pressed THEN it exits 0 and the terminal is back in canonical mode, echoing
+        tmux("send-keys", "-t", session, "q")
+        after = screen_with(session, "TOP-EXITED", timeout=5)
+        assert "TOP-EXITED-0" in after
+        modes = after.split("TOP-EXITED-0", 1)[1].split()
+        assert "icanon" in modes and "echo" in modes
+    finally:
+        subprocess_run_quietly([*TMUX, "kill-server"])
+    assert daemon.stop() == 0
+
+
+def screen_with(session: str, text: str, timeout: float) -> str:
+    """The tmux pane's text once it shows `text`."""
+
+    def screen() -> str:
+        shown = tmux("capture-pane", "-p", "-t", session)
+        return shown if text in shown else ""
+
+    return wait_until(screen, timeout=timeout)
+
+
+def subprocess_run_quietly(command: list[str]) -> None:
+    import subprocess
+
+    subprocess.run(command, capture_output=True, timeout=10)
