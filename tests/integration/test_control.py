@@ -13,6 +13,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import queue_counts, send_bodies, wait_until, write_config
 from tests.integration.test_daemon import run_cli
 
@@ -254,6 +256,7 @@ def test_status_reports_queues_and_workers(local_sqs, sqs, make_queues, tmp_path
     assert daemon.stop() == 0
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="running the CLI as another user (setpriv) needs root")
 def test_only_root_or_the_daemons_user_may_control_it(local_sqs, make_queues, tmp_path, daemon_factory):
     # GIVEN a daemon (run as root here) whose config another user can read
     url, dlq = make_queues()
