@@ -59,9 +59,10 @@ def live_status(
     keys: bool = True,
     note: str = "q quits",
     refresh: float = REFRESH,
+    console: Any = None,
 ) -> None:
-    """Show `fetch()`'s status until `q` (with `keys`) or `done()`. A failed fetch shows why and
-    tries again next second."""
+    """Show `fetch()`'s status until `q` (with `keys`) or `done()`, on `console` (a rich Console;
+    default: stdout's). A failed fetch shows why and tries again next second."""
     from rich.console import Console
     from rich.live import Live
     from rich.text import Text
@@ -72,7 +73,7 @@ def live_status(
         except Exception as exc:  # the daemon went away or is restarting: say so, keep looking
             return Text(f"no answer from the daemon: {exc}", style="bold red")
 
-    console = Console()
+    console = console or Console()
     with cbreak(sys.stdin if keys else None) as fd, Live(view(), console=console, auto_refresh=False) as live:
         while not done():
             if wait_for_quit(fd, refresh):
