@@ -35,7 +35,11 @@ def _queue(config: Config, name: str) -> str:
 
 
 def _who() -> str:
-    return f"{getpass.getuser()} (uid {os.getuid()}) on {socket.gethostname()}"
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # a uid without a name (a container)
+        user = "?"
+    return f"{user} (uid {os.getuid()}) on {socket.gethostname()}"
 
 
 def _local(config: Config, payload: dict[str, Any], done: str) -> int:

@@ -131,6 +131,7 @@ class Control:
         self.local = State()
         self.fleet = State()
         self.lock = threading.Lock()
+        self._publishing = threading.Lock()  # the control and control-fleet threads both publish
         self.published: State | None = None
         self.publish()
 
@@ -182,15 +183,16 @@ class Control:
 
     def publish(self) -> None:
         """Write the effective state for the workers (renamed into place), set the gauge."""
-        state = self.effective()
-        temporary = f"{self.path}.{os.getpid()}.tmp"
-        with open(temporary, "w", encoding="utf-8") as fh:
-            json.dump(state.to_json(), fh)
-        os.replace(temporary, self.path)
-        self.published = state
-        if self.gauge is not None:
-            for queue in self.queues:
-                self.gauge.labels(queue=queue).set(0 if state.receiving(queue, self.clock()) else 1)
+        with self._publishing:
+            state = self.effective()
+            temporary = f"{self.path}.{os.getpid()}.tmp"
+            with open(temporary, "w", encoding="utf-8") as fh:
+                json.dump(state.to_json(), fh)
+            os.replace(temporary, self.path)
+            self.published = state
+            if self.gauge is not None:
+                for queue in self.queues:
+                    self.gauge.labels(queue=queue).set(0 if state.receiving(queue, self.clock()) else 1)
         self.on_change()
 
 
