@@ -18,7 +18,7 @@ from poller.pipeline.flow import STATE, STATE_NAMES
 class Operator:
     def __init__(
         self,
-        config: Any,
+        config: Callable[[], Any],
         launcher: Any,
         metrics: Any,
         log: Any,
@@ -26,9 +26,12 @@ class Operator:
         slots: Callable[[], list[Any]],
         health: Callable[[], tuple[bool, str]],
     ):
-        """`launcher`: the run and metrics directories and the flow state (launch.py); `wake`
-        wakes the supervisor's loop (STATUS= follows a change); `slots`: its worker slots."""
-        names = [spec.name for spec in config.queues]
+        """`config`: the supervisor's current config (a reload may change its queues; the socket
+        and the fleet's parameter change on a restart); `launcher`: the run and metrics
+        directories and the flow state (launch.py); `wake` wakes the supervisor's loop (STATUS=
+        follows a change); `slots`: its worker slots."""
+        self.config = config
+        names = self.names()
         self.log = log
         self.health = health
         self.launcher = launcher
@@ -38,7 +41,7 @@ class Operator:
         self.status = StatusSampler(
             names, launcher.metrics_dir, run_dir, self.workers, self.breaker, self.control.effective
         )
-        self.path = socket_path(config)
+        self.path = socket_path(config())
         self.server: ControlServer | None = None
         try:
             self.server = ControlServer(self.path, self.handle, self.tick, log, metrics.count_loop_error)
@@ -50,8 +53,8 @@ class Operator:
                 note="pause, resume, quiet and status are unavailable on this host; set [control] socket",
             )
         self.fleet = None
-        if config.control.ssm_parameter:
-            self.fleet = FleetWatcher(config.control, self.control, log, metrics.count_loop_error)
+        if config().control.ssm_parameter:
+            self.fleet = FleetWatcher(config().control, self.control, log, metrics.count_loop_error)
 
     def start(self) -> None:
         if self.server is not None:
@@ -66,6 +69,9 @@ class Operator:
         if self.fleet is not None:
             self.fleet.stop()
 
+    def names(self) -> list[str]:
+        return [spec.name for spec in self.config().queues]
+
     def workers(self) -> list[tuple[int, int, float]]:
         """(index, pid, started at) of each slot's worker (read from the `control` thread)."""
         return [(s.index, p.pid, s.started_at) for s in list(self.slots()) if (p := s.process) is not None]
@@ -78,7 +84,10 @@ class Operator:
         return self.control.describe()
 
     def tick(self) -> None:
-        """The `control` thread's every turn: expired pauses end; a status sample."""
+        """The `control` thread's every turn: a reload's queues, expired pauses end; a sample."""
+        if (names := self.names()) != self.control.queues:
+            self.control.queues = self.status.queues = names
+            self.control.publish()
         self.control.expire()
         self.status.sample()
 

@@ -107,9 +107,8 @@ class Supervisor:
                     return EXIT_FAILURE
             self._start_lifecycle()
             # pause, resume, quiet and status: the `control` thread (operator.py)
-            self.operator = Operator(
-                self.config, launcher, self.metrics, self.log, self._wake, lambda: self.slots, self.health
-            )
+            config, slots = (lambda: self.config), (lambda: self.slots)  # (a reload replaces both)
+            self.operator = Operator(config, launcher, self.metrics, self.log, self._wake, slots, self.health)
             self.operator.start()
             while not self._stopping:
                 self._wait(self._tick())

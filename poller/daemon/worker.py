@@ -301,6 +301,8 @@ class Worker:
             return True
         if self.batches:
             self.house.release(self.batches.take_all())
+        if self.isolation.waiting:
+            self.isolation.release_waiting()
         return False
 
     # --- stuck handlers (the timer) and dead threads ------------------------------------------

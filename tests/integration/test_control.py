@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import queue_counts, send_bodies, wait_until, write_config
 from tests.integration.test_daemon import run_cli
+from tests.integration.test_flow import NotifySocket
 
 
 def cli(config: Path, *args: str, env: dict[str, str] | None = None):
@@ -142,13 +143,15 @@ def test_pause_for_a_duration_ends_by_itself(local_sqs, sqs, make_queues, tmp_pa
 def test_quiet_stops_every_queue_and_unquiet_restores_them(
     local_sqs, sqs, make_queues, tmp_path, daemon_factory
 ):
-    # GIVEN a daemon, quieted
+    # GIVEN a daemon under systemd's watchdog, quieted
     url, dlq = make_queues()
     name = queue_name(url)
     config = write_config(tmp_path, local_sqs, url, dlq)
-    daemon = daemon_factory(config)
+    notify = NotifySocket()
+    daemon = daemon_factory(config, env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000"})
     daemon.wait_ready()
     assert record(cli(config, "quiet"))["state"]["quiet"] is True
+    quiet_at = time.monotonic()
     time.sleep(2)
 
     # WHEN messages arrive, and an operator resumes the queue (quiet still holds)
@@ -163,11 +166,19 @@ def test_quiet_stops_every_queue_and_unquiet_restores_them(
     assert now["quiet"] and now["queues"][0]["quiet"] and not now["queues"][0]["receiving"]
     assert "quiet" in now["status"]
     assert paused_gauge(daemon, name) == 1
+    # AND systemd is told, and its watchdog fed meanwhile
+    lines = [line for _, line in notify.received]
+    assert "STATUS=ok: 2 workers polling; quiet: every queue paused by an operator" in lines, lines
+    assert len([at for at, line in notify.received if line == "WATCHDOG=1" and at > quiet_at]) >= 3
 
-    # WHEN unquiet THEN the messages are handled
+    # WHEN unquiet THEN the messages are handled, and STATUS= says so
     record(cli(config, "unquiet"))
     wait_until(lambda: len(daemon.handled()) == 5, timeout=15)
+    assert [line for _, line in notify.received if line.startswith("STATUS=")][
+        -1
+    ] == "STATUS=ok: 2 workers polling"
     assert daemon.stop() == 0
+    notify.close()
 
 
 def test_a_fleet_pause_reaches_every_daemon_on_the_parameter(
