@@ -227,6 +227,7 @@ class Worker:
         held = self.settler.screen(self._hold(raw, sent_at), self.isolation.add)
         if self.stopping or self._signalled or not self._receiving():  # these never start
             self.house.release(held)
+            self.flow_step.released([e.message.receipt_handle for e in held])  # (a probe among them)
         elif self.per_call:
             self.batches.add(held)
         else:
