@@ -280,12 +280,9 @@ class Daemon(Consumer):
     def scrape(self) -> dict[str, float]:
         with urllib.request.urlopen(self.metrics_url, timeout=10) as response:
             text = response.read().decode()
-        values = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                values[name] = float(value)
-        return values
+        from poller.daemon.metrics import metric_values
+
+        return metric_values(text)
 
     def stop(self, timeout: float = 60, wake: Any = None) -> int:
         try:

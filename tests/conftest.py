@@ -137,6 +137,27 @@ def write_config(directory: Path, local: LocalSqs, url: str, dlq_url: str, **sec
     return path
 
 
+def write_queues_config(
+    directory: Path, local: LocalSqs, queues: dict[str, dict[str, Any]], **sections: dict
+) -> Path:
+    """A config of [queues.NAME] tables: `queues` maps NAME to its keys (url, dlq_url, a nested
+    handler = {...}, flow = {...}, priority...); `sections` override the other sections."""
+    base: dict[str, dict[str, Any]] = {
+        "retry": {"backoff_base": 1.0, "backoff_max": 30},
+        "workers": {"processes": 1, "concurrency": 10, "shutdown_grace": 10},
+        "metrics": {"listen": f"127.0.0.1:{free_port()}"},
+        "logging": {"level": "debug", "format": "json"},
+    }
+    for name, keys in queues.items():
+        queue = {"endpoint_url": local.endpoint_url, "region": "us-east-1", "wait_time_seconds": 1}
+        base[f"queues.{name}"] = {**queue, "max_receives": 5, "visibility_timeout": 30, **keys}
+    for name, values in sections.items():
+        base.setdefault(name, {}).update(values)
+    path = directory / f"poller-{uuid.uuid4().hex[:6]}.toml"
+    path.write_text(to_toml(base))
+    return path
+
+
 def to_toml(sections: dict[str, dict[str, Any]]) -> str:
     lines = []
     for name, values in sections.items():
@@ -271,12 +292,11 @@ class Daemon:
 
 
 def parse_metrics(text: str) -> dict[str, float]:
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values
+    """Every series, and each per-queue series summed over its queues (the `queue` label left
+    out): what a one-queue test reads."""
+    from poller.daemon.metrics import metric_values
+
+    return metric_values(text)
 
 
 @pytest.fixture

@@ -64,3 +64,32 @@ def thread_names_batch(messages: list[Message]) -> None:
 
 async def thread_name_async(message: Message) -> None:
     record(id=message.message_id)
+
+
+def tagged(message: Message) -> None:
+    """Records its queue and body; body "poison" is dead-lettered, "sleep:S" sleeps S seconds,
+    "down" raises Unavailable (the downstream of this queue is down)."""
+    from poller import Poison, Unavailable
+
+    queue = message.queue_url.rpartition("/")[2]
+    record(
+        id=message.message_id,
+        queue=queue,
+        body=message.body,
+        phase="start",
+        sent=float(message.attributes.get("SentTimestamp", 0)) / 1000,
+    )
+    if message.body == "poison":
+        raise Poison("cannot parse")
+    if message.body == "down":
+        raise Unavailable("legacy system down")
+    if message.body.startswith("sleep:"):
+        time.sleep(float(message.body.split(":")[1]))
+    record(id=message.message_id, queue=queue, body=message.body, phase="end")
+
+
+def tagged_other(message: Message) -> None:
+    """The same as `tagged`, under another name (a second handler in one daemon)."""
+    record(
+        id=message.message_id, queue=message.queue_url.rpartition("/")[2], body=message.body, phase="other"
+    )

@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from collections.abc import Mapping
-from typing import TextIO
+from typing import Any, TextIO
 
 # Metric name -> EMF unit. The supervisor passes totals under these names.
 METRICS: dict[str, str] = {
@@ -119,16 +119,46 @@ class EmfTicker:
     """The supervisor's side: an EmfReporter fed the workers' totals once an interval, and once
     more at the end for the last partial interval."""
 
-    def __init__(self, reporter: EmfReporter, multiproc_dir: str, interval: float = 60.0):
+    def __init__(
+        self,
+        reporter: EmfReporter,
+        multiproc_dir: str,
+        interval: float = 60.0,
+        scaling: Any = None,
+        ready: Any = None,
+    ):
         self.reporter = reporter
         self.multiproc_dir = multiproc_dir
         self.interval = interval
         self.next = time.monotonic() + interval
+        self.scaling = scaling  # poller.daemon.scaling.ScalingFigures: every 10 s
+        self.ready = ready or (lambda: True)
 
     def tick(self) -> None:
+        if self.scaling is not None:
+            self.scaling.tick(time.time(), self.ready())
         if time.monotonic() >= self.next:
             self.flush()
 
     def flush(self) -> None:
         self.next = time.monotonic() + self.interval
         self.reporter.report(read_outcome_totals(self.multiproc_dir))
+
+
+def emf_ticker(config: Any, multiproc_dir: str, flows: Mapping[str, Any], ready: Any) -> EmfTicker:
+    """The supervisor's EMF: per-release figures a minute, and the fleet's scaling figures
+    (`SecondsPerMessage` a queue, `Slots`) every 10 s; a queue whose breaker is open counts 0."""
+    from poller.daemon.metrics import render_metrics
+    from poller.daemon.scaling import ScalingFigures, handler_totals
+
+    m, w = config.metrics, config.workers
+    scaling = ScalingFigures(
+        m.emf_namespace,
+        m.deployment,
+        [spec.name for spec in config.queues],
+        w.processes * w.concurrency,
+        lambda: handler_totals(render_metrics(multiproc_dir).decode()),
+        lambda name: name in flows and not flows[name].closed,
+    )
+    reporter = EmfReporter(m.emf_namespace, m.deployment, m.version)
+    return EmfTicker(reporter, multiproc_dir, scaling=scaling, ready=ready)

@@ -192,13 +192,20 @@ class Threads:
     """`count` handler threads taking tasks from one queue: the only threads (with the event
     loop) that run handlers and the pipeline steps around them."""
 
-    def __init__(self, count: int, run: Callable[[Any], None], log: Any, count_error: Callable[[str], None]):
+    def __init__(
+        self,
+        count: int,
+        run: Callable[[Any], None],
+        log: Any,
+        count_error: Callable[[str], None],
+        prefix: str = "handler-",
+    ):
         self._tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._run = run
         self.log = log
         self.count_error = count_error
         self.threads = [
-            threading.Thread(target=self._loop, name=f"handler-{n}", daemon=True) for n in range(count)
+            threading.Thread(target=self._loop, name=f"{prefix}{n}", daemon=True) for n in range(count)
         ]
 
     def start(self) -> None:
@@ -225,15 +232,13 @@ class EventLoop:
     """One asyncio loop on a thread of its own for `async def` handlers; blocking work (pipeline
     steps, settling: SQS and other AWS calls) runs on a small thread pool beside it."""
 
-    def __init__(self, calls: Calls, concurrency: int, fifo: bool, stopping: Callable[[], bool]):
-        self.calls = calls
-        self.fifo = fifo
+    def __init__(self, concurrency: int, stopping: Callable[[], bool]):
         self.stopping = stopping
         self.loop = asyncio.new_event_loop()
         self.pool = ThreadPoolExecutor(max_workers=min(32, concurrency + 4), thread_name_prefix="settle")
         self._thread = threading.Thread(target=self.loop.run_forever, name="event-loop", daemon=True)
         self._running: set[asyncio.Task[None]] = set()  # strong references until done
-        self._exclusive: Any = asyncio.Lock() if calls.runner.exclusive else contextlib.nullcontext()
+        self._exclusive: dict[int, Any] = {}  # lambda style: one lock a queue (its Calls)
         self.threads = [self._thread]
 
     def start(self) -> None:
@@ -258,25 +263,29 @@ class EventLoop:
     async def _blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await self.loop.run_in_executor(self.pool, fn, *args)
 
-    async def _run(self, entries: list[InFlight]) -> None:
-        calls = self.calls
+    async def _run(self, task: tuple[Calls, list[InFlight]]) -> None:
+        calls, entries = task
         if self.stopping():  # reached the loop after a stop began: back unstarted
             await self._blocking(calls.release, entries, 0)
             return
         if calls.runner.per_call:
-            async with self._exclusive:  # lambda: one call at a time; the clock starts inside
-                await self._call(entries)
+            async with self._lock_of(calls):  # lambda: one call at a time; the clock starts inside
+                await self._call(calls, entries)
             return
         for n, entry in enumerate(entries):  # one message, or a FIFO group in order
             if self.stopping():
                 await self._blocking(calls.release, entries[n:], 0)
                 return
-            if (delay := await self._one(entry)) is not None and self.fifo:
+            if (delay := await self._one(calls, entry)) is not None and calls.runner.fifo:
                 await self._blocking(calls.release, entries[n + 1 :], delay)
                 return
 
-    async def _call(self, entries: list[InFlight]) -> None:
-        calls = self.calls
+    def _lock_of(self, calls: Calls) -> Any:
+        if not calls.runner.exclusive:
+            return contextlib.nullcontext()
+        return self._exclusive.setdefault(id(calls), asyncio.Lock())
+
+    async def _call(self, calls: Calls, entries: list[InFlight]) -> None:
         ready, messages, owed = await self._blocking(calls.prepare_all, entries)
         if not ready:
             return
@@ -287,8 +296,7 @@ class EventLoop:
             results = [exc] * len(messages)
         await self._blocking(calls.settle_all, ready, messages, owed, results)
 
-    async def _one(self, entry: InFlight) -> int | None:
-        calls = self.calls
+    async def _one(self, calls: Calls, entry: InFlight) -> int | None:
         if not entry.begin(calls.timeout):
             return 0
         calls.running.add(entry)

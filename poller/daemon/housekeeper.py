@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from poller.daemon.heartbeat import IDLE_TICK
 from poller.daemon.inflight import Held, InFlight
 from poller.daemon.loops import survive
 from poller.errors import SqsError
@@ -209,15 +208,17 @@ class Housekeeper:
 
     # --- the thread -------------------------------------------------------------------------
 
-    def _next_wake(self) -> float:
+    def _next_wake(self) -> float | None:
+        """When the next pending delete is due; None (until woken) when none is pending."""
         with self._lock:
             if self._deletes:
                 return min(p.due for p in self._deletes)
-        return time.monotonic() + IDLE_TICK
+        return None
 
     def _run(self) -> None:
         while not self._stopping:
-            self._wake.wait(max(0.0, self._next_wake() - time.monotonic()))
+            due = self._next_wake()
+            self._wake.wait(None if due is None else max(0.0, due - time.monotonic()))
             self._wake.clear()
             self._turn()
         self._turn()  # settlement handed over before the stop

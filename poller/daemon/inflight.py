@@ -55,6 +55,7 @@ class Held:
 
     def __init__(self, on_count: object = None):
         self._entries: dict[str, InFlight] = {}
+        self._per_queue: dict[str, int] = {}  # entries held, by queue URL
         self.changed = threading.Condition(threading.RLock())  # a signal handler may wake it
         self._on_count = on_count  # called with the new count (the in-flight gauge)
         self.wake_at = 1 << 30  # notify when at most this many are held
@@ -75,15 +76,21 @@ class Held:
             self.overdue -= 1
             self.changed.notify_all()
 
+    def count_of(self, queue_url: str) -> int:
+        return self._per_queue.get(queue_url, 0)
+
     def add(self, entries: list[InFlight]) -> None:
         with self.changed:
             for entry in entries:
                 self._entries[entry.message.receipt_handle] = entry
+                url = entry.message.queue_url
+                self._per_queue[url] = self._per_queue.get(url, 0) + 1
             self._count()
 
     def forget(self, entry: InFlight) -> None:
         with self.changed:
-            self._entries.pop(entry.message.receipt_handle, None)
+            if self._entries.pop(entry.message.receipt_handle, None) is not None:
+                self._per_queue[entry.message.queue_url] -= 1
             left = len(self._entries)
             if left <= self.wake_at or not left:
                 self.changed.notify_all()

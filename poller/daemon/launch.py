@@ -33,11 +33,10 @@ class Launcher:
     def __init__(self, config: Any):
         from poller.daemon.metrics import prepare_multiproc_dir
         from poller.daemon.rundir import prepare_run_dir
-        from poller.pipeline.flow import new_flow_state
 
         self.metrics_dir, self._owned = prepare_multiproc_dir()
         self.run_dir = prepare_run_dir()
-        self.flow = new_flow_state(config)  # shared by every worker: host-wide
+        self.flows = flow_states(config)  # shared by every worker: host-wide, one a queue
         self.early: dict[int, WorkerProcess] = {}
         self.signals: list[int] = []
         self._previous: dict[int, Any] = {}
@@ -55,16 +54,23 @@ class Launcher:
         return self.early.pop(index, None) or self._start(config, index)
 
     def _start(self, config: Any, index: int) -> WorkerProcess:
-        process = WorkerProcess(config, index, Beat(), self.flow)
+        process = WorkerProcess(config, index, Beat(), self.flows)
         process.start()
         return process
 
-    def renew_flow(self, config: Any) -> None:
-        """A reload that changed [flow]: new workers get fresh state, old ones keep theirs."""
-        from poller.pipeline.flow import new_flow_state
+    @property
+    def flow(self) -> Any:
+        """The first queue's flow-control state (the one-queue form's)."""
+        return next(iter(self.flows.values()))
 
-        self.flow.memory.close()  # the old workers keep their own mapping until they exit
-        self.flow = new_flow_state(config)
+    def renew_flow(self, config: Any) -> None:
+        """A reload: queues whose [flow] changed (and new ones) get fresh state for the new
+        workers; the old workers keep theirs until they exit."""
+        fresh = flow_states(config, keep=self.flows)
+        for name, state in self.flows.items():
+            if fresh.get(name) is not state:
+                state.memory.close()  # the old workers keep their own mapping until they exit
+        self.flows = fresh
 
     def close(self) -> None:
         from poller.daemon.metrics import remove_multiproc_dir
@@ -74,6 +80,21 @@ class Launcher:
             signal.signal(sig, handler)
         remove_multiproc_dir(self.metrics_dir, self._owned)
         remove_run_dir(self.run_dir)
+
+
+def flow_states(config: Any, keep: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Each queue's host-wide flow-control state, by name: kept from `keep` where the queue's
+    [flow] is unchanged, else new."""
+    from poller.daemon.lanes import lane_config
+    from poller.pipeline.flow import new_flow_state
+
+    keep = keep or {}
+    return {
+        spec.name: keep[spec.name]
+        if spec.name in keep and keep[spec.name].config == spec.flow
+        else new_flow_state(lane_config(config, spec))
+        for spec in config.queues
+    }
 
 
 class WorkerProcess:
@@ -92,7 +113,7 @@ class WorkerProcess:
         try:
             self._popen = subprocess.Popen(
                 [sys.executable, "-c", BOOT, str(read)],
-                pass_fds=(read, beat.fd, flow.memory.fd),
+                pass_fds=(read, beat.fd, *(state.memory.fd for state in flow.values())),
                 stdin=subprocess.DEVNULL,
             )
         finally:

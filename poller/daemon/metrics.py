@@ -45,99 +45,156 @@ def remove_multiproc_dir(path: str, owned: bool) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+_FAMILIES: dict[int, dict[str, Any]] = {}  # per registry: each family is registered once
+
+
+def _families(registry: Any) -> dict[str, Any]:
+    """The metric families of `registry`, made on first use. Per-queue families carry the
+    label `queue` (last, so one queue's series read as before with `queue` added)."""
+    if id(registry) in _FAMILIES:
+        return _FAMILIES[id(registry)]
+    import functools
+
+    import prometheus_client
+
+    Counter = functools.partial(prometheus_client.Counter, registry=registry)  # noqa: N806
+    Gauge = functools.partial(prometheus_client.Gauge, registry=registry)  # noqa: N806
+    Histogram = functools.partial(prometheus_client.Histogram, registry=registry)  # noqa: N806
+    q = ("queue",)
+    f = {
+        "received": Counter("sqs_poller_received", "Messages received from SQS", labelnames=q),
+        "messages": Counter(
+            "sqs_poller_messages", "Messages settled, by outcome", labelnames=("outcome", *q)
+        ),
+        "handler_seconds": Histogram(
+            "sqs_poller_handler_seconds", "Handler run time", labelnames=q, buckets=HANDLER_BUCKETS
+        ),
+        "message_age": Histogram(
+            "sqs_poller_message_age_seconds", "Time from send to receive", labelnames=q, buckets=AGE_BUCKETS
+        ),
+        "in_flight": Gauge(
+            "sqs_poller_in_flight", "Messages held by workers", labelnames=q, multiprocess_mode="livesum"
+        ),
+        "requests": Counter(
+            "sqs_poller_sqs_requests",
+            "SQS API calls, by action and outcome",
+            labelnames=("action", "outcome", *q),
+        ),
+        "errors": Counter(
+            "sqs_poller_sqs_errors",
+            "Failed SQS API calls, by action and error code",
+            labelnames=("action", "code", *q),
+        ),
+        "worker_restarts": Counter(
+            "sqs_poller_worker_restarts", "Worker processes restarted by the supervisor"
+        ),
+        "receipt_invalid": Counter(
+            "sqs_poller_receipt_handle_invalid",
+            "Deletes or visibility changes refused: the message may be processed twice",
+            labelnames=q,
+        ),
+        # Set by whichever process moved the breaker; the newest write is the host's state.
+        "breaker_open": Gauge(
+            "sqs_poller_breaker_open",
+            "1 while the queue's circuit breaker pauses polling (downstream unavailable)",
+            labelnames=q,
+            multiprocess_mode="mostrecent",
+        ),
+        "transitions": Counter(
+            "sqs_poller_breaker_transitions",
+            "Circuit breaker transitions, by the state entered",
+            labelnames=("to", *q),
+        ),
+        "queue_paused": Gauge(  # set by the supervisor alone (control.py)
+            "sqs_poller_queue_paused",
+            "1 while an operator paused this queue (sqs-poller pause, or quiet for every queue)",
+            labelnames=q,
+            multiprocess_mode="mostrecent",
+        ),
+        "handler_timeouts": Counter(
+            "sqs_poller_handler_timeouts", "Handlers that ran past handler.timeout", labelnames=q
+        ),
+        "handlers_stuck": Counter(
+            "sqs_poller_handlers_stuck",
+            "Handlers still running past handler.timeout plus workers.stuck_margin (worker replaced)",
+        ),
+        "loop_errors": Counter(
+            "sqs_poller_loop_errors",
+            "Unexpected exceptions caught in a worker's background loop, by thread",
+            labelnames=("thread",),
+        ),
+    }
+    _FAMILIES[id(registry)] = f
+    return f
+
+
 class Metrics:
-    """This process's metric handles, labelled children resolved once (no lookup per message).
+    """One queue's metric handles in this process (`queue`: its name), labelled children
+    resolved once (no lookup per message), and the process's own (restarts, stuck handlers,
+    loop errors).
 
     `registry`: where they register (prometheus_client's global one by default; a test passes
     its own `CollectorRegistry()` and reads it with `get_sample_value`).
     """
 
-    def __init__(self, registry: Any = None) -> None:
-        import functools
-
-        import prometheus_client
+    def __init__(self, registry: Any = None, queue: str = "") -> None:
         from prometheus_client import REGISTRY
 
-        registry = REGISTRY if registry is None else registry
-        Counter = functools.partial(prometheus_client.Counter, registry=registry)  # noqa: N806
-        Gauge = functools.partial(prometheus_client.Gauge, registry=registry)  # noqa: N806
-        Histogram = functools.partial(prometheus_client.Histogram, registry=registry)  # noqa: N806
-
-        self.received = Counter("sqs_poller_received", "Messages received from SQS")
-        messages = Counter("sqs_poller_messages", "Messages settled, by outcome", labelnames=("outcome",))
-        self.outcome = {name: messages.labels(outcome=name) for name in OUTCOMES}
-        self.handler_seconds = Histogram(
-            "sqs_poller_handler_seconds", "Handler run time", buckets=HANDLER_BUCKETS
-        )
-        self.message_age = Histogram(
-            "sqs_poller_message_age_seconds",
-            "Time from send to receive",
-            buckets=AGE_BUCKETS,
-        )
-        self.in_flight = Gauge(
-            "sqs_poller_in_flight", "Messages held by workers", multiprocess_mode="livesum"
-        )
-        self._requests = Counter(
-            "sqs_poller_sqs_requests",
-            "SQS API calls, by action and outcome",
-            labelnames=("action", "outcome"),
-        )
+        self.registry = REGISTRY if registry is None else registry
+        self.queue = queue
+        f = _families(self.registry)
+        self._f = f
+        self.received = f["received"].labels(queue=queue)
+        self.outcome = {name: f["messages"].labels(outcome=name, queue=queue) for name in OUTCOMES}
+        self.handler_seconds = f["handler_seconds"].labels(queue=queue)
+        self.message_age = f["message_age"].labels(queue=queue)
+        self.in_flight = f["in_flight"].labels(queue=queue)
         self._request_children: dict[tuple[str, str], object] = {}
-        self._errors = Counter(
-            "sqs_poller_sqs_errors",
-            "Failed SQS API calls, by action and error code",
-            labelnames=("action", "code"),
-        )
-        self.worker_restarts = Counter(
-            "sqs_poller_worker_restarts", "Worker processes restarted by the supervisor"
-        )
-        self.receipt_invalid = Counter(
-            "sqs_poller_receipt_handle_invalid",
-            "Deletes or visibility changes refused: the message may be processed twice",
-        )
-        # Set by whichever process moved the breaker; the newest write is the host's state.
-        self.breaker_open = Gauge(
-            "sqs_poller_breaker_open",
-            "1 while the circuit breaker pauses polling (downstream unavailable)",
-            multiprocess_mode="mostrecent",
-        )
-        transitions = Counter(
-            "sqs_poller_breaker_transitions",
-            "Circuit breaker transitions, by the state entered",
-            labelnames=("to",),
-        )
-        self.breaker_transitions = {to: transitions.labels(to=to) for to in BREAKER_STATES}
-        self.queue_paused = Gauge(  # set by the supervisor alone (control.py)
-            "sqs_poller_queue_paused",
-            "1 while an operator paused this queue (sqs-poller pause, or quiet for every queue)",
-            labelnames=("queue",),
-            multiprocess_mode="mostrecent",
-        )
-        self.handler_timeouts = Counter(
-            "sqs_poller_handler_timeouts", "Handlers that ran past handler.timeout"
-        )
-        self.handlers_stuck = Counter(
-            "sqs_poller_handlers_stuck",
-            "Handlers still running past handler.timeout plus workers.stuck_margin (worker replaced)",
-        )
-        self._loop_errors = Counter(
-            "sqs_poller_loop_errors",
-            "Unexpected exceptions caught in a worker's background loop, by thread",
-            labelnames=("thread",),
-        )
+        self.worker_restarts = f["worker_restarts"]
+        self.receipt_invalid = f["receipt_invalid"].labels(queue=queue)
+        self.breaker_open = f["breaker_open"].labels(queue=queue)
+        self.breaker_transitions = {to: f["transitions"].labels(to=to, queue=queue) for to in BREAKER_STATES}
+        self.handler_timeouts = f["handler_timeouts"].labels(queue=queue)
+        self.handlers_stuck = f["handlers_stuck"]
+        self.queue_paused = f["queue_paused"]  # the family: the supervisor sets each queue's
+
+    def for_queue(self, queue: str) -> Metrics:
+        """Another queue's handles, in the same registry."""
+        return Metrics(self.registry, queue)
 
     def count_request(self, action: str, outcome: str) -> None:
         child = self._request_children.get((action, outcome))
         if child is None:
-            child = self._requests.labels(action=action, outcome=outcome)
+            child = self._f["requests"].labels(action=action, outcome=outcome, queue=self.queue)
             self._request_children[(action, outcome)] = child
-        child.inc()
+        child.inc()  # type: ignore[attr-defined]
 
     def count_error(self, action: str, code: str) -> None:
-        self._errors.labels(action=action, code=code).inc()
+        self._f["errors"].labels(action=action, code=code, queue=self.queue).inc()
 
     def count_loop_error(self, thread: str) -> None:
-        self._loop_errors.labels(thread=thread).inc()
+        self._f["loop_errors"].labels(thread=thread).inc()
+
+
+def metric_values(text: str, drop: tuple[str, ...] = ("queue",)) -> dict[str, float]:
+    """A /metrics page as {'name{labels}': value}: every series as written, and, for series with
+    a label in `drop`, also the sum over it under the key without it (so
+    'sqs_poller_messages_total{outcome="deleted"}' is every queue's)."""
+    import re
+
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, number = line.rpartition(" ")
+        value = float(number)
+        values[key] = value
+        if "{" in key and any(f'{label}="' in key for label in drop):
+            name, _, labels = key.partition("{")
+            kept = [p for p in re.findall(r'(\w+="(?:[^"\\]|\\.)*")', labels) if p.split("=")[0] not in drop]
+            summed = f"{name}{{{','.join(kept)}}}" if kept else name
+            values[summed] = values.get(summed, 0.0) + value
+    return values
 
 
 def observe_all(histogram: Any, amounts: list[float]) -> None:

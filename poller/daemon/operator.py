@@ -77,8 +77,9 @@ class Operator:
         return [(s.index, p.pid, s.started_at) for s in list(self.slots()) if (p := s.process) is not None]
 
     def breaker(self, queue: str) -> str:
-        """The breaker's state: one host-wide breaker today (the flow state's)."""
-        return STATE_NAMES.get(self.launcher.flow.values[STATE], "closed")
+        """The queue's breaker: its host-wide flow state's (launch.py)."""
+        state = self.launcher.flows.get(queue)
+        return "closed" if state is None else STATE_NAMES.get(state.values[STATE], "closed")
 
     def describe(self) -> str:
         return self.control.describe()

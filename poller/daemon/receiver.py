@@ -6,9 +6,10 @@ it returns), the backoff after a failed receive, and the one stop policy. The wo
 thread starts receives and collects their replies; it never waits on a call itself: it waits on
 the worker's condition, which a reply, a freed slot or a stop wakes.
 
-While the queue is busy (the last reply was full), receives overlap: each collected as it
-returns, so a freed slot waits for the next reply, not for a round of receives. On an idle
-queue one long poll is out at a time. Replies already back are collected, and so held (and
+How many receives to start, for how many messages each, is the worker's plan (lanes.py): while
+the queue is busy (the last reply was full), receives overlap, each collected as it returns, so
+a freed slot waits for the next reply, not for a round of receives; otherwise one long poll is
+out at a time. Replies already back are collected, and so held (and
 kept hidden by the timer) before anything else the main thread does: a pause or a stop never
 leaves a reply waiting unseen.
 """
@@ -85,26 +86,6 @@ class Receiver:
     def replied(self) -> bool:
         return any(o.back for o in self._out)
 
-    def can_start(self, free: int, want: int) -> bool:
-        """Would `start` send a receive now, with `free` slots? One while none is out (`want`
-        slots, or fewer once the worker stopped lingering for them); more only while replies
-        come back full, each for a whole batch."""
-        if time.monotonic() < self.ready_at or free <= 0:
-            return False
-        if not self._out:
-            return free >= want
-        return self.busy and len(self._out) < MAX_PARALLEL and free >= self.batch_size
-
-    def start(self, free: int, wait: int) -> None:
-        """Receives for `free` slots: one for up to a batch while none is out, else (busy) one
-        per whole batch that fits."""
-        if not self._out:
-            self._send(min(free, self.batch_size), wait)
-            free -= self.batch_size
-        while self.busy and len(self._out) < MAX_PARALLEL and free >= self.batch_size:
-            self._send(self.batch_size, wait)
-            free -= self.batch_size
-
     def collect(self) -> tuple[list[dict[str, Any]], float]:
         """The messages of every reply back (none waits), and when the first of those receives
         was sent. A failed receive starts the backoff; receives still out stay out."""
@@ -150,7 +131,8 @@ class Receiver:
 
     # --- the calls ------------------------------------------------------------------------------
 
-    def _send(self, count: int, wait: int) -> None:
+    def send(self, count: int, wait: int) -> None:
+        """One receive asking for `count` messages (the worker's plan decided it fits)."""
         sent = time.monotonic()
         out = Out(
             self.pool.submit(self.sqs.receive, self.url, count, wait, self.visibility), count, wait, sent

@@ -19,6 +19,7 @@ from typing import Any
 from poller.config import Config
 from poller.configload import load_config
 from poller.daemon.crashes import record_crash
+from poller.daemon.health import wedged, worker_problems
 from poller.daemon.launch import HANDLED_SIGNALS, Launcher
 from poller.daemon.log import configure_logging, get_logger
 from poller.daemon.metrics import Metrics, mark_process_dead, serve_metrics, stop_serving
@@ -27,7 +28,6 @@ from poller.daemon.readiness import read_readiness
 from poller.daemon.recycle import take_successor_request
 from poller.daemon.systemd import Notifier
 from poller.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_HANDLER, EXIT_OK, ConfigError
-from poller.timeouts import BEAT_STALE, UNRESPONSIVE_AFTER
 
 TICK = 5.0  # the loop's longest sleep: signals (a worker's exit, a successor asked for) wake it
 STARTING_TICK = 0.05  # look often until READY=1: start-up time is what a cold start costs
@@ -89,13 +89,18 @@ class Supervisor:
         self._signals.extend(launcher.signals)  # arrived while the early workers started
         server = None
         try:
-            workers = self.config.workers
-            started = {"processes": workers.processes, "concurrency": workers.concurrency}
-            self.log.info("supervisor_started", **started, queue=self.config.queue.url, pid=os.getpid())
+            self.log.info(
+                "supervisor_started",
+                processes=self.config.workers.processes,
+                concurrency=self.config.workers.concurrency,
+                queues=[spec.name for spec in self.config.queues],
+                pid=os.getpid(),
+            )
             self.slots = [WorkerSlot(n, self.config) for n in range(self.config.workers.processes)]
             self.manage_workers()  # (adopts the workers started early)
             self.metrics = Metrics()
-            self.metrics.breaker_open.set(0)
+            for spec in self.config.queues:
+                self.metrics.for_queue(spec.name).breaker_open.set(0)
             address = self.config.metrics.address
             if address:
                 try:
@@ -189,8 +194,7 @@ class Supervisor:
             self.log.warning("reload_metrics_listen_ignored", note="takes effect on restart")
         configure_logging(config.logging.level, config.logging.format)
         self.log.info("reloading", processes=config.workers.processes)
-        if config.flow != self.config.flow:  # else the new workers share the breaker's state
-            self.launcher.renew_flow(config)
+        self.launcher.renew_flow(config)  # unchanged queues' new workers share the breaker's state
         self.config = config
         for slot in self.slots:
             self._terminate(slot, signal.SIGUSR1)
@@ -232,15 +236,12 @@ class Supervisor:
         """A worker whose main thread has not beaten for UNRESPONSIVE_AFTER is wedged: killed,
         and restarted as any dead worker is, so one wedged process never costs the unit its
         watchdog (as gunicorn's arbiter does)."""
-        now = time.time()
-        for slot in self.slots:
-            process, beat = slot.process, slot.beat
-            if process is None or process.exitcode is not None or beat is None or not beat.value:
-                continue
-            if now - beat.value > UNRESPONSIVE_AFTER:
-                silent = {"worker": slot.index, "pid": process.pid, "silent_for": round(now - beat.value, 1)}
-                self.log.error("worker_unresponsive", **silent, note="killed; it restarts")
-                process.kill()
+        for slot, silent in wedged(self.slots, time.time()):
+            self.log.error(
+                "worker_unresponsive", worker=slot.index, pid=slot.process.pid, silent_for=round(silent, 1),
+                note="killed; it restarts",
+            )  # fmt: skip
+            slot.process.kill()
 
     def _spawn(self, slot: WorkerSlot) -> None:
         slot.process = self.launcher.start(slot.config, slot.index)
@@ -342,24 +343,14 @@ class Supervisor:
     def health(self) -> tuple[bool, str]:
         """Every worker alive, its main thread beating (it does every second, whatever its
         receives and handlers do)."""
-        window = BEAT_STALE
-        now = time.time()
-        problems = []
-        for slot in list(self.slots):
-            process, beat = slot.process, slot.beat
-            if process is None or process.exitcode is not None:
-                problems.append(f"worker {slot.index}: not running")
-            elif beat is None or beat.value == 0.0:
-                if not any(r.index == slot.index and r.process.exitcode is None for r in self.retiring):
-                    problems.append(f"worker {slot.index}: starting")  # (a successor: its predecessor polls)
-            elif now - beat.value > window:
-                problems.append(f"worker {slot.index}: no poll for {now - beat.value:.0f}s")
+        problems = worker_problems(self.slots, self.retiring, time.time())
         if problems:
             return False, "; ".join(problems)
-        paused = self.flow.describe()  # paused is healthy: the workers beat while they wait
+        flows, named = self.launcher.flows.items(), len(self.launcher.flows) > 1
+        paused = [f"{name}: {why}" if named else why for name, state in flows if (why := state.describe())]
         held = self.operator.describe() if self.operator is not None else ""  # (by an operator)
-        if paused:
-            return True, "; ".join(filter(None, [f"paused: {paused}", held]))
+        if paused:  # paused is healthy: the workers beat while they wait
+            return True, "; ".join(filter(None, ["paused: " + "; ".join(paused), held]))
         return True, "; ".join(filter(None, [f"ok: {len(self.slots)} workers polling", held]))
 
     def readiness(self) -> tuple[bool, str]:
@@ -393,11 +384,11 @@ class Supervisor:
             from poller.daemon.instance import InstanceEvents
 
             self.lifecycle = InstanceEvents(lc, self.log)
-        m = self.config.metrics
-        if m.emf_namespace:
-            from poller.daemon.emf import EmfReporter, EmfTicker
+        if self.config.metrics.emf_namespace:
+            from poller.daemon.emf import emf_ticker
 
-            self.emf = EmfTicker(EmfReporter(m.emf_namespace, m.deployment, m.version), self.metrics_dir)
+            ready = lambda: self._ready_sent and self.health()[0] and not self._stopping  # noqa: E731
+            self.emf = emf_ticker(self.config, self.metrics_dir, self.launcher.flows, ready)
 
     def watch_lifecycle(self) -> None:
         if self.lifecycle is not None and (reason := self.lifecycle.drain_reason()):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from poller.daemon.heartbeat import IDLE_TICK, Heartbeat
@@ -24,7 +24,7 @@ from poller.daemon.loops import survive
 class Timer:
     def __init__(
         self,
-        heartbeat: Heartbeat,
+        heartbeats: Mapping[str, Heartbeat],
         held: Held,
         running: Running,
         *,
@@ -34,7 +34,7 @@ class Timer:
         log: Any,
         count_error: Callable[[str], None],
     ):
-        self.heartbeat = heartbeat
+        self.heartbeats = heartbeats  # by queue URL: each queue's visibility timeout and client
         self.held = held
         self.running = running
         self.on_timeout = on_timeout
@@ -44,7 +44,7 @@ class Timer:
         self.count_error = count_error
         self._wake = threading.Event()
         self._stopping = False
-        self._extensions: queue.SimpleQueue[list[InFlight] | None] = queue.SimpleQueue()
+        self._extensions: queue.SimpleQueue[tuple[Heartbeat, list[InFlight]] | None] = queue.SimpleQueue()
         # Groups handed to the extend thread and not yet done: the timer adds only when it is 0,
         # the extend thread subtracts only while it is not, so the two never write at once.
         self._extending = 0
@@ -100,17 +100,26 @@ class Timer:
                 wake = min(wake, entry.deadline + self.stuck_after)
         if self._extending:  # the last extensions are not back: look again soon
             return min(wake, now + 0.1)
-        groups, due = self.heartbeat.due(self.held.snapshot())
-        self._extending += len(groups)
-        for group in groups:
-            self._extensions.put(group)
-        return min(wake, due)
+        by_queue: dict[str, list[InFlight]] = {}
+        for entry in self.held.snapshot():
+            by_queue.setdefault(entry.message.queue_url, []).append(entry)
+        calls = []
+        for url, entries in by_queue.items():
+            heartbeat = self.heartbeats[url]
+            groups, due = heartbeat.due(entries)
+            wake = min(wake, due)
+            calls += [(heartbeat, group) for group in groups]
+        self._extending += len(calls)
+        for call in calls:
+            self._extensions.put(call)
+        return wake
 
     # --- the extend thread: the calls --------------------------------------------------------
 
     def _extend(self) -> None:
-        while (group := self._extensions.get()) is not None:
-            survive(lambda g=group: self.heartbeat.extend_group(g), self.log, self.count_error)
+        while (call := self._extensions.get()) is not None:
+            heartbeat, group = call
+            survive(lambda h=heartbeat, g=group: h.extend_group(g), self.log, self.count_error)
             self._extending -= 1
             if not self._extending:
                 self._wake.set()  # the timer plans the next beat from the new visibility

@@ -1,13 +1,13 @@
-"""One worker process: receive, run handlers, settle every message.
+"""One worker process: receive from every queue, run handlers, settle every message.
 
 Lifecycle: initialize() -> loop() until stopping -> shutdown(). The threads (docs/threads.md):
-the main thread starts receives and dispatches their messages (receiver.py; for the batch and
-lambda styles it first gathers a batch); `receive-N` threads make the receive calls; handler
-threads (or one event loop, for `async def` handlers) run the pipeline and the handler style's
-call and settle each message (execute.py, settle.py); the `timer` thread keeps held messages
-hidden (through the `extend` thread) and times out handlers (timer.py); the `housekeeper`
-batches deletes (housekeeper.py). No thread but the handler threads and the event loop runs
-user code.
+the main thread shares the free slots among the queues (lanes.py `plan`), starts receives and
+dispatches their messages (receiver.py; for the batch and lambda styles it first gathers a
+batch); `receive-N` threads make the receive calls; handler threads (or one event loop, for
+`async def` handlers) run the pipeline and the handler style's call and settle each message
+(execute.py, settle.py); the `timer` thread keeps held messages hidden (through the `extend`
+thread) and times out handlers (timer.py); a `housekeeper` a queue batches deletes
+(housekeeper.py). No thread but the handler threads and the event loop runs user code.
 """
 
 from __future__ import annotations
@@ -19,26 +19,22 @@ import time
 from typing import Any
 
 from poller.config import Config
-from poller.daemon.batches import Batches
 from poller.daemon.control import ControlView
 from poller.daemon.crashes import Isolation, RunningRecord
-from poller.daemon.execute import Calls, EventLoop, Threads, tasks
-from poller.daemon.heartbeat import Heartbeat
-from poller.daemon.housekeeper import DELETE_LINGER, Housekeeper
+from poller.daemon.execute import EventLoop, Threads, tasks
 from poller.daemon.inflight import Held, InFlight, Running
+from poller.daemon.lanes import IDLE, Lane, build_lane, lane_config, plan
 from poller.daemon.log import get_logger
 from poller.daemon.loops import dead_threads
 from poller.daemon.metrics import Metrics, observe_all
-from poller.daemon.receiver import Receiver
 from poller.daemon.recycle import Recycle, request_successor
 from poller.daemon.rundir import run_dir
-from poller.daemon.settle import Settler
 from poller.daemon.timer import Timer
 from poller.errors import EXIT_FAILURE, EXIT_OK
-from poller.handlers.load import LoadedHandler, load_runner
+from poller.handlers.load import LoadedHandler
 from poller.message import Message
 from poller.pipeline import Pipeline
-from poller.pipeline.flow import FlowState, FlowStep, new_flow_state, report_transitions
+from poller.pipeline.flow import FlowState, new_flow_state
 from poller.sqs import Sqs, worker_client
 
 SLOT_LINGER = 0.02  # wait at least this long for a full batch of free slots before a partial receive
@@ -57,19 +53,20 @@ class Worker:
         metrics: Metrics | None = None,
         handler: LoadedHandler | None = None,
         pipeline: Pipeline | None = None,
-        flow: FlowState | None = None,
+        flow: FlowState | dict[str, FlowState] | None = None,
         client: Any = None,
         parent: int | None = None,
     ):
         self.config = config
         self.index = index
         self._beat = beat  # a shared double: the supervisor reads when we last looked
-        self.sqs = sqs
+        self.sqs = sqs  # a test's, for every queue
         self.client = client  # a botocore SQS client made before the worker's imports (boot.py)
         self.metrics = metrics
-        self.handler = handler
+        self.handler = handler  # a test's, for the first queue
         self.pipeline = pipeline
-        self.flow = flow  # the host's shared flow-control state (the supervisor's); else our own
+        first = config.queues[0].name
+        self.flows = flow if isinstance(flow, dict) else ({first: flow} if flow is not None else {})
         self.stopping = False
         self.exit_code = EXIT_OK
         self._signalled, self._interrupts, self._forced, self._abandon_poll = False, 0, False, False
@@ -82,97 +79,79 @@ class Worker:
     # --- lifecycle ------------------------------------------------------------------------
 
     def initialize(self) -> None:
-        cfg, q = self.config, self.config.queue
+        cfg = self.config
         self.metrics = self.metrics or Metrics()
-        if self.sqs is None:
-            self.sqs = Sqs(
-                self.client or worker_client(cfg), self.metrics.count_request, self.metrics.count_error
-            )
-        self.flow = self.flow or new_flow_state(cfg)
-        self.flow_step = FlowStep(self.flow, report_transitions(self.metrics, self.log))
-        self._gated = bool(self.flow.interval)  # a rate limit asks before every receive
-        secrets = None
-        if self.pipeline is None:
-            from poller.pipeline.build import build_pipeline
-
-            self.pipeline, secrets = build_pipeline(cfg, flow=self.flow_step)
-        self.handler, runner = load_runner(cfg, secrets, self.handler)
-        self.per_call = runner.per_call
-        count_error = self.metrics.count_loop_error
+        client = None if self.sqs is not None else (self.client or worker_client(cfg))
         self.held = Held(self._held_changed)
         self.running = Running()
-        self.receiver = Receiver(
-            self.sqs, q.url, q.batch_size, q.visibility_timeout, self.held.changed, self.log
-        )
-        self.house = Housekeeper(
-            self.sqs,
-            q.url,
-            self.held,
-            self.metrics,
-            self.log,
-            on_deleted=lambda entry, outcome: self.pipeline.settled(entry.message, outcome),  # type: ignore[union-attr]
-            delete_linger=max(DELETE_LINGER, min(1.0, self.flow.batch * self.flow.interval)),
-        )
-        self.settler = Settler(cfg, self.sqs, self.house, self.held, self.metrics, self.pipeline, self.log)
-        refused = lambda e, code: self.house.refused(e.message, code, "visibility_extend_refused")  # noqa: E731
+        self.lanes: list[Lane] = []
+        secrets = None
+        for n, spec in enumerate(cfg.queues):
+            metrics = self.metrics.for_queue(spec.name)
+            sqs = self.sqs or Sqs(client, metrics.count_request, metrics.count_error)
+            flow = self.flows.get(spec.name) or new_flow_state(lane_config(cfg, spec))
+            lane, secrets = build_lane(
+                n, spec, cfg, held=self.held, running=self.running, metrics=metrics,
+                log=self.log.bind(queue=spec.name) if len(cfg.queues) > 1 else self.log, sqs=sqs, flow=flow,
+                pipeline=self.pipeline if n == 0 else None, handler=self.handler if n == 0 else None,
+                secrets=secrets,
+            )  # fmt: skip
+            self.lanes.append(lane)
+        self._by_url = {lane.url: lane for lane in self.lanes}
+        count_error = self.metrics.count_loop_error
         self.timer = Timer(
-            Heartbeat(self.sqs, q.url, q.visibility_timeout, refused, self.log),
+            {lane.url: lane.heartbeat for lane in self.lanes},
             self.held,
             self.running,
-            on_timeout=lambda entry: self.house.submit(self.settler.timed_out(entry)),
+            on_timeout=lambda e: (lane := self._lane(e)).house.submit(lane.settler.timed_out(e)),
             on_stuck=self._report_stuck,
             stuck_after=float(cfg.workers.stuck_margin),
             log=self.log,
             count_error=count_error,
         )
-        unbind = None
-        if cfg.tracing.enabled:  # a message's trace ids leave the log context with it
-            from poller.pipeline.tracing import unbind_trace_ids as unbind
-        calls = Calls(
-            runner,
-            self.pipeline,
-            self.settler.settle,
-            self.house.release,
-            cfg.handler.timeout,
-            self.metrics,
-            self.log,
-            self.held,
-            self.running,
-            clear_context=unbind,
-        )
-        if runner.is_async:
-            self.executor: Any = EventLoop(calls, cfg.workers.concurrency, q.is_fifo, lambda: self.stopping)
-        else:  # the lambda style: one call at a time, as in a Lambda execution environment
-            count = 1 if runner.exclusive else cfg.workers.concurrency
-            self.executor = Threads(
-                count, lambda task: calls.run_task(task, lambda: self.stopping), self.log, count_error
-            )
+        self._build_executors(count_error)
         record = RunningRecord()  # what a crash of this process would be attributed to
-        self.isolation = Isolation(self.held, self.executor.submit, self.house.release, record)
-        self._record_running = lambda: record.write(self.isolation.running(self.held.snapshot()))
-        self.recycle = Recycle(cfg.workers.max_messages, cfg.workers.max_memory_mb, q.batch_size)
-        self.batches = Batches(  # batch and lambda styles: a batch being gathered
-            cfg.handler.batch_size,
-            cfg.handler.batch_window,
-            cfg.workers.concurrency,
-            self.held.busy,
-            self.executor.submit,
+        self.isolation = Isolation(
+            self.held, lambda entries: self._submit(self._lane(entries[0]), entries), self._release, record
         )
-        self._threads = [*self.executor.threads, *self.timer.threads, self.house.thread]
+        self._record_running = lambda: record.write(self.isolation.running(self.held.snapshot()))
+        self.recycle = Recycle(cfg.workers.max_messages, cfg.workers.max_memory_mb, cfg.queue.batch_size)
         self.control = ControlView(run_dir())  # operator control: pause, quiet (control.py)
-        self.executor.start()
-        self.pipeline.start()
-        self.house.start()
+        self._threads = [*self.timer.threads]
+        for executor in self._executors:
+            executor.start()
+            self._threads += executor.threads
+        for lane in self.lanes:
+            lane.pipeline.start()
+            lane.house.start()
+            self._threads.append(lane.house.thread)
         self.timer.start()
         self.beat()
-        self.log.info(
-            "worker_started",
-            handler=self.handler.name,
-            style=runner.style,
-            is_async=runner.is_async,
-            pipeline=self.pipeline.names,
-            pid=os.getpid(),
-        )
+        for lane in self.lanes:
+            lane.log.info(
+                "worker_started",
+                handler=lane.handler.name,
+                style=lane.runner.style,
+                is_async=lane.runner.is_async,
+                pipeline=lane.pipeline.names,
+                pid=os.getpid(),
+            )
+
+    def _build_executors(self, count_error: Any) -> None:
+        """Handler threads shared by the queues (the lambda style: one thread a queue, its calls one
+        at a time, as in a Lambda execution environment); one event loop for async handlers."""
+        shared = loop = None
+        run = lambda item: item[0].run_task(item[1], lambda: self.stopping)  # noqa: E731
+        self._executors: list[Any] = []
+        for lane in self.lanes:
+            if lane.runner.is_async:
+                loop = lane.executor = loop or EventLoop(self._slots, lambda: self.stopping)
+            elif lane.runner.exclusive:
+                lane.executor = Threads(1, run, self.log, count_error, prefix=f"handler-{lane.index}-")
+            else:
+                shared = lane.executor = shared or Threads(self._slots, run, self.log, count_error)
+            if lane.executor not in self._executors:
+                self._executors.append(lane.executor)
 
     def run(self) -> int:
         while not self.stopping:
@@ -189,122 +168,164 @@ class Worker:
         if hasattr(self, "held"):
             self.held.wake()
 
+    @property
+    def receiver(self) -> Any:  # the first queue's (tests and one-queue callers)
+        return self.lanes[0].receiver
+
+    @property
+    def flow(self) -> FlowState:
+        return self.lanes[0].flow
+
     # --- the loop -----------------------------------------------------------------------------
 
     def loop(self) -> None:
         """One turn: hold what receives brought, wait for free slots, start receives for them."""
         self._notice_stop()
-        self._take(*self.receiver.collect())  # replies back are held before any pause or stop
+        self.control.refresh()  # an operator's pause or quiet (control.py): a look twice a second
+        for lane in self.lanes:  # replies back are held before any pause or stop
+            self._take(lane, *lane.receiver.collect())
+        self._release_paused()
         if self.stopping:
             return
-        if not self._receiving():  # paused by an operator: no receive starts
-            return self._idle(STOP_CHECK / 2)
-        if self.isolation.waiting and not self.receiver.out:  # crash suspects: one at a time, alone
+        if self.isolation.waiting and not self._out():  # crash suspects: one at a time, alone
             return self.isolation.run_next(lambda: self._notice_stop() or self.stopping, self.beat)
-        if self.batches and self.batches.due():
-            self.batches.flush()
-        free = self._wait_for_slots()
-        if self.stopping or self.receiver.replied() or free <= 0 or self.isolation.waiting:
+        for lane in self.lanes:
+            if lane.batches and lane.batches.due():
+                lane.batches.flush()
+        starts = self._wait_for_starts()
+        if self.stopping or not starts:
             return
-        if self.recycle.enabled:
-            if why := self.recycle.due():
-                return self.begin_stop(f"recycled: {why}")  # finishes what it holds; a successor polls
-            free = self.recycle.cap(free)
-        if self._gated or not self.flow.closed:
-            free, wait = self.flow_step.admit(free)
-            if not free:  # the breaker is open, or the rate limit's turn is not due
-                return self._idle(wait)
-        self.receiver.start(free, self.batches.wait_left(self.config.queue.wait_time_seconds))
+        if self.recycle.enabled and (why := self.recycle.due()):
+            return self.begin_stop(f"recycled: {why}")  # finishes what it holds; a successor polls
+        for index, ask in starts:
+            lane = self.lanes[index]
+            if self.recycle.enabled and not (ask := self.recycle.cap(ask)):
+                continue
+            if lane.gated or not lane.flow.closed:
+                ask, wait = lane.flow_step.admit(ask)
+                if not ask:  # its breaker is open, or its rate limit's turn is not due
+                    lane.gate_until = time.monotonic() + wait
+                    continue
+            lane.receiver.send(ask, lane.batches.wait_left(lane.spec.queue.wait_time_seconds))
+            lane.served += ask / lane.spec.weight
 
-    def _take(self, raw: list[dict[str, Any]], sent_at: float) -> None:
-        """What the replies collected brought: noted, held, screened and started."""
+    def _take(self, lane: Lane, raw: list[dict[str, Any]], sent_at: float) -> None:
+        """What one queue's collected replies brought: noted, held, screened and started."""
         if not sent_at:  # no reply was back
             return
         self.beat()
-        self.flow_step.received(raw)  # (the breaker's probe is the first message)
+        lane.flow_step.received(raw)  # (the breaker's probe is the first message)
+        lane.noted(len(raw), lane.receiver.busy)
         if not raw:
             return
-        held = self.settler.screen(self._hold(raw, sent_at), self.isolation.add)
-        if self.stopping or self._signalled or not self._receiving():  # these never start
-            self.house.release(held)
-            self.flow_step.released([e.message.receipt_handle for e in held])  # (a probe among them)
-        elif self.per_call:
-            self.batches.add(held)
+        held = lane.settler.screen(self._hold(lane, raw, sent_at), self.isolation.add)
+        if self.stopping or self._signalled or not self.control.receiving(lane.spec.name):  # never start
+            lane.house.release(held)
+            lane.flow_step.released([e.message.receipt_handle for e in held])  # (a probe among them)
+        elif lane.per_call:
+            lane.batches.add(held)
         else:
-            self.executor.submit_all(tasks(held, self.config.queue.is_fifo))
+            lane.executor.submit_all([(lane.calls, task) for task in tasks(held, lane.spec.queue.is_fifo)])
 
-    def _hold(self, raw: list[dict[str, Any]], sent_at: float) -> list[InFlight]:
-        url, visible_until = self.config.queue.url, sent_at + self.config.queue.visibility_timeout
-        held = [InFlight(Message.from_sqs(m, url), visible_until) for m in raw]
-        self.metrics.received.inc(len(held))  # type: ignore[union-attr]
+    def _hold(self, lane: Lane, raw: list[dict[str, Any]], sent_at: float) -> list[InFlight]:
+        visible_until = sent_at + lane.spec.queue.visibility_timeout
+        held = [InFlight(Message.from_sqs(m, lane.url), visible_until) for m in raw]
+        lane.metrics.received.inc(len(held))
         self.recycle.received += len(held)
         now = time.time()
-        observe_all(self.metrics.message_age, [max(0.0, now - e.message.sent_at.timestamp()) for e in held])  # type: ignore[union-attr]
+        observe_all(lane.metrics.message_age, [max(0.0, now - e.message.sent_at.timestamp()) for e in held])
         self.held.add(held)
         return held
 
+    def _submit(self, lane: Lane, entries: list[InFlight]) -> None:
+        lane.executor.submit((lane.calls, entries))
+
+    def _lane(self, entry: InFlight) -> Lane:
+        return self._by_url[entry.message.queue_url]
+
+    def _release(self, entries: list[InFlight], seconds: int = 0) -> None:
+        """Release entries of any queues, each through its own queue's housekeeper."""
+        for lane in self.lanes:
+            if mine := [e for e in entries if e.message.queue_url == lane.url]:
+                lane.house.release(mine, seconds)
+
     def _held_changed(self, count: int) -> None:
-        self.metrics.in_flight.set(count)  # type: ignore[union-attr]
+        for lane in self.lanes:
+            lane.metrics.in_flight.set(self.held.count_of(lane.url))
         self._record_running()
 
-    def _wait_for_slots(self) -> int:
-        """Free slots to receive into, once a receive can start: a full batch, or fewer once the
-        linger (two receive round trips, SLOT_LINGER..LINGER_MAX) has passed, so a slot held one
-        round trip longer than its batch (a DLQ send, a retry) still rejoins it; while a batch
-        gathers, any free slot. Returns early for a reply back, a stop or a batch due."""
-        r = self.receiver
-        want = 1 if self.batches else min(self.config.queue.batch_size, self._slots)
+    def _out(self) -> int:
+        return sum(lane.receiver.out for lane in self.lanes)
+
+    def _wait_for_starts(self) -> list[tuple[int, int]]:
+        """The receives to start (lane, messages to ask for), once there are any: the plan for
+        the free slots, taken at once when it asks for a full batch (or probes an idle queue),
+        else after a linger (two receive round trips, SLOT_LINGER..LINGER_MAX), so a slot held
+        one round trip longer than its batch (a DLQ send, a retry) still rejoins it. Returns []
+        early for a reply back, a stop or a batch due."""
+        batching = any(lane.batches for lane in self.lanes)
+        want = 1 if batching else min(max(lane.receiver.batch_size for lane in self.lanes), self._slots)
+        probe = self.lanes[0].receiver.batch_size if len(self.lanes) == 1 else 1
         linger_until = 0.0
         with self.held.changed:
             while True:
-                free = self._slots - self.held.busy() - r.reserved
                 now = time.monotonic()
-                if self.stopping or self._signalled or self._stuck or r.replied():
-                    return free
-                if self.batches and self.batches.due():
-                    return free
-                if self.isolation.waiting:
-                    if not r.out:
-                        return 0
-                elif r.can_start(free, want):
-                    return free
-                elif not r.out and 0 < free < want and now >= r.ready_at:
-                    linger_until = linger_until or now + max(SLOT_LINGER, min(LINGER_MAX, 2 * r.round_trip))
+                if (
+                    self.stopping
+                    or self._signalled
+                    or self._stuck
+                    or any(lane.receiver.replied() for lane in self.lanes)
+                ):
+                    return []
+                if any(lane.batches and lane.batches.due() for lane in self.lanes) or self.control.refresh():
+                    return []
+                reserved = sum(lane.receiver.reserved for lane in self.lanes)
+                free = self._slots - self.held.busy() - reserved
+                starts = [] if self.isolation.waiting else self._plan(free, now, probe)
+                if self.isolation.waiting and not self._out():
+                    return []
+                asked = sum(ask for _, ask in starts)
+                if starts and (asked >= want or any(self.lanes[i].state == IDLE for i, _ in starts)):
+                    return starts
+                if starts:
+                    linger_until = linger_until or now + max(
+                        SLOT_LINGER, min(LINGER_MAX, 2 * self._round_trip())
+                    )
                     if now >= linger_until:
-                        return free
-                need = want if not r.out else r.batch_size  # slots a forget must leave to matter
-                self.held.wake_at = self._slots - need - r.reserved - self.held.overdue
-                until = [
-                    now + STOP_CHECK,
-                    linger_until or math.inf,
-                    r.ready_at if r.ready_at > now else math.inf,
+                        return starts
+                self.held.wake_at = self._slots - want - reserved - self.held.overdue
+                until = [now + STOP_CHECK, linger_until or math.inf]
+                until += [
+                    t for lane in self.lanes for t in (lane.receiver.ready_at, lane.gate_until) if t > now
                 ]
-                if self.batches:
-                    until.append(self.batches.until)
+                until += [lane.batches.until for lane in self.lanes if lane.batches]
                 self.held.changed.wait(max(0.001, min(until) - now))
                 self.beat()
                 self._notice_stop()
 
-    def _idle(self, seconds: float) -> None:
-        """Wait up to `seconds` (at most STOP_CHECK) for a reply or a stop: paused stays healthy."""
-        with self.held.changed:
-            if not (self.stopping or self._signalled or self.receiver.replied()):
-                self.held.changed.wait(max(0.001, min(seconds, STOP_CHECK)))
-        self.beat()
+    def _plan(self, free: int, now: float, probe: int) -> list[tuple[int, int]]:
+        top = max(lane.served for lane in self.lanes)
+        for lane in self.lanes:
+            if lane.state == IDLE:  # an idle queue's unused turns are not saved up for later
+                lane.served = top
+        demands = [
+            lane.demand(self.held.count_of(lane.url), len(self.lanes) == 1)
+            for lane in self.lanes
+            if now >= lane.receiver.ready_at
+            and now >= lane.gate_until
+            and self.control.receiving(lane.spec.name)
+        ]
+        return plan(demands, free, probe) if demands else []
 
-    # --- operator control ------------------------------------------------------------------
+    def _round_trip(self) -> float:
+        return max(lane.receiver.round_trip for lane in self.lanes)
 
-    def _receiving(self) -> bool:
-        """False while an operator paused this queue or quieted the host (control.py): then what
-        is held but not started goes back (visibility 0), and running handlers finish."""
-        self.control.refresh()
-        if self.control.receiving(self.config.queues[0].name):
-            return True
-        if self.batches:
-            self.house.release(self.batches.take_all())
-        if self.isolation.waiting:
-            self.isolation.release_waiting()
-        return False
+    def _release_paused(self) -> None:
+        """A queue an operator paused (control.py) starts no receive (`_plan`), and what it holds
+        unstarted (a batch being gathered) goes back now; running handlers finish."""
+        for lane in self.lanes:
+            if lane.batches and not self.control.receiving(lane.spec.name):
+                lane.house.release(lane.batches.take_all())
 
     # --- stuck handlers (the timer) and dead threads ------------------------------------------
 
@@ -312,7 +333,7 @@ class Worker:
         """On the timer thread: a handler ran `stuck_margin` past its timeout and still runs. Its
         thread is lost; a successor takes this worker's place, and this one exits."""
         self.metrics.handlers_stuck.inc()  # type: ignore[union-attr]
-        self.log.error(
+        self._lane(entry).log.error(
             "handler_stuck",
             message_id=entry.message.message_id,
             receive_count=entry.message.receive_count,
@@ -353,13 +374,14 @@ class Worker:
         """Release what never started, let running handlers finish within the grace period."""
         started = getattr(self, "_stop_started", time.monotonic())
         grace_until = started + self.config.workers.shutdown_grace
-        late = self.receiver.stop(wait_all=not self._abandon_poll)  # replies back: never started
-        if late:
-            self.house.release(self._hold(late, time.monotonic()))
-        self.house.release(self.batches.take_all())
+        for lane in self.lanes:  # replies back, or back within the grace: never started
+            if late := lane.receiver.stop(wait_all=not self._abandon_poll):
+                lane.house.release(self._hold(lane, late, time.monotonic()))
+            lane.house.release(lane.batches.take_all())
         self.isolation.release_waiting()
-        if isinstance(self.executor, Threads):
-            self.executor.stop()  # tasks not yet on a thread go back unstarted (run_task)
+        for executor in self._executors:
+            if isinstance(executor, Threads):
+                executor.stop()  # tasks not yet on a thread go back unstarted (run_task)
         with self.held.changed:
             while len(self.held) and time.monotonic() < grace_until and not self._forced:
                 self.held.changed.wait(timeout=min(0.5, grace_until - time.monotonic()))
@@ -368,19 +390,23 @@ class Worker:
         if leftover:
             self.exit_code = EXIT_FAILURE if self._forced else self.exit_code  # work was abandoned
             self.log.warning("shutdown_grace_expired", abandoned=len(leftover), forced=self._forced)
-            self.house.release(leftover)
-        if isinstance(self.executor, EventLoop):
-            self.executor.stop()
+            self._release(leftover)
+        for executor in self._executors:
+            if isinstance(executor, EventLoop):
+                executor.stop()
         self.timer.stop()
-        self.house.stop()
+        for lane in self.lanes:
+            lane.house.stop()
         self.isolation.record.close()
         if not leftover and not self._stuck:
-            self.pipeline.close()  # type: ignore[union-attr]
-            try:
-                self.handler.close()  # type: ignore[union-attr]
-            except Exception as exc:
-                self.log.warning("handler_close_failed", error=f"{type(exc).__name__}: {exc}")
-        self.metrics.in_flight.set(0)  # type: ignore[union-attr]
+            for lane in self.lanes:
+                lane.pipeline.close()
+                try:
+                    lane.handler.close()
+                except Exception as exc:
+                    lane.log.warning("handler_close_failed", error=f"{type(exc).__name__}: {exc}")
+        for lane in self.lanes:
+            lane.metrics.in_flight.set(0)
         self.log.info("worker_stopped", exit_code=self.exit_code)
         return self.exit_code
 

@@ -254,15 +254,17 @@ def _receive_all(client: Any, url: str) -> list[dict[str, Any]]:
 
 
 def _totals(text: str) -> dict[str, float]:
+    """Every queue's outcomes, breaker openings and SQS requests, from a /metrics page."""
+    from poller.daemon.metrics import metric_values
+
     totals: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("sqs_poller_messages_total{"):
-            outcome = line.split('outcome="')[1].split('"')[0]
-            totals[outcome] = float(line.rsplit(" ", 1)[1])
-        elif line.startswith('sqs_poller_breaker_transitions_total{to="open"}'):
-            totals["breaker_opened"] = float(line.rsplit(" ", 1)[1])
-        elif line.startswith("sqs_poller_sqs_requests_total{"):
-            totals["requests"] = totals.get("requests", 0) + float(line.rsplit(" ", 1)[1])
+    for key, value in metric_values(text).items():
+        if key.startswith('sqs_poller_messages_total{outcome="') and key.count("=") == 1:
+            totals[key.split('"')[1]] = value
+        elif key == 'sqs_poller_breaker_transitions_total{to="open"}':
+            totals["breaker_opened"] = value
+        elif key.startswith("sqs_poller_sqs_requests_total{") and "queue=" in key:
+            totals["requests"] = totals.get("requests", 0) + value
     return totals
 
 

@@ -13,10 +13,11 @@ from poller.config import Config
 from poller.pipeline import Pipeline
 
 
-def build_pipeline(config: Config, flow: Any = None) -> tuple[Pipeline, Any]:
+def build_pipeline(config: Config, flow: Any = None, secrets: Any = None) -> tuple[Pipeline, Any]:
     """(the pipeline, the worker's Secrets or None). Raises what a step's set-up raises.
 
-    `flow`: the worker's FlowStep (poller.pipeline.flow), first in the chain."""
+    `flow`: the queue's FlowStep (poller.pipeline.flow), first in the chain. `secrets`: the
+    worker's, when another queue's pipeline loaded them already (one load a process)."""
     from poller.pipeline.decrypt import build_decrypt
     from poller.pipeline.idempotency import IdempotencyStep, build_idempotency_store
     from poller.pipeline.secrets import SecretsStep, build_secrets
@@ -27,9 +28,10 @@ def build_pipeline(config: Config, flow: Any = None) -> tuple[Pipeline, Any]:
 
         steps.append(Tracing())
     steps.append(build_payload(config))
-    secrets = build_secrets(config.secrets)
-    if secrets is not None:
-        steps.append(SecretsStep(secrets))
+    if secrets is None:  # (else the pipeline that loaded them keeps them fresh)
+        secrets = build_secrets(config.secrets)
+        if secrets is not None:
+            steps.append(SecretsStep(secrets))
     decrypt = build_decrypt(config.crypto)
     if decrypt is not None:
         steps.append(decrypt)

@@ -39,3 +39,13 @@ def make_worker(
     )
     worker.initialize()
     return worker, registry
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    """A sample's value summed over the labels not given (every queue's, when `queue` is not)."""
+    return sum(
+        sample.value
+        for metric in registry.collect()
+        for sample in metric.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )

@@ -18,6 +18,7 @@ from poller.dev.memsqs import MemorySqs
 from poller.message import Message, Unavailable
 from poller.pipeline.payload import POINTER_CLASS, SIZE_ATTRIBUTE
 from tests.daemon import memworker
+from tests.daemon.memworker import value
 
 
 def make_worker(sqs: MemorySqs, handle: Any, **sections: Any) -> tuple[Worker, CollectorRegistry]:
@@ -38,10 +39,6 @@ def run_until(worker: Worker, done: Any, timeout: float = 20) -> None:
         worker.loop()
     assert done(), "condition not met"
     assert worker.shutdown() == 0
-
-
-def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
-    return registry.get_sample_value(name, labels) or 0.0
 
 
 def test_an_s3_pointer_and_a_plain_body_both_reach_an_async_handler_as_their_bodies(local_sqs: Any) -> None:

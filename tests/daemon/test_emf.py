@@ -147,8 +147,46 @@ def test_the_daemon_writes_its_release_figures_as_emf_lines(
     # WHEN it stops (the last partial minute is written then)
     assert daemon.stop() == 0
     # THEN stdout carries EMF records whose figures add up to what the release did
-    records = [r for r in daemon.logs() if "_aws" in r]
+    records = [r for r in daemon.logs() if r.get("event") == "emf_metrics"]
     assert records and all(r["Version"] == "ami-0abc/cfg-12" and r["Deployment"] == "jobs" for r in records)
     assert sum(r["Deleted"] for r in records) == 3
     assert sum(r["DeadLettered"] for r in records) == 0
     assert records[-1]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "SqsPoller"
+
+
+def test_the_daemon_publishes_seconds_per_message_a_queue_and_its_slots_every_10_s(
+    local_sqs, sqs, make_queues, tmp_path, daemon_factory
+):
+    from tests.conftest import queue_total, send_bodies, wait_until, write_config
+
+    # GIVEN a daemon with EMF on, 2 processes of 10 slots, and messages of 0.2 s
+    url, dlq = make_queues()
+    config = write_config(
+        tmp_path,
+        local_sqs,
+        url,
+        dlq,
+        handler={"target": "tests.sample_handlers:slow"},
+        metrics={"emf_namespace": "SqsPoller", "deployment": "jobs", "version": "v1"},
+    )
+    daemon = daemon_factory(config)
+    daemon.wait_ready()
+    send_bodies(sqs, url, ['{"sleep": 0.2}'] * 6)
+    wait_until(lambda: queue_total(sqs, url) == 0, timeout=30)
+
+    def scaling() -> list[dict]:
+        return [r for r in daemon.logs() if r.get("event") == "emf_scaling"]
+
+    # WHEN the next 10-s boundaries pass
+    wait_until(lambda: any(r.get("SecondsPerMessage") for r in scaling()), timeout=25)
+    assert daemon.stop() == 0
+    # THEN the queue's figure is its handler time, high resolution, on a 10-s boundary
+    seconds = [r for r in scaling() if "SecondsPerMessage" in r and r["SecondsPerMessage"]]
+    name = url.rpartition("/")[2]
+    assert seconds and seconds[-1]["Queue"] == name and 0.19 < seconds[-1]["SecondsPerMessage"] < 0.5
+    metric = seconds[-1]["_aws"]["CloudWatchMetrics"][0]
+    assert metric["Dimensions"] == [["Deployment", "Queue"]] and metric["Metrics"][0]["StorageResolution"] == 1
+    assert seconds[-1]["_aws"]["Timestamp"] % 10000 == 0
+    # AND Slots says what this instance can hold: 2 processes x 10
+    slots = [r["Slots"] for r in scaling() if "Slots" in r]
+    assert slots and set(slots) == {20}

@@ -9,16 +9,10 @@ import threading
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-
 from poller.daemon.worker import Worker
 from poller.dev.memsqs import MemorySqs
 from poller.pipeline import Pipeline
-from tests.daemon.memworker import make_worker
-
-
-def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
-    return registry.get_sample_value(name, labels) or 0.0
+from tests.daemon.memworker import make_worker, value
 
 
 def run_for(worker: Worker, seconds: float) -> None:

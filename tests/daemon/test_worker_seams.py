@@ -15,7 +15,7 @@ from poller.daemon.log import configure_logging
 from poller.daemon.worker import Worker
 from poller.dev.memsqs import MemorySqs
 from tests.daemon import memworker
-from tests.daemon.memworker import DLQ
+from tests.daemon.memworker import DLQ, value
 
 
 def make_worker(
@@ -37,10 +37,6 @@ def run_until(worker: Worker, done: Any, timeout: float = 15) -> None:
 def logged(capsys: Any, event: str) -> list[dict[str, Any]]:
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
     return [x for x in lines if x.get("event") == event]
-
-
-def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
-    return registry.get_sample_value(name, labels) or 0.0
 
 
 def test_a_timed_out_handler_is_settled_once_by_the_housekeeper_and_its_late_return_ignored(capsys):
