@@ -108,7 +108,8 @@ def test_a_pause_releases_what_is_held_but_not_started(local_sqs, sqs, make_queu
     began = time.monotonic()
     wait_until(lambda: queue_counts(sqs, url)["visible"] == 5, timeout=5, interval=0.05)
     assert time.monotonic() - began < 2.5
-    assert daemon.scrape()['sqs_poller_messages_total{outcome="released"}'] == 5
+    # (a receive out at the pause may bring them once more: released again at once)
+    assert daemon.scrape()['sqs_poller_messages_total{outcome="released"}'] in (5, 10)
     assert daemon.handled() == []
     assert daemon.stop() == 0
 
