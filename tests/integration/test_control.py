@@ -406,3 +406,42 @@ def subprocess_run_quietly(command: list[str]) -> None:
     import subprocess
 
     subprocess.run(command, capture_output=True, timeout=10)
+
+
+def test_pausing_one_of_two_queues_leaves_the_other_running(
+    local_sqs, sqs, make_queues, tmp_path, daemon_factory
+):
+    from tests.conftest import write_queues_config
+
+    # GIVEN a daemon serving two queues, both receiving
+    (a, a_dlq), (b, b_dlq) = make_queues(), make_queues()
+    handler = {"target": "tests.model_handlers:tagged"}
+    queues = {
+        "orders": {"url": a, "dlq_url": a_dlq, "handler": handler},
+        "mailbox": {"url": b, "dlq_url": b_dlq, "handler": handler},
+    }
+    config = write_queues_config(tmp_path, local_sqs, queues)
+    daemon = daemon_factory(config)
+    daemon.wait_ready()
+
+    # WHEN orders is paused, and both queues get traffic
+    record(cli(config, "pause", "orders"))
+    send_bodies(sqs, a, [f"o{n}" for n in range(5)])
+    send_bodies(sqs, b, [f"m{n}" for n in range(5)])
+
+    # THEN mailbox's messages are handled, none of orders'
+    wait_until(lambda: queue_counts(sqs, b) == {"visible": 0, "in_flight": 0, "delayed": 0}, timeout=15)
+    time.sleep(1)
+    assert {r["body"] for r in daemon.handled()} == {f"m{n}" for n in range(5)}
+    wait_until(lambda: queue_counts(sqs, a)["visible"] == 5, timeout=5)
+    # AND status, the gauge and STATUS= name the one paused
+    by_name = {q["name"]: q for q in status(config)["queues"]}
+    assert not by_name["orders"]["receiving"] and by_name["mailbox"]["receiving"]
+    assert by_name["mailbox"]["handled"] == 5 and by_name["orders"]["handled"] == 0
+    assert by_name["orders"]["breaker"] == by_name["mailbox"]["breaker"] == "closed"
+    assert (paused_gauge(daemon, "orders"), paused_gauge(daemon, "mailbox")) == (1, 0)
+
+    # WHEN orders is resumed THEN its messages are handled too
+    record(cli(config, "resume", "orders"))
+    wait_until(lambda: queue_counts(sqs, a) == {"visible": 0, "in_flight": 0, "delayed": 0}, timeout=15)
+    assert daemon.stop() == 0
