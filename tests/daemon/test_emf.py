@@ -185,7 +185,8 @@ def test_the_daemon_publishes_seconds_per_message_a_queue_and_its_slots_every_10
     name = url.rpartition("/")[2]
     assert seconds and seconds[-1]["Queue"] == name and 0.19 < seconds[-1]["SecondsPerMessage"] < 0.5
     metric = seconds[-1]["_aws"]["CloudWatchMetrics"][0]
-    assert metric["Dimensions"] == [["Deployment", "Queue"]] and metric["Metrics"][0]["StorageResolution"] == 1
+    assert metric["Dimensions"] == [["Deployment", "Queue"]]
+    assert metric["Metrics"][0]["StorageResolution"] == 1
     assert seconds[-1]["_aws"]["Timestamp"] % 10000 == 0
     # AND Slots says what this instance can hold: 2 processes x 10
     slots = [r["Slots"] for r in scaling() if "Slots" in r]
