@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-lambda test bench bench-peers drill lint deploy-tools clean
+.PHONY: demo demo-lambda test test-servers bench bench-peers drill lint deploy-tools clean
 
 $(VENV)/.installed-demo: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,17 @@ deploy-tools:
 
 test: $(VENV)/.installed-dev deploy-tools
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+# The integration tests marked `servers` against LocalStack and fauxqs too: each installed,
+# pinned, into .cache/test-servers/ (scripts/install-test-servers.sh), started on 127.0.0.1 by
+# the suite and stopped after it (tests/servers.py, docs/testing.md). Moto stays `make test`'s.
+TEST_SERVERS ?= localstack fauxqs
+test-servers: $(VENV)/.installed-dev
+	bash scripts/install-test-servers.sh
+	status=0; for server in $(TEST_SERVERS); do \
+		echo "== integration tests against $$server"; \
+		$(PY) -m pytest -n 2 -m servers -rfEsxX --sqs-server=$$server $(PYTEST_ARGS) || status=1; \
+	done; exit $$status
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check poller tests

@@ -260,9 +260,11 @@ def bench_saturation(moto: MotoProcess, workdir: Path) -> dict[str, Any]:
             metrics = daemon.scrape()
         finally:
             daemon.stop(wake=lambda: None)
-        requests = {
-            k.split('"')[1]: v for k, v in metrics.items() if k.startswith("sqs_poller_sqs_requests_total{")
-        }
+        requests: dict[str, float] = {}
+        for key, value in metrics.items():  # by action, every queue and outcome
+            if key.startswith("sqs_poller_sqs_requests_total{") and "queue=" in key:
+                action = key.split('"')[1]
+                requests[action] = requests.get(action, 0.0) + value
         per_message.append(round(sum(requests.values()) / backlog, 4))
     return {
         "backlog": backlog,
@@ -593,6 +595,13 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def bench_queues(moto: MotoProcess, workdir: Path) -> dict[str, Any]:
+    """Several queues in one daemon: no stall, priority, idle cost (bench/queues.py)."""
+    from bench.queues import measure
+
+    return measure(QUICK)
+
+
 def main(argv: list[str] | None = None) -> int:
     global QUICK
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
@@ -602,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         metavar="NAMES",
-        help="comma-separated parts to run (ready,latency,io,async_io,cpu,styles,saturation,soak,kms)",
+        help="comma-separated parts to run (ready,latency,io,async_io,cpu,styles,saturation,soak,kms,queues)",
     )
     args = parser.parse_args(argv)
     if args.table:
@@ -635,6 +644,7 @@ def main(argv: list[str] | None = None) -> int:
             ("saturation", bench_saturation),
             ("soak", bench_soak),
             ("kms", bench_kms),
+            ("queues", bench_queues),
         ):
             if args.only and name not in args.only.split(","):
                 continue
@@ -650,6 +660,10 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(results["table"])
+    if "queues" in results:
+        from bench.queues import report
+
+        print("\nSeveral queues in one daemon (bench.queues):\n" + report(results["queues"]))
     if results["soak"]["note"]:
         print(f"\nnote: {results['soak']['note']}")
     print(f"\n{results['seconds']}s; results in {out}")

@@ -37,3 +37,8 @@ async def sleep_100ms_async(message: Message) -> None:
     import asyncio
 
     await asyncio.sleep(0.1)
+
+
+def sleep_200ms(message: Message) -> None:
+    """A low-priority queue's slow work: 200 ms a message."""
+    time.sleep(0.2)

@@ -330,7 +330,9 @@ class BareLoop(Consumer):
 
 
 def requests_total(metrics: dict[str, float]) -> float:
-    return sum(v for k, v in metrics.items() if k.startswith("sqs_poller_sqs_requests_total{"))
+    return sum(
+        v for k, v in metrics.items() if k.startswith("sqs_poller_sqs_requests_total{") and "queue=" in k
+    )
 
 
 def _cmdline(pid: int) -> bytes:

@@ -1,5 +1,6 @@
-"""Shared fixtures: a real SQS-compatible server on loopback (moto), queues, and the daemon
-run as a real process (`python -m poller run`)."""
+"""Shared fixtures: a real SQS-compatible server on loopback (moto; LocalStack or fauxqs with
+`--sqs-server`, see tests/servers.py), queues, and the daemon run as a real process
+(`python -m poller run`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from poller.dev.localsqs import LocalSqs, create_queue_pair, free_port, use_fake_credentials
+from tests import servers
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -37,9 +39,18 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 30, interval: floa
         time.sleep(interval)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    servers.add_option(parser)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    servers.apply_markers(config, items)
+
+
 @pytest.fixture(scope="session")
-def local_sqs() -> Iterator[LocalSqs]:
-    with LocalSqs() as server:
+def local_sqs(request: pytest.FixtureRequest) -> Iterator[LocalSqs]:
+    """The SQS server of this run (`--sqs-server`, default moto), one per test process."""
+    with servers.make_server(request.config.getoption("--sqs-server")) as server:
         yield server
 
 

@@ -11,6 +11,7 @@ on a thread pool. A message's clock starts when its call starts, never while it 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import queue
 import threading
@@ -21,11 +22,13 @@ from typing import Any
 
 from poller.daemon.inflight import Held, InFlight, Running
 from poller.daemon.loops import survive
+from poller.daemon.metrics import observe_all
 from poller.handlers.styles import awaited
 from poller.message import Message, Released
 from poller.pipeline import Pipeline, finish
 
 Owed = list[Callable[[Message, BaseException | None], None]]
+TIMINGS_BATCH = 64
 
 
 class Calls:
@@ -56,6 +59,9 @@ class Calls:
         self.held = held
         self.running = running
         self.handle = runner.fn
+        # Handler times, written to the histogram in bulk (one lock and file store a bucket, not
+        # two a message): when a handler thread goes idle, or every TIMINGS_BATCH.
+        self._timings: collections.deque[float] = collections.deque()
 
     # --- one message (message style) ----------------------------------------------------------
 
@@ -84,7 +90,9 @@ class Calls:
     def conclude(self, entry: InFlight, error: BaseException | None) -> int | None:
         elapsed = time.monotonic() - entry.started
         self.running.remove(entry)
-        self.metrics.handler_seconds.observe(elapsed)
+        self._timings.append(elapsed)
+        if len(self._timings) >= TIMINGS_BATCH:
+            self.flush_timings()
         if not entry.claim():  # the timer timed it out meanwhile (or a stop gave up on it)
             if entry.timed_out:
                 self.held.overdue_returned()
@@ -99,6 +107,14 @@ class Calls:
         if self.clear_context is not None:
             self.clear_context()
         return delay
+
+    def flush_timings(self) -> None:
+        timings = []
+        with contextlib.suppress(IndexError):
+            while True:
+                timings.append(self._timings.popleft())  # atomic: threads may flush at once
+        if timings:
+            observe_all(self.metrics.handler_seconds, timings)
 
     def run_task(self, task: list[InFlight], stopping: Callable[[], bool]) -> None:
         """On a handler thread: one call of the batch or lambda style, or messages in order. A
@@ -199,11 +215,13 @@ class Threads:
         log: Any,
         count_error: Callable[[str], None],
         prefix: str = "handler-",
+        idle: Callable[[], None] | None = None,
     ):
         self._tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._run = run
         self.log = log
         self.count_error = count_error
+        self.idle = idle or (lambda: None)  # a thread is about to wait for work
         self.threads = [
             threading.Thread(target=self._loop, name=f"{prefix}{n}", daemon=True) for n in range(count)
         ]
@@ -224,7 +242,11 @@ class Threads:
             self._tasks.put(None)
 
     def _loop(self) -> None:
-        while (task := self._tasks.get()) is not None:
+        while True:
+            if self._tasks.empty():
+                survive(self.idle, self.log, self.count_error)
+            if (task := self._tasks.get()) is None:
+                return
             survive(lambda t=task: self._run(t), self.log, self.count_error)
 
 
@@ -254,7 +276,12 @@ class EventLoop:
     def _start(self, tasks: list[Any]) -> None:
         for task in tasks:
             self._running.add(running := self.loop.create_task(self._run(task)))
-            running.add_done_callback(self._running.discard)
+            running.add_done_callback(lambda t, calls=task[0]: self._done(t, calls))
+
+    def _done(self, task: asyncio.Task[None], calls: Calls) -> None:
+        self._running.discard(task)
+        if not self._running:
+            calls.flush_timings()
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -1,13 +1,10 @@
 """One worker process: receive from every queue, run handlers, settle every message.
 
-Lifecycle: initialize() -> loop() until stopping -> shutdown(). The threads (docs/threads.md):
-the main thread shares the free slots among the queues (lanes.py `plan`), starts receives and
-dispatches their messages (receiver.py; for the batch and lambda styles it first gathers a
-batch); `receive-N` threads make the receive calls; handler threads (or one event loop, for
-`async def` handlers) run the pipeline and the handler style's call and settle each message
-(execute.py, settle.py); the `timer` thread keeps held messages hidden (through the `extend`
-thread) and times out handlers (timer.py); a `housekeeper` a queue batches deletes
-(housekeeper.py). No thread but the handler threads and the event loop runs user code.
+Lifecycle: initialize() -> loop() until stopping -> shutdown(). The main thread shares the free
+slots among the queues (lanes.py), starts receives and dispatches their messages (receiver.py);
+handler threads or one event loop run handlers and settle (execute.py, settle.py); the timer
+keeps held messages hidden and times out handlers (timer.py); a housekeeper a queue batches
+deletes. No thread but the handler threads and the event loop runs user code (docs/threads.md).
 """
 
 from __future__ import annotations
@@ -142,14 +139,17 @@ class Worker:
         at a time, as in a Lambda execution environment); one event loop for async handlers."""
         shared = loop = None
         run = lambda item: item[0].run_task(item[1], lambda: self.stopping)  # noqa: E731
-        self._executors: list[Any] = []
+        flush = lambda: [lane.calls.flush_timings() for lane in self.lanes]  # noqa: E731
+        self._executors: list[Any] = []  # (handler times are written in bulk as threads go idle)
         for lane in self.lanes:
             if lane.runner.is_async:
                 loop = lane.executor = loop or EventLoop(self._slots, lambda: self.stopping)
             elif lane.runner.exclusive:
-                lane.executor = Threads(1, run, self.log, count_error, prefix=f"handler-{lane.index}-")
+                lane.executor = Threads(1, run, self.log, count_error, f"handler-{lane.index}-", flush)
             else:
-                shared = lane.executor = shared or Threads(self._slots, run, self.log, count_error)
+                shared = lane.executor = shared or Threads(
+                    self._slots, run, self.log, count_error, idle=flush
+                )
             if lane.executor not in self._executors:
                 self._executors.append(lane.executor)
 
@@ -285,7 +285,8 @@ class Worker:
                 if self.isolation.waiting and not self._out():
                     return []
                 asked = sum(ask for _, ask in starts)
-                if starts and (asked >= want or any(self.lanes[i].state == IDLE for i, _ in starts)):
+                enough = min(want, self._slots - reserved - self.held.overdue)  # (probes out hold some)
+                if starts and (asked >= enough or any(self.lanes[i].state == IDLE for i, _ in starts)):
                     return starts
                 if starts:
                     linger_until = linger_until or now + max(
@@ -397,6 +398,7 @@ class Worker:
         self.timer.stop()
         for lane in self.lanes:
             lane.house.stop()
+            lane.calls.flush_timings()
         self.isolation.record.close()
         if not leftover and not self._stuck:
             for lane in self.lanes:

@@ -22,7 +22,8 @@ _receive_lock = threading.Lock()
 def make_receives_atomic() -> None:
     """moto scans and marks messages without a lock, so two concurrent receives can both get
     the same message; real SQS never hands one message to two receivers inside its visibility
-    timeout. Serialise the scan (the long-poll wait stays outside the lock)."""
+    timeout. Serialise the scan (the long-poll wait stays outside the lock), and let a FIFO
+    group whose messages are visible again come back in order (`unpend_visible`)."""
     from moto.sqs.models import SQSBackend
 
     original = SQSBackend.receive_message
@@ -33,6 +34,7 @@ def make_receives_atomic() -> None:
         deadline = time.monotonic() + wait_seconds_timeout
         while True:
             with _receive_lock:
+                unpend_visible(self.get_queue(queue_name))
                 result = original(self, queue_name, count, 0, visibility_timeout, *args, **kwargs)
             left = deadline - time.monotonic()
             if result or left <= 0:
@@ -44,6 +46,15 @@ def make_receives_atomic() -> None:
 
     receive_message._atomic = True  # type: ignore[attr-defined]
     SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
+
+
+def unpend_visible(queue: Any) -> None:
+    """moto drops a message that is visible again from its in-flight set only when its scan
+    reaches it, and skips a FIFO group while any of its messages is in that set: when several
+    of a group come back at once it hands out the last of them first (m5, then m2, m3, m4).
+    Drop them all before the scan, so a group comes back in order, as on SQS."""
+    for message in [m for m in queue.pending_messages if m.visible]:
+        queue.pending_messages.discard(message)
 
 
 def free_port() -> int:

@@ -66,32 +66,49 @@ def check_handler(spec: QueueSpec, rows: list[tuple[str, str, str, str]]) -> int
 
 
 def check_queues(spec: QueueSpec, sqs: Sqs, rows: list[tuple[str, str, str, str]]) -> int:
-    """The queue and its DLQ can be reached; the queue's redrive policy backs max_receives."""
+    """The queue and its DLQ can be reached; the queue's redrive policy targets that DLQ and
+    backs max_receives."""
     code = EXIT_OK
+    found: dict[str, dict[str, str]] = {}
     for check, url in (("queue", spec.queue.url), ("dlq", spec.queue.dlq_url)):
         try:
-            attributes = sqs.attributes(url)
+            found[check] = sqs.attributes(url)
         except SqsError as exc:
             rows.append((check, spec.name, "FAILED", f"{url}: {exc}"))
             code = EXIT_FAILURE
             continue
-        visible = attributes.get("ApproximateNumberOfMessages", "?")
+        visible = found[check].get("ApproximateNumberOfMessages", "?")
         rows.append((check, spec.name, "ok", f"{url} ({visible} visible)"))
-        if check == "queue":
-            name, result, detail = redrive_row(attributes, spec.queue.max_receives)
-            rows.append((name, spec.name, result, detail))
+    if "queue" in found:
+        dlq = (spec.queue.dlq_url, found.get("dlq", {}).get("QueueArn"))
+        name, result, detail = redrive_row(found["queue"], spec.queue.max_receives, dlq)
+        rows.append((name, spec.name, result, detail))
+        if result == "FAILED":
+            code = EXIT_FAILURE
     return code
 
 
-def redrive_row(attributes: dict[str, str], max_receives: int) -> tuple[str, str, str]:
+def redrive_row(
+    attributes: dict[str, str], max_receives: int, dlq: tuple[str, str | None] = ("", None)
+) -> tuple[str, str, str]:
     """The queue's redrive policy is the backstop for messages that crash a worker outright.
 
-    Above max_receives it must also leave room for downstream outages: the daemon never
-    dead-letters for `Unavailable`, but each outage adds about one receive to the messages it
-    touches, and SQS counts every receive."""
+    It must target `dlq_url` (`dlq` is its URL and, when it could be read, its ARN): what SQS
+    moves elsewhere lands where the DLQ tools never look. Above max_receives it must also leave
+    room for downstream outages: the daemon never dead-letters for `Unavailable`, but each
+    outage adds about one receive to the messages it touches, and SQS counts every receive."""
     policy = attributes.get("RedrivePolicy")
     if not policy:
         return ("redrive", "warning", "no redrive policy: a message that kills workers never leaves")
+    target = json.loads(policy).get("deadLetterTargetArn", "")
+    dlq_url, dlq_arn = dlq
+    if dlq_arn and target != dlq_arn:
+        return (
+            "redrive",
+            "FAILED",
+            f"the redrive policy targets {target or '(no deadLetterTargetArn)'}, not dlq_url {dlq_url} "
+            f"({dlq_arn}): messages SQS moves would land where the DLQ tools never look",
+        )
     count = int(json.loads(policy).get("maxReceiveCount", 0))
     if count <= max_receives:
         return (

@@ -22,7 +22,15 @@ from poller.failure import (
 )
 from poller.message import Message
 from poller.ops.dlq import Hold, Polling, Receiver, Stop, never, queue_counts, read_export
-from poller.sqs import MAX_BATCH, Sqs, pack_batches, send_entry, sendable_attributes
+from poller.sqs import (
+    MAX_BATCH,
+    MAX_MESSAGE_BYTES,
+    Sqs,
+    entry_size,
+    pack_batches,
+    send_entry,
+    sendable_attributes,
+)
 
 MAX_ERRORS_KEPT = 20
 
@@ -51,6 +59,7 @@ class ReplaySummary:
     would_replay: int = 0  # dry run
     delete_failed: int = 0  # replayed, but also still on the DLQ: a duplicate
     out_of_order: int = 0  # FIFO: replayed ahead of an earlier message of the group that failed
+    uncounted: int = 0  # replayed without poller.replays (no room), so --max-replays cannot stop them
     estimate: int = 0
     skip_reasons: Counter[str] = field(default_factory=Counter)
     destinations: Counter[str] = field(default_factory=Counter)
@@ -90,6 +99,12 @@ class ReplaySummary:
             interrupted=self.interrupted,
             seconds=round(time.monotonic() - self.started, 1),
         )
+        if self.uncounted:
+            out["uncounted"] = self.uncounted
+            out["note"] = (
+                f"{self.uncounted} replayed without poller.replays: no room for it (ten attributes "
+                "already, or at SQS's 1 MiB limit), so --max-replays cannot stop them"
+            )
         if self.errors:
             out["errors"] = self.errors
         return out
@@ -118,16 +133,24 @@ def fifo_group(message: Message) -> str | None:
     return message.group_id if fifo else None
 
 
-def replay_entry(message: Message, destination: str, entry_id: str) -> dict[str, Any]:
-    """Body and attributes as they were, without poller.failure, with poller.replays + 1. The
-    same group (FIFO, or a fair queue's tenant); FIFO: a fresh deduplication id, so the dedup
-    window cannot swallow the replay."""
+def replay_attributes(message: Message) -> tuple[dict[str, dict[str, Any]], bool]:
+    """Its attributes as they were, without poller.failure, with poller.replays + 1; and whether
+    the counter is on: it is left off when it has no room (SQS's ten attributes, or its 1 MiB
+    message limit), since a replay that cannot be sent would stay on the DLQ for ever."""
     dropped = (FAILURE_ATTRIBUTE, REPLAYS_ATTRIBUTE)
     sendable = sendable_attributes(message.message_attributes)
     attributes = {k: v for k, v in sendable.items() if k not in dropped}
-    if len(attributes) < MAX_ATTRIBUTES:
-        count = replays(message.message_attributes) + 1
-        attributes[REPLAYS_ATTRIBUTE] = {"DataType": "Number", "StringValue": str(count)}
+    count = replays(message.message_attributes) + 1
+    counted = {**attributes, REPLAYS_ATTRIBUTE: {"DataType": "Number", "StringValue": str(count)}}
+    if len(counted) > MAX_ATTRIBUTES or entry_size(message.body, counted) > MAX_MESSAGE_BYTES:
+        return attributes, False
+    return counted, True
+
+
+def replay_entry(message: Message, destination: str, entry_id: str) -> dict[str, Any]:
+    """Body and `replay_attributes` as a send entry. The same group (FIFO, or a fair queue's
+    tenant); FIFO: a fresh deduplication id, so the dedup window cannot swallow the replay."""
+    attributes, _ = replay_attributes(message)
     return send_entry(destination, message.body, attributes, group_id=message.group_id, entry_id=entry_id)
 
 
@@ -136,6 +159,7 @@ class Sent:
     ids: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # id -> error
     out_of_order: list[str] = field(default_factory=list)  # FIFO: sent after a failed one of its group
+    uncounted: list[str] = field(default_factory=list)  # sent without poller.replays: no room for it
 
 
 def send_to(sqs: Sqs, destination: str, messages: Sequence[Message]) -> Sent:
@@ -146,6 +170,7 @@ def send_to(sqs: Sqs, destination: str, messages: Sequence[Message]) -> Sent:
     are reported as out of order."""
     by_entry = {str(n): m for n, m in enumerate(messages)}
     entries = [replay_entry(m, destination, n) for n, m in by_entry.items()]
+    no_counter = {e["Id"] for e in entries if REPLAYS_ATTRIBUTE not in e.get("MessageAttributes", {})}
     result = Sent()
     broken_groups: set[str] = set()
     fifo = destination.endswith(".fifo")  # a standard queue's groups order nothing
@@ -175,6 +200,8 @@ def send_to(sqs: Sqs, destination: str, messages: Sequence[Message]) -> Sent:
                     failed_here.add(group)
             else:
                 result.ids.append(message_id)
+                if entry["Id"] in no_counter:
+                    result.uncounted.append(message_id)
                 if group in failed_here:
                     result.out_of_order.append(message_id)
     return result
@@ -239,6 +266,7 @@ class Router:
             return []
         sent = send_to(self.sqs, destination, messages)
         summary.replayed += len(sent.ids)
+        summary.uncounted += len(sent.uncounted)
         summary.destinations[destination] += len(sent.ids)
         groups = {m.message_id: fifo_group(m) for m in messages}
         for message_id, error in sent.failed.items():

@@ -22,6 +22,8 @@ from tests.conftest import (
     write_config,
 )
 
+pytestmark = pytest.mark.servers
+
 
 def test_each_message_is_handled_exactly_once_by_two_processes(
     local_sqs, sqs, make_queues, tmp_path, daemon_factory
@@ -570,6 +572,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30):
     )
 
 
+@pytest.mark.moto_only("it starts, stops and restarts its own moto server on one port")
 def test_daemon_survives_the_sqs_endpoint_going_away_and_coming_back(tmp_path, daemon_factory):
     from poller.dev.localsqs import LocalSqs, create_queue_pair
 

@@ -488,7 +488,7 @@ def test_an_endpoint_that_never_answers_keeps_the_daemon_live_and_stoppable(
         calls = sum(
             v
             for k, v in metrics.items()
-            if k.startswith('sqs_poller_sqs_requests_total{action="ReceiveMessage"')
+            if k.startswith('sqs_poller_sqs_requests_total{action="ReceiveMessage"') and "queue=" in k
         )
         requests = proxy.count("ReceiveMessage")
         stop_started = time.monotonic()

@@ -23,6 +23,8 @@ import pytest
 from examples.legacy_stub import DROP, LegacyStub
 from tests.conftest import Daemon, queue_total, receive_all, send_bodies, wait_until, write_config
 
+pytestmark = pytest.mark.servers
+
 RECEIVES = 'sqs_poller_sqs_requests_total{action="ReceiveMessage",outcome="ok"}'
 OPEN_GAUGE = "sqs_poller_breaker_open"
 

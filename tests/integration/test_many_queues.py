@@ -246,3 +246,31 @@ def test_a_reload_adds_a_queue_and_removes_one_without_losing_a_message(
     left = sum(queue_counts(sqs, a).values())
     assert ended["sleep:2"] + left == 3
     assert daemon.stop() == 0
+
+
+def test_weights_share_the_slots_among_busy_queues_of_one_priority(
+    local_sqs, sqs, make_queues, tmp_path, daemon_factory
+):
+    # GIVEN two backlogged queues of one priority, weights 3 and 1, and four slots
+    (heavy, heavy_dlq), (light, light_dlq) = make_queues(), make_queues()
+    config = write_queues_config(
+        tmp_path,
+        local_sqs,
+        {
+            "heavy": {"url": heavy, "dlq_url": heavy_dlq, "weight": 3, "batch_size": 1, "handler": TAGGED},
+            "light": {"url": light, "dlq_url": light_dlq, "weight": 1, "batch_size": 1, "handler": TAGGED},
+        },
+        workers={"processes": 1, "concurrency": 4},
+    )
+    send_bodies(sqs, heavy, ["sleep:0.1"] * 60)
+    send_bodies(sqs, light, ["sleep:0.1"] * 60)
+    daemon = daemon_factory(config)
+    daemon.wait_ready()
+    # WHEN they have shared the slots for a while (both still have messages waiting)
+    wait_until(lambda: len(starts(daemon)) >= 40, timeout=30)
+    first = sorted(starts(daemon), key=lambda r: r["t"])[:40]
+    daemon.kill()
+    # THEN the heavy queue got about three messages started for each of the light one's
+    got = Counter(r["queue"] for r in first)
+    ratio = got[heavy.rpartition("/")[2]] / max(1, got[light.rpartition("/")[2]])
+    assert 2.0 <= ratio <= 4.5, got

@@ -23,6 +23,9 @@ from tests.conftest import queue_total, receive_all, wait_until, write_config
 from tests.integration.test_daemon import run_cli
 from tests.pipeline.test_payload import TWO_MIB, big_body, peer
 
+# Listed in `make test-servers` so its summary says why these stay on moto.
+pytestmark = [pytest.mark.servers, pytest.mark.moto_only("needs S3 on the same endpoint as SQS (moto's)")]
+
 
 @pytest.fixture
 def s3(local_sqs: Any) -> Any:

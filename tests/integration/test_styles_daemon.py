@@ -14,6 +14,8 @@ from aws_lambda_powertools.utilities.parser.models import SqsModel
 
 from tests.conftest import queue_counts, queue_total, receive_all, send_bodies, wait_until, write_config
 
+pytestmark = pytest.mark.servers
+
 LAMBDA = {"style": "lambda", "timeout": 30}
 
 

@@ -9,7 +9,11 @@ import collections
 import signal
 import time
 
+import pytest
+
 from tests.conftest import queue_counts, send_bodies, wait_until, write_config
+
+pytestmark = pytest.mark.servers
 
 
 def records(daemon) -> list[dict]:

@@ -11,12 +11,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from poller.sqs import send_entry
 from tests.conftest import receive_all
 from tests.integration.test_daemon import run_cli
 from tests.ops.test_dlq_tools import run_dlq, snapshot, summary_of
 
 FAILURE = "poller.failure"
+
+pytestmark = pytest.mark.servers
+FAUXQS_NO_TENANT = pytest.mark.quirk(
+    "fauxqs", "it takes a MessageGroupId on a standard queue but never returns it (no fair queues)"
+)
 
 
 def tenants(messages: list[dict[str, Any]]) -> dict[str, str | None]:
@@ -32,6 +39,7 @@ def test_entries_keep_a_standard_queues_group_and_never_give_it_a_dedup_id():
     assert send_entry("https://q/jobs.fifo", "b")["MessageGroupId"] == "default"
 
 
+@FAUXQS_NO_TENANT
 def test_send_keeps_the_tenant_from_a_jsonl_file_and_group_id(local_sqs, sqs, make_queues, tmp_path):
     # GIVEN a JSONL file with tenants, and one without
     url, _ = make_queues()
@@ -58,6 +66,7 @@ def fair_dead_letters(sqs: Any, dlq: str, source: str, bodies: dict[str, str]) -
         )
 
 
+@FAUXQS_NO_TENANT
 def test_replay_keeps_tenants_and_a_skipped_message_holds_back_nothing(local_sqs, sqs, make_queues):
     # GIVEN a fair queue's DLQ: three messages of tenant-1, one of tenant-2
     url, dlq = make_queues()
@@ -73,6 +82,7 @@ def test_replay_keeps_tenants_and_a_skipped_message_holds_back_nothing(local_sqs
     assert tenants(snapshot(sqs, dlq)) == {"t1-skip": "tenant-1"}
 
 
+@FAUXQS_NO_TENANT
 def test_export_then_replay_from_the_file_keeps_tenants(local_sqs, sqs, make_queues, tmp_path):
     # GIVEN a fair queue's DLQ, exported (and deleted) to a file
     url, dlq = make_queues()

@@ -13,6 +13,8 @@ from tests.conftest import queue_total, receive_all, send_bodies
 from tests.integration.test_daemon import run_cli
 from tests.ops.test_dlq_tools import bodies_on, json_lines, run_dlq, summary_of
 
+pytestmark = pytest.mark.servers
+
 
 def queues_config(directory: Path, local: Any, queues: dict[str, tuple[str, str]], **targets: str) -> Path:
     """A config of one [queues.NAME] table a queue (handler: noop unless `targets` names one)."""
