@@ -265,6 +265,15 @@ class TracingConfig:
     enabled: bool = key(False)
 
 
+@dataclass(frozen=True)
+class ControlConfig:  # operator control: pause, resume, quiet, status (docs/operations.md)
+    socket: str = key("", check=lambda v: "must be an absolute path" if v and v[0] != "/" else None)
+    ssm_parameter: str = key("", doc='SSM parameter the --fleet commands write; "" = none')
+    poll_seconds: int = key(10, low=1, high=3600, doc="how often the fleet's parameter is read")
+    region: str = key("", check=_region)
+    endpoint_url: str = key("", check=_endpoint)
+
+
 SECTIONS: dict[str, type] = {
     "queue": QueueConfig,
     "retry": RetryConfig,
@@ -279,6 +288,7 @@ SECTIONS: dict[str, type] = {
     "flow": FlowConfig,
     "payload": PayloadConfig,
     "tracing": TracingConfig,
+    "control": ControlConfig,
 }
 
 
@@ -322,6 +332,7 @@ class Config:
     flow: FlowConfig = field(default_factory=FlowConfig)
     payload: PayloadConfig = field(default_factory=PayloadConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
     source: str = ""
     queues: tuple[QueueSpec, ...] = ()
 

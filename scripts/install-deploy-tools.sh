@@ -5,6 +5,8 @@
 #   - systemd-journal-remote, to write journal files the exporter's cursor test reads
 #   - python3-seccomp (for Debian's /usr/bin/python3), to run the daemon inside the
 #     unit's system call filter without systemd as PID 1
+#   - tmux, a real terminal for the test of `sqs-poller top`; util-linux's setpriv, to run
+#     the CLI as another user in the test of the control socket's permissions
 #   - checkov, pinned, in its own virtualenv .venv-checkov (it pins boto3 and friends
 #     to versions the daemon's .venv must not get)
 #   - the AWS provider's schema for the lowest and highest provider versions
@@ -24,6 +26,8 @@ command -v systemd-analyze >/dev/null 2>&1 || apt_packages+=(systemd)
 [ -x /lib/systemd/systemd-journal-remote ] || apt_packages+=(systemd-journal-remote)
 command -v npm >/dev/null 2>&1 || apt_packages+=(npm)
 /usr/bin/python3 -c 'import seccomp' >/dev/null 2>&1 || apt_packages+=(python3-seccomp)
+command -v tmux >/dev/null 2>&1 || apt_packages+=(tmux)
+command -v setpriv >/dev/null 2>&1 || apt_packages+=(util-linux)
 if [ "${#apt_packages[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo=sudo

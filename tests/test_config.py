@@ -102,6 +102,7 @@ SAMPLES = {  # keys whose value must have a shape; every other key gets a generi
     "handler.filters": ['{"body": {"kind": ["a"]}}', '{"body": {"kind": [{"prefix": "b"}]}}'],
     "handler.options": {"url": "http://x", "pool": 3},
     "secrets.ttl": 60.0,
+    "control.socket": "/run/sqs-poller-jobs/control.sock",
 }
 
 

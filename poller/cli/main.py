@@ -16,10 +16,17 @@ from poller.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, Polle
 
 
 class LazyGroup(click.Group):
-    """Click's lazily loaded subcommands: `dlq` and `deploy` are imported when used, not on
-    every `run` (whose start-up time is a cold start)."""
+    """Click's lazily loaded subcommands: `dlq`, `deploy` and the operator's (pause, status...)
+    are imported when used, not on every `run` (whose start-up time is a cold start)."""
 
-    LAZY = {"dlq": "poller.cli.dlq:dlq", "deploy": "poller.cli.deploy:deploy"}
+    LAZY = {
+        "dlq": "poller.cli.dlq:dlq",
+        "deploy": "poller.cli.deploy:deploy",
+        **{
+            name: f"poller.cli.control:{name}"
+            for name in ("pause", "resume", "quiet", "unquiet", "status", "top")
+        },
+    }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.LAZY])

@@ -105,6 +105,12 @@ def _families(registry: Any) -> dict[str, Any]:
             "Circuit breaker transitions, by the state entered",
             labelnames=("to", *q),
         ),
+        "queue_paused": Gauge(  # set by the supervisor alone (control.py)
+            "sqs_poller_queue_paused",
+            "1 while an operator paused this queue (sqs-poller pause, or quiet for every queue)",
+            labelnames=q,
+            multiprocess_mode="mostrecent",
+        ),
         "handler_timeouts": Counter(
             "sqs_poller_handler_timeouts", "Handlers that ran past handler.timeout", labelnames=q
         ),
@@ -150,6 +156,7 @@ class Metrics:
         self.breaker_transitions = {to: f["transitions"].labels(to=to, queue=queue) for to in BREAKER_STATES}
         self.handler_timeouts = f["handler_timeouts"].labels(queue=queue)
         self.handlers_stuck = f["handlers_stuck"]
+        self.queue_paused = f["queue_paused"]  # the family: the supervisor sets each queue's
 
     def for_queue(self, queue: str) -> Metrics:
         """Another queue's handles, in the same registry."""

@@ -23,6 +23,7 @@ from poller.daemon.health import wedged, worker_problems
 from poller.daemon.launch import HANDLED_SIGNALS, Launcher
 from poller.daemon.log import configure_logging, get_logger
 from poller.daemon.metrics import Metrics, mark_process_dead, serve_metrics, stop_serving
+from poller.daemon.operator import Operator
 from poller.daemon.readiness import read_readiness
 from poller.daemon.recycle import take_successor_request
 from poller.daemon.systemd import Notifier
@@ -71,6 +72,7 @@ class Supervisor:
         self._last_watchdog = 0.0
         self.lifecycle: Any = None  # set by run() when [lifecycle] enabled or spot
         self.emf: Any = None  # set by run() when [metrics] emf_namespace is set
+        self.operator: Operator | None = None  # set by run()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -109,6 +111,10 @@ class Supervisor:
                     self.stop_workers()
                     return EXIT_FAILURE
             self._start_lifecycle()
+            # pause, resume, quiet and status: the `control` thread (operator.py)
+            config, slots = (lambda: self.config), (lambda: self.slots)  # (a reload replaces both)
+            self.operator = Operator(config, launcher, self.metrics, self.log, self._wake, slots, self.health)
+            self.operator.start()
             while not self._stopping:
                 self._wait(self._tick())
                 self.dispatch_signals()
@@ -123,6 +129,8 @@ class Supervisor:
             self.finish_lifecycle()
             return self._exit_code
         finally:
+            if self.operator is not None:
+                self.operator.stop()
             if server is not None:
                 stop_serving(server)
             for sig, handler in previous.items():
@@ -136,6 +144,9 @@ class Supervisor:
     def request_stop(self) -> None:
         """Stop as on SIGTERM (from another thread, e.g. the demo)."""
         self._signals.append(signal.SIGTERM)
+        self._wake()
+
+    def _wake(self) -> None:
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"\0")
 
@@ -215,13 +226,8 @@ class Supervisor:
             self.retiring.append(old)
             slot.process = None
             self._spawn(slot)
-            self.log.info(
-                "worker_replacing",
-                worker=slot.index,
-                pid=old.process.pid,
-                successor=slot.process.pid,
-                reason=why,
-            )
+            replacing = {"worker": slot.index, "pid": old.process.pid, "successor": slot.process.pid}
+            self.log.info("worker_replacing", **replacing, reason=why)
 
     def _take_successor_request(self, pid: int) -> str:
         return take_successor_request(pid, self.run_dir)
@@ -342,9 +348,10 @@ class Supervisor:
             return False, "; ".join(problems)
         flows, named = self.launcher.flows.items(), len(self.launcher.flows) > 1
         paused = [f"{name}: {why}" if named else why for name, state in flows if (why := state.describe())]
+        held = self.operator.describe() if self.operator is not None else ""  # (by an operator)
         if paused:  # paused is healthy: the workers beat while they wait
-            return True, "paused: " + "; ".join(paused)
-        return True, f"ok: {len(self.slots)} workers polling"
+            return True, "; ".join(filter(None, ["paused: " + "; ".join(paused), held]))
+        return True, "; ".join(filter(None, [f"ok: {len(self.slots)} workers polling", held]))
 
     def readiness(self) -> tuple[bool, str]:
         """Live, and every worker's receives succeed (see readiness.py)."""

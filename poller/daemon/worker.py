@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from poller.config import Config
+from poller.daemon.control import ControlView
 from poller.daemon.crashes import Isolation, RunningRecord
 from poller.daemon.execute import EventLoop, Threads, tasks
 from poller.daemon.inflight import Held, InFlight, Running
@@ -24,6 +25,7 @@ from poller.daemon.log import get_logger
 from poller.daemon.loops import dead_threads
 from poller.daemon.metrics import Metrics, observe_all
 from poller.daemon.recycle import Recycle, request_successor
+from poller.daemon.rundir import run_dir
 from poller.daemon.timer import Timer
 from poller.errors import EXIT_FAILURE, EXIT_OK
 from poller.handlers.load import LoadedHandler
@@ -111,6 +113,7 @@ class Worker:
         )
         self._record_running = lambda: record.write(self.isolation.running(self.held.snapshot()))
         self.recycle = Recycle(cfg.workers.max_messages, cfg.workers.max_memory_mb, cfg.queue.batch_size)
+        self.control = ControlView(run_dir())  # operator control: pause, quiet (control.py)
         self._threads = [*self.timer.threads]
         for executor in self._executors:
             executor.start()
@@ -178,8 +181,10 @@ class Worker:
     def loop(self) -> None:
         """One turn: hold what receives brought, wait for free slots, start receives for them."""
         self._notice_stop()
+        self.control.refresh()  # an operator's pause or quiet (control.py): a look twice a second
         for lane in self.lanes:  # replies back are held before any pause or stop
             self._take(lane, *lane.receiver.collect())
+        self._release_paused()
         if self.stopping:
             return
         if self.isolation.waiting and not self._out():  # crash suspects: one at a time, alone
@@ -214,8 +219,9 @@ class Worker:
         if not raw:
             return
         held = lane.settler.screen(self._hold(lane, raw, sent_at), self.isolation.add)
-        if self.stopping or self._signalled:  # the reply came after the signal: these never start
+        if self.stopping or self._signalled or not self.control.receiving(lane.spec.name):  # never start
             lane.house.release(held)
+            lane.flow_step.released([e.message.receipt_handle for e in held])  # (a probe among them)
         elif lane.per_call:
             lane.batches.add(held)
         else:
@@ -271,7 +277,7 @@ class Worker:
                     or any(lane.receiver.replied() for lane in self.lanes)
                 ):
                     return []
-                if any(lane.batches and lane.batches.due() for lane in self.lanes):
+                if any(lane.batches and lane.batches.due() for lane in self.lanes) or self.control.refresh():
                     return []
                 reserved = sum(lane.receiver.reserved for lane in self.lanes)
                 free = self._slots - self.held.busy() - reserved
@@ -306,12 +312,21 @@ class Worker:
         demands = [
             lane.demand(self.held.count_of(lane.url), len(self.lanes) == 1)
             for lane in self.lanes
-            if now >= lane.receiver.ready_at and now >= lane.gate_until
+            if now >= lane.receiver.ready_at
+            and now >= lane.gate_until
+            and self.control.receiving(lane.spec.name)
         ]
         return plan(demands, free, probe) if demands else []
 
     def _round_trip(self) -> float:
         return max(lane.receiver.round_trip for lane in self.lanes)
+
+    def _release_paused(self) -> None:
+        """A queue an operator paused (control.py) starts no receive (`_plan`), and what it holds
+        unstarted (a batch being gathered) goes back now; running handlers finish."""
+        for lane in self.lanes:
+            if lane.batches and not self.control.receiving(lane.spec.name):
+                lane.house.release(lane.batches.take_all())
 
     # --- stuck handlers (the timer) and dead threads ------------------------------------------
 

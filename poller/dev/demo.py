@@ -81,6 +81,7 @@ def run_demo(messages: int = 300, processes: int = 2) -> int:
     from poller.daemon.log import configure_logging
     from poller.daemon.metrics import ENV_DIR, render_metrics
     from poller.daemon.supervisor import Supervisor
+    from poller.dev.demoview import DemoView, logs_to_file
     from poller.dev.localsqs import LocalSqs, create_queue_pair, free_port
     from poller.ops.send import send_messages
     from poller.output import emit_note, emit_table, is_terminal
@@ -109,7 +110,8 @@ def run_demo(messages: int = 300, processes: int = 2) -> int:
                 "workers": {"processes": processes, "concurrency": 10, "shutdown_grace": 10},
                 "handler": {"target": "poller.dev.demo:handle", "timeout": 30},
                 "metrics": {"listen": f"127.0.0.1:{free_port()}"},
-                "logging": {"level": "info", "format": "console" if is_terminal() else "json"},
+                "logging": {"level": "info", "format": "json"},  # to the log file (demoview.py)
+                "control": {"socket": os.path.join(metrics_dir, "control.sock")},
                 "crypto": crypto,
                 "flow": {"max_per_second": DEMO_RATE, "breaker_cooldown": DEMO_COOLDOWN},
             },
@@ -125,6 +127,7 @@ def run_demo(messages: int = 300, processes: int = 2) -> int:
             f"metrics on http://{config.metrics.listen}/metrics"
         )
         supervisor = Supervisor(config)
+        log_path = os.path.join(tempfile.gettempdir(), f"sqs-poller-demo-{os.getpid()}.log")
         outage: dict[str, float] = {}
         flag = os.path.join(metrics_dir, "legacy-system-down")
         os.environ[OUTAGE_ENV] = flag  # the workers, spawned after this, see the same file
@@ -133,7 +136,15 @@ def run_demo(messages: int = 300, processes: int = 2) -> int:
         watcher.start()
         args = (metrics_dir, flag, supervisor.flow, max(1, messages // 3), outage)
         threading.Thread(target=_take_legacy_down, args=args, daemon=True).start()
-        code = supervisor.run()
+        live = is_terminal()  # (asked before stdout goes to the log file)
+        with logs_to_file(log_path) as screen:
+            note = f"the demo stops once its traffic settles; the daemon's logs: {log_path}"
+            view = DemoView(config.control.socket, screen, live, note)
+            view.start()
+            try:
+                code = supervisor.run()
+            finally:
+                view.stop()
         elapsed = time.monotonic() - started
         totals = _totals(render_metrics(metrics_dir).decode())
         dead = _receive_all(client, dlq_url)
@@ -169,8 +180,10 @@ def run_demo(messages: int = 300, processes: int = 2) -> int:
             ("message_id", "type", "error"),
             [_why(m) for m in samples],
         )
+    emit_note(f"The daemon's logs (one JSON object a line): {log_path}")
     emit_note(
-        "Next: in a deployment, inspect and replay the DLQ with "
+        "Next: in a deployment, watch a host with `sqs-poller top`, pause a queue with "
+        "`sqs-poller pause NAME`; inspect and replay the DLQ with "
         "`sqs-poller dlq stats --sample 100` and `sqs-poller dlq peek -n 5` (--config PATH)."
     )
     lost = sent - int(totals.get("deleted", 0)) - dlq_depth

@@ -280,6 +280,12 @@ class FlowStep:
         if isinstance(error, Unavailable) and not self.state.closed:
             error.retry_after = max(error.retry_after or 0.0, min(43200.0, self._time_left() + 1))
 
+    def released(self, handles: list[str]) -> None:
+        """Messages sent back unstarted (an operator's pause): if the probe is one, another
+        worker may probe at once instead of after the probe's timeout."""
+        if self.probe and self.probe in handles:
+            self._finish_probe("inconclusive", None)
+
     def close(self) -> None:
         if self.probe is not None:  # stopping with the probe unreported: let another worker probe
             self._finish_probe("inconclusive", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tests.integration.test_daemon import run_cli
 
@@ -27,6 +28,16 @@ def test_demo_settles_and_accounts_for_every_message():
     assert summary["dead-lettered by the outage"] == 0
     why = [r for r in rows if r.get("table") == "dead-lettered: why (poller.failure)"]
     assert why and all(r["error"] for r in why)
+    # AND while the traffic ran it printed progress lines, not the daemon's logs
+    progress = [r for r in rows if r.get("demo") == "progress"]
+    assert progress and max(r["handled"] for r in progress) > 0 and "breaker" in progress[0]
+    assert not any("event" in r for r in rows)
+    # AND it named the file the daemon's logs went to
+    (note,) = [r["note"] for r in rows if "daemon's logs" in r.get("note", "")]
+    log = Path(note.rsplit(" ", 1)[1])
+    events = {json.loads(line).get("event") for line in log.read_text().splitlines() if line.startswith("{")}
+    assert {"supervisor_started", "worker_started", "supervisor_stopped"} <= events
+    log.unlink()
 
 
 def test_lambda_demo_runs_the_unchanged_powertools_function():

@@ -147,6 +147,24 @@ def test_a_probe_that_found_no_message_or_never_reported_passes_to_another_worke
     assert state.admit(10, clock() + 91) == (1, True)
 
 
+def test_a_probe_released_unstarted_by_a_pause_passes_to_another_worker_at_once():
+    # GIVEN a worker that took the probe and received its message
+    clock, state = Clock(), FlowState(FlowConfig(breaker_min_messages=1), probe_timeout=600)
+    open_breaker(state, clock)
+    clock.sleep(30)
+    first, _ = step(state, clock)
+    assert first.admit(10) == (1, 0.0)
+    first.received([{"ReceiptHandle": "probe-handle"}])
+    assert state.admit(10, clock()) == (0, False)
+    # WHEN other messages go back unstarted THEN the probe is still its own
+    first.released(["other-handle"])
+    assert state.admit(10, clock()) == (0, False)
+    # WHEN the probe's message goes back unstarted (an operator paused the queue) THEN another
+    # worker may probe at once, not after the probe's 600 s timeout
+    first.released(["probe-handle", "other-handle"])
+    assert state.admit(10, clock()) == (1, True)
+
+
 def test_the_step_runs_the_probe_and_sends_back_held_messages_with_the_time_left():
     clock, state = Clock(), flow()
     worker, seen = step(state, clock)
