@@ -348,3 +348,30 @@ class EventLoop:
         if error is None:  # settles without a thread hop: a delete only joins the next batch
             return calls.conclude(entry, None)
         return await self._blocking(calls.conclude, entry, error)
+
+
+def assign_executors(
+    lanes: Sequence[Any],
+    slots: int,
+    stopping: Callable[[], bool],
+    log: Any,
+    count_error: Callable[[str], None],
+) -> list[Any]:
+    """Each queue's executor (set as `lane.executor`), and the distinct ones: handler threads
+    shared by the queues (the lambda style: one thread a queue, its calls one at a time, as in a
+    Lambda execution environment); one event loop for async handlers. Handler times are written
+    in bulk as threads go idle."""
+    shared = loop = None
+    run = lambda item: item[0].run_task(item[1], stopping)  # noqa: E731
+    flush = lambda: [lane.calls.flush_timings() for lane in lanes]  # noqa: E731
+    executors: list[Any] = []
+    for lane in lanes:
+        if lane.runner.is_async:
+            loop = lane.executor = loop or EventLoop(slots, stopping)
+        elif lane.runner.exclusive:
+            lane.executor = Threads(1, run, log, count_error, f"handler-{lane.index}-", flush)
+        else:
+            shared = lane.executor = shared or Threads(slots, run, log, count_error, idle=flush)
+        if lane.executor not in executors:
+            executors.append(lane.executor)
+    return executors

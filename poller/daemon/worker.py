@@ -18,7 +18,7 @@ from typing import Any
 from poller.config import Config
 from poller.daemon.control import ControlView
 from poller.daemon.crashes import Isolation, RunningRecord
-from poller.daemon.execute import EventLoop, Threads, tasks
+from poller.daemon.execute import EventLoop, Threads, assign_executors, tasks
 from poller.daemon.inflight import Held, InFlight, Running
 from poller.daemon.lanes import IDLE, Lane, build_lane, lane_config, plan
 from poller.daemon.log import get_logger
@@ -106,7 +106,9 @@ class Worker:
             log=self.log,
             count_error=count_error,
         )
-        self._build_executors(count_error)
+        self._executors = assign_executors(
+            self.lanes, self._slots, lambda: self.stopping, self.log, count_error
+        )
         record = RunningRecord()  # what a crash of this process would be attributed to
         self.isolation = Isolation(
             self.held, lambda entries: self._submit(self._lane(entries[0]), entries), self._release, record
@@ -133,25 +135,6 @@ class Worker:
                 pipeline=lane.pipeline.names,
                 pid=os.getpid(),
             )
-
-    def _build_executors(self, count_error: Any) -> None:
-        """Handler threads shared by the queues (the lambda style: one thread a queue, its calls one
-        at a time, as in a Lambda execution environment); one event loop for async handlers."""
-        shared = loop = None
-        run = lambda item: item[0].run_task(item[1], lambda: self.stopping)  # noqa: E731
-        flush = lambda: [lane.calls.flush_timings() for lane in self.lanes]  # noqa: E731
-        self._executors: list[Any] = []  # (handler times are written in bulk as threads go idle)
-        for lane in self.lanes:
-            if lane.runner.is_async:
-                loop = lane.executor = loop or EventLoop(self._slots, lambda: self.stopping)
-            elif lane.runner.exclusive:
-                lane.executor = Threads(1, run, self.log, count_error, f"handler-{lane.index}-", flush)
-            else:
-                shared = lane.executor = shared or Threads(
-                    self._slots, run, self.log, count_error, idle=flush
-                )
-            if lane.executor not in self._executors:
-                self._executors.append(lane.executor)
 
     def run(self) -> int:
         while not self.stopping:
