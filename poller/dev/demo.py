@@ -1,9 +1,11 @@
 """`sqs-poller demo`: the daemon on an embedded local SQS endpoint with sample traffic.
 
-Also the demo's handler (`poller.dev.demo:handle`): most messages succeed, some fail twice then
-succeed, some ask to be retried later, some are poison, some always fail. Once a third of the
-messages are handled, the sample legacy system goes down for OUTAGE_SECONDS: the handler raises
-`Unavailable`, the circuit breaker pauses polling, and nothing is dead-lettered for it.
+Three queues, one daemon: `mailbox` (the demo's handler `poller.dev.demo:handle`: most messages
+succeed, some fail twice then succeed, some ask to be retried later, some are poison, some always
+fail), `billing` at a higher priority and `audit` at a lower one, each with its own handler and
+DLQ. Once a third of the mailbox messages are handled, the mailbox's legacy system goes down for
+OUTAGE_SECONDS: its handler raises `Unavailable`, the mailbox queue's breaker pauses that queue
+only (billing and audit go on), and nothing is dead-lettered for it.
 """
 
 from __future__ import annotations
@@ -57,6 +59,25 @@ def handle(message: Message) -> None:
         raise ValueError("transform failed: quota_mb is not a number")
 
 
+def bill(message: Message) -> None:
+    """The billing queue's handler: a quick call; one invoice in ten is retried once."""
+    time.sleep(random.uniform(0.002, 0.01))
+    if message.json().get("invoice", 0) % 10 == 3 and message.receive_count == 1:
+        raise Retry(delay=1, reason="billing system asked us to come back in a second")
+
+
+def audit(message: Message) -> None:
+    """The audit queue's handler: low priority, slow, never fails."""
+    time.sleep(random.uniform(0.02, 0.05))
+
+
+QUEUES = (  # name, priority, handler, messages per mailbox message
+    ("mailbox", 0, "poller.dev.demo:handle", 1.0),
+    ("billing", 5, "poller.dev.demo:bill", 0.25),
+    ("audit", -1, "poller.dev.demo:audit", 0.25),
+)
+
+
 def sample_records(count: int, encryptor: Any, seed: int = 7) -> list[dict[str, Any]]:
     """Envelope-encrypted requests, as an API would enqueue them; a few tampered with on the way."""
     rng = random.Random(seed)
@@ -94,26 +115,35 @@ def run_demo(messages: int = 300, processes: int = 2) -> int:
     crypto = {"enabled": True, "provider": "local", "keyring_path": keyring}
     with LocalSqs() as local:
         client = local.client()
-        url, dlq_url = create_queue_pair(client, "demo-jobs", max_receive_count=10, visibility=10)
+        pairs = {
+            name: create_queue_pair(client, f"demo-{name}", max_receive_count=10, visibility=10)
+            for name, *_ in QUEUES
+        }
+        url, dlq_url = pairs["mailbox"]
+        tables = {}
+        for name, priority, target, _ in QUEUES:
+            queue_url, queue_dlq = pairs[name]
+            tables[name] = {
+                "url": queue_url,
+                "dlq_url": queue_dlq,
+                "priority": priority,
+                "endpoint_url": local.endpoint_url,
+                "region": "us-east-1",
+                "wait_time_seconds": 1,
+                "visibility_timeout": 10,
+                "max_receives": 4,
+                "handler": {"target": target, "timeout": 30},
+            }
+        tables["mailbox"]["flow"] = {"max_per_second": DEMO_RATE, "breaker_cooldown": DEMO_COOLDOWN}
         config = build_config(
             {
-                "queue": {
-                    "url": url,
-                    "dlq_url": dlq_url,
-                    "endpoint_url": local.endpoint_url,
-                    "region": "us-east-1",
-                    "wait_time_seconds": 1,
-                    "visibility_timeout": 10,
-                    "max_receives": 4,
-                },
+                "queues": tables,
                 "retry": {"backoff_base": 0.5, "backoff_max": 4},
                 "workers": {"processes": processes, "concurrency": 10, "shutdown_grace": 10},
-                "handler": {"target": "poller.dev.demo:handle", "timeout": 30},
                 "metrics": {"listen": f"127.0.0.1:{free_port()}"},
                 "logging": {"level": "info", "format": "json"},  # to the log file (demoview.py)
                 "control": {"socket": os.path.join(metrics_dir, "control.sock")},
                 "crypto": crypto,
-                "flow": {"max_per_second": DEMO_RATE, "breaker_cooldown": DEMO_COOLDOWN},
             },
             env={},
             source="(demo)",
@@ -122,8 +152,16 @@ def run_demo(messages: int = 300, processes: int = 2) -> int:
         sqs = Sqs(client)
         encryptor = build_encryptor(CryptoConfig(**crypto))
         sent, failed = send_messages(sqs, url, sample_records(messages, encryptor))
+        sent_to = {"mailbox": sent}
+        for name, _, _, share in QUEUES[1:]:
+            records = [
+                {"body": json.dumps({"invoice": n, "queue": name})} for n in range(int(messages * share))
+            ]
+            sent_to[name], more_failed = send_messages(sqs, pairs[name][0], records)
+            failed = [*failed, *more_failed]
         emit_note(
-            f"demo: sent {sent} encrypted messages to {url} on {local.endpoint_url}; "
+            f"demo: sent {sent} encrypted messages to the mailbox queue, {sent_to['billing']} to billing "
+            f"(a higher priority) and {sent_to['audit']} to audit (a lower one) on {local.endpoint_url}; "
             f"metrics on http://{config.metrics.listen}/metrics"
         )
         supervisor = Supervisor(config)
@@ -132,7 +170,8 @@ def run_demo(messages: int = 300, processes: int = 2) -> int:
         flag = os.path.join(metrics_dir, "legacy-system-down")
         os.environ[OUTAGE_ENV] = flag  # the workers, spawned after this, see the same file
         started = time.monotonic()
-        watcher = threading.Thread(target=_stop_when_settled, args=(sqs, url, supervisor), daemon=True)
+        urls = [queue_url for queue_url, _ in pairs.values()]
+        watcher = threading.Thread(target=_stop_when_settled, args=(sqs, urls, supervisor), daemon=True)
         watcher.start()
         args = (metrics_dir, flag, supervisor.flow, max(1, messages // 3), outage)
         threading.Thread(target=_take_legacy_down, args=args, daemon=True).start()
@@ -146,8 +185,19 @@ def run_demo(messages: int = 300, processes: int = 2) -> int:
             finally:
                 view.stop()
         elapsed = time.monotonic() - started
-        totals = _totals(render_metrics(metrics_dir).decode())
+        page = render_metrics(metrics_dir).decode()
+        totals = _totals(page, "mailbox")
         dead = _receive_all(client, dlq_url)
+        per_queue = [
+            (
+                name,
+                priority,
+                sent_to[name],
+                *_outcomes(_totals(page, name)),
+                len(_receive_all(client, pairs[name][1])),
+            )
+            for name, priority, _, _ in QUEUES[1:]
+        ]
     shutil.rmtree(metrics_dir, ignore_errors=True)
     os.environ.pop(ENV_DIR, None)
     os.environ.pop(OUTAGE_ENV, None)
@@ -174,6 +224,12 @@ def run_demo(messages: int = 300, processes: int = 2) -> int:
             ("SQS requests per message", f"{requests / max(sent, 1):.2f}"),
         ],
     )
+    mailbox = ("mailbox", 0, sent, *_outcomes(totals), dlq_depth)
+    emit_table(
+        "queues (one daemon)",
+        ("queue", "priority", "sent", "handled", "retries", "dead-lettered", "in its DLQ"),
+        [mailbox, *per_queue],
+    )
     if samples:
         emit_table(
             "dead-lettered: why (poller.failure)",
@@ -187,14 +243,15 @@ def run_demo(messages: int = 300, processes: int = 2) -> int:
         "`sqs-poller dlq stats --sample 100` and `sqs-poller dlq peek -n 5` (--config PATH)."
     )
     lost = sent - int(totals.get("deleted", 0)) - dlq_depth
+    lost += sum(row[2] - row[3] - row[6] for row in per_queue)
     if failed or lost or code or by_outage:
         emit_note(f"demo problem: send failures {len(failed)}, unaccounted {lost}, exit {code}")
         return code or 1
     return 0
 
 
-def _stop_when_settled(sqs: Any, url: str, supervisor: Any, deadline: float = 300) -> None:
-    """Stop the daemon once the queue has held nothing (visible, in flight, delayed) twice."""
+def _stop_when_settled(sqs: Any, urls: list[str], supervisor: Any, deadline: float = 300) -> None:
+    """Stop the daemon once the queues have held nothing (visible, in flight, delayed) twice."""
     names = (
         "ApproximateNumberOfMessages",
         "ApproximateNumberOfMessagesNotVisible",
@@ -206,10 +263,10 @@ def _stop_when_settled(sqs: Any, url: str, supervisor: Any, deadline: float = 30
     while time.monotonic() < until:
         time.sleep(0.5)
         try:
-            attributes = sqs.attributes(url, names)
+            held = sum(int(a.get(n, 0)) for a in (sqs.attributes(u, names) for u in urls) for n in names)
         except Exception:
             continue
-        quiet = quiet + 1 if sum(int(attributes.get(n, 0)) for n in names) == 0 else 0
+        quiet = quiet + 1 if held == 0 else 0
         if quiet >= 2:
             break
     supervisor.request_stop()
@@ -224,7 +281,7 @@ def _take_legacy_down(
 
     until = time.monotonic() + deadline
     while time.monotonic() < until:
-        if _totals(render_metrics(metrics_dir).decode()).get("deleted", 0) >= after:
+        if _totals(render_metrics(metrics_dir).decode(), "mailbox").get("deleted", 0) >= after:
             break
         time.sleep(0.2)
     open(flag, "w").close()
@@ -253,19 +310,28 @@ def _receive_all(client: Any, url: str) -> list[dict[str, Any]]:
     return out
 
 
-def _totals(text: str) -> dict[str, float]:
-    """Every queue's outcomes, breaker openings and SQS requests, from a /metrics page."""
+def _totals(text: str, queue: str | None = None) -> dict[str, float]:
+    """One queue's outcomes, breaker openings and SQS requests (every queue's with `queue`
+    None), from a /metrics page."""
     from poller.daemon.metrics import metric_values
 
     totals: dict[str, float] = {}
+    mine = f'queue="{queue}"' if queue else "queue="
     for key, value in metric_values(text).items():
-        if key.startswith('sqs_poller_messages_total{outcome="') and key.count("=") == 1:
-            totals[key.split('"')[1]] = value
-        elif key == 'sqs_poller_breaker_transitions_total{to="open"}':
-            totals["breaker_opened"] = value
-        elif key.startswith("sqs_poller_sqs_requests_total{") and "queue=" in key:
+        if mine not in key:
+            continue
+        if key.startswith('sqs_poller_messages_total{outcome="'):
+            totals[key.split('"')[1]] = totals.get(key.split('"')[1], 0) + value
+        elif key.startswith("sqs_poller_breaker_transitions_total{") and 'to="open"' in key:
+            totals["breaker_opened"] = totals.get("breaker_opened", 0) + value
+        elif key.startswith("sqs_poller_sqs_requests_total{"):
             totals["requests"] = totals.get("requests", 0) + value
     return totals
+
+
+def _outcomes(totals: dict[str, float]) -> tuple[int, int, int]:
+    """(handled, retries, dead-lettered)."""
+    return tuple(int(totals.get(k, 0)) for k in ("deleted", "retried", "dead_lettered"))  # type: ignore[return-value]
 
 
 def _why(message: dict[str, Any]) -> tuple[str, str, str]:

@@ -93,7 +93,7 @@ def run_lambda_demo(messages: int = 200, processes: int = 2) -> int:
         emit_note(f"demo --lambda: sent {sent} orders; running {EXAMPLE} unchanged (style lambda)")
         supervisor = Supervisor(config)
         started = time.monotonic()
-        watcher = threading.Thread(target=_stop_when_settled, args=(sqs, url, supervisor), daemon=True)
+        watcher = threading.Thread(target=_stop_when_settled, args=(sqs, [url], supervisor), daemon=True)
         watcher.start()
         code = supervisor.run()
         elapsed = time.monotonic() - started

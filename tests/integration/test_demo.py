@@ -26,6 +26,12 @@ def test_demo_settles_and_accounts_for_every_message():
     assert summary["circuit breaker openings"] >= 1
     assert float(summary["polling paused (seconds)"]) >= 10
     assert summary["dead-lettered by the outage"] == 0
+    # AND one daemon served three queues, each accounted for (billing and audit kept going)
+    queues = {r["queue"]: r for r in rows if r.get("table") == "queues (one daemon)"}
+    assert set(queues) == {"mailbox", "billing", "audit"}
+    assert queues["billing"]["priority"] > queues["mailbox"]["priority"] > queues["audit"]["priority"]
+    for row in queues.values():
+        assert row["handled"] + row["in its DLQ"] == row["sent"] > 0
     why = [r for r in rows if r.get("table") == "dead-lettered: why (poller.failure)"]
     assert why and all(r["error"] for r in why)
     # AND while the traffic ran it printed progress lines, not the daemon's logs
