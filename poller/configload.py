@@ -12,7 +12,8 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-from poller.config import SECTIONS, Config, cross_check
+from poller.config import SECTIONS, Config
+from poller.configcheck import cross_check
 from poller.configkeys import ENV_PREFIX, SCHEMA, Key, env_name, parse_env, schema_keys, section_values
 from poller.configqueues import QUEUES_ENV, apply_queue_env, build_queue_specs, read_queue_tables
 from poller.errors import ConfigError

@@ -3,7 +3,7 @@ worker's main thread writes at least once a second, whatever its receives and ha
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from poller.timeouts import BEAT_STALE, UNRESPONSIVE_AFTER
@@ -34,3 +34,14 @@ def wedged(slots: Iterable[Any], now: float) -> list[tuple[Any, float]]:
         if now - beat.value > UNRESPONSIVE_AFTER:
             out.append((slot, now - beat.value))
     return out
+
+
+def healthy_detail(flows: Mapping[str, Any], held: str, workers: int) -> str:
+    """STATUS= and /healthz's text while healthy: which queues' breakers pause them (paused is
+    healthy: the workers beat while they wait), and what an operator holds (`held`)."""
+    named = len(flows) > 1
+    paused = [
+        f"{name}: {why}" if named else why for name, state in flows.items() if (why := state.describe())
+    ]
+    first = "paused: " + "; ".join(paused) if paused else f"ok: {workers} workers polling"
+    return "; ".join(filter(None, [first, held]))

@@ -19,7 +19,7 @@ from typing import Any
 from poller.config import Config
 from poller.configload import load_config
 from poller.daemon.crashes import record_crash
-from poller.daemon.health import wedged, worker_problems
+from poller.daemon.health import healthy_detail, wedged, worker_problems
 from poller.daemon.launch import HANDLED_SIGNALS, Launcher
 from poller.daemon.log import configure_logging, get_logger
 from poller.daemon.metrics import Metrics, mark_process_dead, serve_metrics, stop_serving
@@ -220,7 +220,7 @@ class Supervisor:
         for slot in self.slots:
             if slot.process is None or slot.process.exitcode is not None:
                 continue
-            if not (why := self._take_successor_request(slot.process.pid)):
+            if not (why := take_successor_request(slot.process.pid, self.run_dir)):
                 continue
             old = WorkerSlot(slot.index, slot.config, slot.process, slot.beat, slot.started_at, retiring=True)
             self.retiring.append(old)
@@ -229,13 +229,9 @@ class Supervisor:
             replacing = {"worker": slot.index, "pid": old.process.pid, "successor": slot.process.pid}
             self.log.info("worker_replacing", **replacing, reason=why)
 
-    def _take_successor_request(self, pid: int) -> str:
-        return take_successor_request(pid, self.run_dir)
-
     def murder_workers(self) -> None:
-        """A worker whose main thread has not beaten for UNRESPONSIVE_AFTER is wedged: killed,
-        and restarted as any dead worker is, so one wedged process never costs the unit its
-        watchdog (as gunicorn's arbiter does)."""
+        """A wedged worker (no beat for UNRESPONSIVE_AFTER) is killed and restarts as any dead one
+        does, so it never costs the unit its watchdog (gunicorn's arbiter does the same)."""
         for slot, silent in wedged(self.slots, time.time()):
             self.log.error(
                 "worker_unresponsive", worker=slot.index, pid=slot.process.pid, silent_for=round(silent, 1),
@@ -277,7 +273,7 @@ class Supervisor:
             self._forget_process(slot)
             if self._stopping:
                 continue
-            if code == 0 and (why := self._take_successor_request(pid)):  # before we saw it ask
+            if code == 0 and (why := take_successor_request(pid, self.run_dir)):  # before we saw it ask
                 self.log.info("worker_replacing", worker=slot.index, pid=pid, reason=why)
                 continue
             if not booted and code in (EXIT_HANDLER, EXIT_CONFIG):
@@ -346,12 +342,8 @@ class Supervisor:
         problems = worker_problems(self.slots, self.retiring, time.time())
         if problems:
             return False, "; ".join(problems)
-        flows, named = self.launcher.flows.items(), len(self.launcher.flows) > 1
-        paused = [f"{name}: {why}" if named else why for name, state in flows if (why := state.describe())]
         held = self.operator.describe() if self.operator is not None else ""  # (by an operator)
-        if paused:  # paused is healthy: the workers beat while they wait
-            return True, "; ".join(filter(None, ["paused: " + "; ".join(paused), held]))
-        return True, "; ".join(filter(None, [f"ok: {len(self.slots)} workers polling", held]))
+        return True, healthy_detail(self.launcher.flows, held, len(self.slots))
 
     def readiness(self) -> tuple[bool, str]:
         """Live, and every worker's receives succeed (see readiness.py)."""
