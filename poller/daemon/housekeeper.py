@@ -70,6 +70,11 @@ class Housekeeper:
         self._wake.set()
         self.thread.join(timeout=30)
 
+    def release_later(self, entries: list[InFlight], seconds: int = 0) -> None:
+        """`release`, by this thread: for a thread that must not wait on SQS (the main thread)."""
+        if entries:
+            self.submit(lambda: self.release(entries, seconds))
+
     def submit(self, work: Callable[[], Any]) -> None:
         """Settlement work for this thread (a timed-out message's retry or DLQ move)."""
         self._work.put(work)

@@ -224,19 +224,25 @@ class Settler:
                     retry = self.config.retry
                     delay = backoff_seconds(message.receive_count, retry.backoff_base, retry.backoff_max)
                     reason = "left to the queue's redrive policy: the DLQ cannot take it"
-                    self.execute(entry, Decision(RETRY, "retried", delay, reason, TooLargeForDlq.__name__))
+                    self._settle_later(
+                        entry, Decision(RETRY, "retried", delay, reason, TooLargeForDlq.__name__)
+                    )
                 continue
             hows = crashes(message.message_id) if crashed else []
             if not hows:
                 run.append(entry)
             elif len(hows) >= 2:  # the second crash was alone: this message is the one
                 if entry.claim():
-                    self.execute(
-                        entry, Decision(DEAD_LETTER, "dead_lettered", 0, crash_reason(hows), "WorkerCrash")
-                    )
+                    why = crash_reason(hows)
+                    self._settle_later(entry, Decision(DEAD_LETTER, "dead_lettered", 0, why, "WorkerCrash"))
             else:
                 isolate(entry)
         return run
+
+    def _settle_later(self, entry: InFlight, decision: Decision) -> None:
+        """Screening runs on the worker's main thread, which never waits on SQS: the housekeeper
+        carries the decision out."""
+        self.house.submit(lambda: self.execute(entry, decision))
 
     def _dead_letter(self, entry: InFlight, decision: Decision) -> bool:
         message = entry.message

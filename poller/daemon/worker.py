@@ -203,7 +203,7 @@ class Worker:
             return
         held = lane.settler.screen(self._hold(lane, raw, sent_at), self.isolation.add)
         if self.stopping or self._signalled or not self.control.receiving(lane.spec.name):  # never start
-            lane.house.release(held)
+            lane.house.release_later(held)
             lane.flow_step.released([e.message.receipt_handle for e in held])  # (a probe among them)
         elif lane.per_call:
             lane.batches.add(held)
@@ -309,7 +309,7 @@ class Worker:
         unstarted (a batch being gathered) goes back now; running handlers finish."""
         for lane in self.lanes:
             if lane.batches and not self.control.receiving(lane.spec.name):
-                lane.house.release(lane.batches.take_all())
+                lane.house.release_later(lane.batches.take_all())
 
     # --- stuck handlers (the timer) and dead threads ------------------------------------------
 
