@@ -143,12 +143,20 @@ def test_sigkill_of_a_random_worker_every_few_seconds_loses_nothing(
     sender.finish()
     drain(sqs, url)
 
-    # THEN every message finished; the killed workers' messages came back and ran again
-    result = tally(1000, daemon.handled(), receive_all(sqs, dlq))
+    # THEN every message finished; the killed workers' messages came back and ran again. A
+    # message a worker held at two of the kills is dead-lettered as a crash suspect, as the
+    # crash policy says (README: "crashed its worker ... twice"), with the crash named. The
+    # drill's kills are random, so that is rare but allowed; nothing else may go there
+    moved = receive_all(sqs, dlq)
+    result = tally(1000, daemon.handled(), moved)
     result.seconds = time.monotonic() - started
     report(capsys, f"SIGKILL of a worker every 2 s (x{kills})", result)
     assert kills >= 2
-    assert result.lost == 0 and result.in_dlq == 0 and result.handled == 1000
+    assert result.lost == 0 and result.handled + result.in_dlq >= 1000
+    for message in moved:
+        failure = json.loads(message["MessageAttributes"]["poller.failure"]["StringValue"])
+        assert "crashed its worker" in failure["error"] and "SIGKILL" in failure["error"], failure
+    assert result.in_dlq <= 2
     assert daemon.stop() == 0
 
 
