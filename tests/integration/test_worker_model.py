@@ -175,14 +175,15 @@ def test_a_second_sigterm_or_sigint_during_a_stop_never_deadlocks(
 def test_a_second_sigint_forces_the_stop_and_releases_the_running_message(
     local_sqs, sqs, make_queues, tmp_path, daemon_factory
 ):
-    # GIVEN a daemon running a 30 s handler
+    # GIVEN a daemon running a 30 s handler in its one slot (so no long poll is out: a poll the
+    # stop abandoned could take the released message on the server's side, and hide it)
     url, dlq = make_queues()
     config = write_config(
         tmp_path,
         local_sqs,
         url,
         dlq,
-        workers={"processes": 1, "shutdown_grace": 60},
+        workers={"processes": 1, "concurrency": 1, "shutdown_grace": 60},
         handler={"target": "tests.sample_handlers:slow"},
     )
     daemon = daemon_factory(config)
