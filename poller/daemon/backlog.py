@@ -33,14 +33,25 @@ VISIBLE = "ApproximateNumberOfMessages"
 class QueueDepths:
     """Each queue's visible messages now: {name: count}, or None when any request failed."""
 
-    def __init__(self, queues: Mapping[str, tuple[Any, str]], log: Any):
-        """`queues`: name -> (an Sqs of that queue's region and endpoint, its URL)."""
-        self.queues = dict(queues)
+    def __init__(
+        self,
+        queues: Mapping[str, tuple[Any, str]] | Callable[[], Mapping[str, tuple[Any, str]]],
+        log: Any,
+    ):
+        """`queues`: name -> (an Sqs of that queue's region and endpoint, its URL), or what makes
+        them, called on the first sample (on the `scaling` thread: no client is made while the
+        daemon starts)."""
+        self._connect = queues if callable(queues) else (lambda: queues)
+        self.queues: dict[str, tuple[Any, str]] = {}
         self.log = log
-        self.pool = ThreadPoolExecutor(max(1, min(8, len(self.queues))), thread_name_prefix="scaling-sample")
+        self.pool: ThreadPoolExecutor | None = None
         self.failures = 0  # in a row
 
     def sample(self) -> dict[str, int] | None:
+        if self.pool is None:
+            self.queues = dict(self._connect())
+            workers = max(1, min(8, len(self.queues)))
+            self.pool = ThreadPoolExecutor(workers, thread_name_prefix="scaling-sample")
         futures = {
             name: self.pool.submit(sqs.attributes, url, [VISIBLE]) for name, (sqs, url) in self.queues.items()
         }
@@ -74,7 +85,8 @@ class QueueDepths:
         return counts
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 class ScalingThread:
@@ -138,20 +150,24 @@ def scaling_thread(
     client = client or make_client
     m, w = config.metrics, config.workers
     specs: Sequence[Any] = config.queues
-    queues = {}
-    for spec in specs:
-        q = spec.queue
-        raw = client(
-            q.url,
-            q.region,
-            q.endpoint_url,
-            read_timeout=READ_TIMEOUT,
-            connect_timeout=CONNECT_TIMEOUT,
-            attempts=1,
-            pool_size=2,
-        )
-        counted = metrics.for_queue(spec.name)
-        queues[spec.name] = (Sqs(raw, counted.count_request, counted.count_error), q.url)
+
+    def connect() -> dict[str, tuple[Any, str]]:
+        queues = {}
+        for spec in specs:
+            q = spec.queue
+            raw = client(
+                q.url,
+                q.region,
+                q.endpoint_url,
+                read_timeout=READ_TIMEOUT,
+                connect_timeout=CONNECT_TIMEOUT,
+                attempts=1,
+                pool_size=2,
+            )
+            counted = metrics.for_queue(spec.name)
+            queues[spec.name] = (Sqs(raw, counted.count_request, counted.count_error), q.url)
+        return queues
+
     figures = ScalingFigures(
         m.emf_namespace,
         m.deployment,
@@ -161,7 +177,7 @@ def scaling_thread(
         lambda name: (name in flows and not flows[name].closed) or paused(name),
         defaults={spec.name: spec.queue.seconds_per_message for spec in specs},
     )
-    return ScalingThread(figures, QueueDepths(queues, log), ready, log, metrics.count_loop_error)
+    return ScalingThread(figures, QueueDepths(connect, log), ready, log, metrics.count_loop_error)
 
 
 def start_figures(supervisor: Any) -> tuple[Any, ScalingThread]:
