@@ -126,6 +126,12 @@ class QueueConfig:
     batch_size: int = key(10, low=1, high=10)
     visibility_timeout: int = key(30, low=1, high=43200)
     max_receives: int = key(5, low=1, high=1000)
+    seconds_per_message: float = key(
+        1.0,
+        low=0.001,
+        high=43200,
+        doc="scaling: the seconds a message holds a slot, until this host has measured it",
+    )
 
     @property
     def is_fifo(self) -> bool:

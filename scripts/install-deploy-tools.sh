@@ -48,7 +48,7 @@ fi
 
 # AWS provider version -> the @cdktf/provider-aws release generated from its schema.
 SCHEMA_DIR=.cache/provider-schema
-declare -A CDKTF_FOR_AWS=([5.46.0]=19.15.0 [6.25.0]=21.22.1)
+declare -A CDKTF_FOR_AWS=([5.85.0]=19.51.0 [6.25.0]=21.22.1)
 mkdir -p "$SCHEMA_DIR"
 # A changed converter makes every cached schema stale.
 converter=$(sha256sum scripts/provider_schema.py | cut -c1-16)

@@ -245,33 +245,32 @@ resource "aws_autoscaling_lifecycle_hook" "drain" {
 }
 
 locals {
-  # The scaling metric's inputs, one pair of metric ids per queue (ids must be letters and
-  # digits; the labels name the queues).
+  # One entry a queue, in NAME order: its dashboard row, and what the daemons assume for it.
   scaling_keys = sort(keys(local.queues))
   scaling_queues = [
-    for index, key in local.scaling_keys : {
-      visible             = "v${index}"
-      seconds             = "s${index}"
+    for key in local.scaling_keys : {
       queue               = local.queues[key].name
       sqs_name            = local.queues[key].sqs_name
       seconds_per_message = local.queues[key].seconds_per_message
     }
   ]
-  # The daemon publishes Slots every 10 s, at 10-s boundaries (docs/operations.md, "What the
-  # daemon publishes for scaling"): one 60-s period sums six samples of each ready daemon.
-  scaling_period_seconds  = 60
+  # Every input of the policy is high resolution: each daemon publishes BacklogSeconds and
+  # Slots every 10 s, at 10-s boundaries (docs/operations.md, "What the daemon publishes for
+  # scaling"), and the policy reads them on 10-s periods (provider >= 5.85: metric_stat period),
+  # so a period sums one Slots sample of each ready daemon.
+  scaling_period_seconds  = 10
   slot_samples_per_period = local.scaling_period_seconds / 10
   # Slots assumed while no daemon publishes (a fresh group): the fewest the group runs.
-  fallback_slots = var.min_size * coalesce(var.processes, 1) * var.concurrency
-  backlog_work_expression = join(" + ", [
-    for q in local.scaling_queues : "FILL(${q.visible}, 0) * FILL(${q.seconds}, ${q.seconds_per_message})"
-  ])
-  ready_slots_expression = "FILL(slot_samples, ${local.fallback_slots * local.slot_samples_per_period}) / ${local.slot_samples_per_period}"
+  fallback_slots             = var.min_size * coalesce(var.processes, 1) * var.concurrency
+  ready_slots_expression     = "FILL(slot_samples, ${local.fallback_slots * local.slot_samples_per_period}) / ${local.slot_samples_per_period}"
+  backlog_seconds_expression = "backlog / ready_slots"
 }
 
-# Seconds of backlog per slot: for every queue, its visible messages times the seconds one of
-# its messages holds a slot (measured by the daemons), summed, divided by the slots of the
-# daemons in service. Held at target_backlog_seconds, the queueing delay accepted.
+# Seconds of backlog per slot: the slot-seconds of work waiting on every queue (each daemon's
+# BacklogSeconds: visible messages x seconds per message, summed over its queues; averaged over
+# the daemons, which all see the same queues), divided by the slots of the daemons in service.
+# Two metrics whatever the number of queues. Held at target_backlog_seconds, the queueing
+# delay accepted.
 resource "aws_autoscaling_policy" "backlog_seconds" {
   name                   = "${var.name}-backlog-seconds"
   autoscaling_group_name = aws_autoscaling_group.this.name
@@ -281,54 +280,22 @@ resource "aws_autoscaling_policy" "backlog_seconds" {
     target_value = var.target_backlog_seconds
 
     customized_metric_specification {
-      dynamic "metrics" {
-        for_each = local.scaling_queues
+      metrics {
+        id          = "backlog"
+        label       = "Backlog in slot-seconds, as the daemons in service see it"
+        return_data = false
 
-        content {
-          id          = metrics.value.visible
-          label       = "${metrics.value.queue}: visible messages"
-          return_data = false
+        metric_stat {
+          stat   = "Average"
+          period = local.scaling_period_seconds
 
-          metric_stat {
-            stat = "Sum"
+          metric {
+            namespace   = local.metrics_namespace
+            metric_name = "BacklogSeconds"
 
-            metric {
-              namespace   = "AWS/SQS"
-              metric_name = "ApproximateNumberOfMessagesVisible"
-
-              dimensions {
-                name  = "QueueName"
-                value = metrics.value.sqs_name
-              }
-            }
-          }
-        }
-      }
-
-      dynamic "metrics" {
-        for_each = local.scaling_queues
-
-        content {
-          id          = metrics.value.seconds
-          label       = "${metrics.value.queue}: seconds per message"
-          return_data = false
-
-          metric_stat {
-            stat = "Average"
-
-            metric {
-              namespace   = local.metrics_namespace
-              metric_name = "SecondsPerMessage"
-
-              dimensions {
-                name  = "Deployment"
-                value = var.name
-              }
-
-              dimensions {
-                name  = "Queue"
-                value = metrics.value.queue
-              }
+            dimensions {
+              name  = "Deployment"
+              value = var.name
             }
           }
         }
@@ -336,11 +303,12 @@ resource "aws_autoscaling_policy" "backlog_seconds" {
 
       metrics {
         id          = "slot_samples"
-        label       = "Slots of the daemons in service, six samples a minute each"
+        label       = "Slots of the daemons in service, one sample a period each"
         return_data = false
 
         metric_stat {
-          stat = "Sum"
+          stat   = "Sum"
+          period = local.scaling_period_seconds
 
           metric {
             namespace   = local.metrics_namespace
@@ -355,13 +323,6 @@ resource "aws_autoscaling_policy" "backlog_seconds" {
       }
 
       metrics {
-        id          = "work"
-        label       = "Backlog in slot-seconds"
-        expression  = local.backlog_work_expression
-        return_data = false
-      }
-
-      metrics {
         id          = "ready_slots"
         label       = "Slots in service"
         expression  = local.ready_slots_expression
@@ -371,7 +332,7 @@ resource "aws_autoscaling_policy" "backlog_seconds" {
       metrics {
         id          = "backlog_seconds"
         label       = "Seconds of backlog per slot"
-        expression  = "work / ready_slots"
+        expression  = local.backlog_seconds_expression
         return_data = true
       }
     }

@@ -15,14 +15,12 @@ locals {
         region = local.region
         view   = "timeSeries"
         period = local.scaling_period_seconds
-        metrics = concat(
-          [[{ id = "backlog_seconds", expression = "work / ready_slots", label = "Seconds of backlog per slot" }]],
-          [[{ id = "work", expression = local.backlog_work_expression, visible = false }]],
-          [[{ id = "ready_slots", expression = local.ready_slots_expression, visible = false }]],
-          [for q in local.scaling_queues : ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", q.sqs_name, { id = q.visible, stat = "Sum", visible = false }]],
-          [for q in local.scaling_queues : [local.metrics_namespace, "SecondsPerMessage", "Deployment", var.name, "Queue", q.queue, { id = q.seconds, stat = "Average", visible = false }]],
-          [[local.metrics_namespace, "Slots", "Deployment", var.name, { id = "slot_samples", stat = "Sum", visible = false }]],
-        )
+        metrics = [
+          [{ id = "backlog_seconds", expression = local.backlog_seconds_expression, label = "Seconds of backlog per slot" }],
+          [{ id = "ready_slots", expression = local.ready_slots_expression, visible = false }],
+          [local.metrics_namespace, "BacklogSeconds", "Deployment", var.name, { id = "backlog", stat = "Average", visible = false }],
+          [local.metrics_namespace, "Slots", "Deployment", var.name, { id = "slot_samples", stat = "Sum", visible = false }],
+        ]
         annotations = {
           horizontal = [{ label = "Target", value = var.target_backlog_seconds }]
         }
@@ -39,12 +37,12 @@ locals {
         region = local.region
         view   = "timeSeries"
         stat   = "Average"
-        period = local.scaling_period_seconds
+        period = 60 # the group's metrics are one a minute: six Slots samples a daemon
         metrics = [
           ["AWS/AutoScaling", "GroupInServiceInstances", "AutoScalingGroupName", local.asg_name],
           ["AWS/AutoScaling", "GroupDesiredCapacity", "AutoScalingGroupName", local.asg_name],
           ["AWS/AutoScaling", "GroupTerminatingInstances", "AutoScalingGroupName", local.asg_name],
-          [{ id = "slots", expression = "slot_samples / ${local.slot_samples_per_period}", label = "Slots in service", yAxis = "right" }],
+          [{ id = "slots", expression = "slot_samples / ${60 / 10}", label = "Slots in service", yAxis = "right" }],
           [local.metrics_namespace, "Slots", "Deployment", var.name, { id = "slot_samples", stat = "Sum", visible = false }],
         ]
       }

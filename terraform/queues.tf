@@ -88,6 +88,8 @@ locals {
       weight             = local.queues[key].weight
       max_concurrency    = local.queues[key].max_concurrency
       handler            = local.queues[key].handler
+      # What the daemon's BacklogSeconds assumes for the queue until it has measured it.
+      seconds_per_message = local.queues[key].seconds_per_message
       # Only the keys given: the daemon's own defaults stand for the rest.
       flow = local.queues[key].flow == null ? {} : {
         for setting, value in local.queues[key].flow : setting => value if value != null

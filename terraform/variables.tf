@@ -407,7 +407,7 @@ variable "log_level" {
 # --- queues ---
 
 variable "queues" {
-  description = "Several queues on one fleet: NAME => settings, one [queues.NAME] table of the daemon's config each (with its queue, DLQ, redrive, alarms and dashboard row). {} (the default): the one-queue form, from handler_target and the other one-queue inputs. An attribute left null takes the module variable of the same meaning (visibility_timeout, max_receives, ...). At most 4 queues: the scaling policy reads two metrics a queue and CloudWatch takes 10 a policy (docs/operations.md)."
+  description = "Several queues on one fleet: NAME => settings, one [queues.NAME] table of the daemon's config each (with its queue, DLQ, redrive, alarms and dashboard row). {} (the default): the one-queue form, from handler_target and the other one-queue inputs. An attribute left null takes the module variable of the same meaning (visibility_timeout, max_receives, ...). Any number of queues: the scaling policy reads two metrics whatever their number (docs/operations.md)."
   type = map(object({
     handler = object({
       target       = string
@@ -429,7 +429,7 @@ variable "queues" {
     retention_seconds  = optional(number)
     # The SQS name without ".fifo"; null: <name>-<NAME>. Set it to adopt an existing queue.
     sqs_name = optional(string)
-    # What the scaling metric assumes for this queue until a daemon has measured it.
+    # What each daemon's BacklogSeconds assumes for this queue until it has measured it.
     seconds_per_message = optional(number, 1)
     flow = optional(object({
       max_per_second        = optional(number)
@@ -444,11 +444,6 @@ variable "queues" {
     }), {})
   }))
   default = {}
-
-  validation {
-    condition     = length(var.queues) <= 4
-    error_message = "queues: at most 4 queues. The scaling policy's metric math reads two metrics a queue (visible messages, seconds per message) plus the fleet's slots, and a CloudWatch alarm takes at most 10 metrics."
-  }
 
   validation {
     condition     = alltrue([for name in keys(var.queues) : can(regex("^[a-z0-9][a-z0-9_-]{0,39}$", name))])
@@ -495,12 +490,12 @@ variable "queues" {
 
   validation {
     condition = alltrue([for q in values(var.queues) : (
-      q.seconds_per_message > 0 &&
+      q.seconds_per_message >= 0.001 && q.seconds_per_message <= 43200 &&
       q.alarms.dlq_depth >= 0 &&
       (q.alarms.oldest_message_age == null || try(q.alarms.oldest_message_age > 0, false)) &&
       (q.alarms.release_dead_lettered == null || try(q.alarms.release_dead_lettered >= 0, false))
     )])
-    error_message = "queues: seconds_per_message must be positive, alarms.dlq_depth and alarms.release_dead_lettered at least 0, alarms.oldest_message_age positive."
+    error_message = "queues: seconds_per_message must be 0.001-43200 (the daemon's range), alarms.dlq_depth and alarms.release_dead_lettered at least 0, alarms.oldest_message_age positive."
   }
 
   validation {

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import sys
 
-from bench.fleet.drill import REPO, Settings, dump, run
-from bench.fleet.report import MODELS, checks, figures, plot, summary
+from bench.fleet.drill import DELIVERY, REPO, Settings, dump, run
+from bench.fleet.report import MODELS, checks, figures, first_breach, plot, summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,12 +15,14 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\ntraffic: base {s.base_seconds:.0f} s, 10x on '{s.spike_queue}' {s.spike_seconds:.0f} s, base "
         f"{s.after_seconds:.0f} s, then quiet; target {s.policy.target:g} s, "
-        f"{s.policy.min_size}..{s.policy.max_size} instances of {s.concurrency} slots\n",
+        f"{s.policy.min_size}..{s.policy.max_size} instances of {s.concurrency} slots; policy periods "
+        f"{s.period:g} s, each read {DELIVERY:g} s after its end\n",
         flush=True,
     )
     results = REPO / "bench" / "results"
     results.mkdir(exist_ok=True)
     result = run(s, results)
+    result["first_breach"] = first_breach(result, s)
     outcome = checks(result, s)
     result["checks"] = [{"check": name, "ok": ok, "detail": detail} for name, ok, detail in outcome]
     print("\n" + summary(result))

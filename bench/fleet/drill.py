@@ -1,6 +1,7 @@
 """The fleet drill: an Auto Scaling stand-in on loopback running daemon instances against moto's
 SQS, applying the target tracking rule of `aws_autoscaling_policy.backlog_seconds` (policy.py)
-once a period to the metric it states, computed from what the daemons print and what SQS says."""
+once a 10-s period to the metric it states, Average(BacklogSeconds) / Sum(Slots), computed from
+the daemons' own high-resolution EMF lines (they sample the queues themselves)."""
 
 from __future__ import annotations
 
@@ -21,15 +22,21 @@ from bench.harness import REPO, client, compile_tree
 from bench.server import MotoProcess
 from poller.dev.localsqs import create_queue_pair, free_port
 
-COMPRESSION = 6  # modelled seconds a drill second: CloudWatch's 60-s period is 10 s here
-EMF_INTERVAL = 10  # the daemon's own interval (scaling.INTERVAL): not compressed
+# Modelled (AWS) seconds a drill second. 1: the policy's periods are 10 s on AWS too, and the
+# warm-up, the scale-in alarm and the cooldown fit the drill's six minutes as they are.
+COMPRESSION = 1
+EMF_INTERVAL = 10  # the daemon's own interval (scaling.INTERVAL), the policy's period
+# A period's datapoint is read this long after the period ends: the daemon writes the sample
+# at the period's start, and journald -> exporter -> agent -> CloudWatch Logs' EMF takes
+# about 10-15 s (docs/operations.md, "Speed"): read 12.5 s after the sample.
+DELIVERY = 2.5
 
 
 @dataclass(frozen=True)
 class QueueSpec:
     name: str
     handler: str
-    seconds: float  # the handler's time, also the policy's seconds_per_message for the queue
+    seconds: float  # the handler's time, also the queue's seconds_per_message (until measured)
     base_rate: float  # messages a second
 
 
@@ -46,16 +53,19 @@ class Settings:
     spike_seconds: float = 60.0
     after_seconds: float = 200.0  # long enough for the scale-in to drain instances holding messages
     quiet_limit: float = 300.0  # at most this long quiet, waiting for the scale-in
-    period: float = 60.0 / COMPRESSION
+    period: float = 10.0  # the policy's metric_stat period
     concurrency: int = 10  # base load holds 1.7 slots, the spike 15.2; an idle queue's probe holds one
     shutdown_grace: int = 15
     drain_bound: float = 60.0  # the stand-in's wait for a terminated daemon (the hook's timeout)
     policy: Policy = field(
         default_factory=lambda: Policy(
-            target=60.0 / COMPRESSION,  # target_backlog_seconds' default, compressed
+            # target_backlog_seconds: a queueing delay of 6 s accepted, so that the spike is
+            # above it within its first 10-20 s on one instance (with the module's default of
+            # 60 s the same spike would take over a minute to get there)
+            target=6.0,
             min_size=1,
             max_size=3,
-            warmup=120.0 / COMPRESSION,  # instance_warmup_seconds
+            warmup=120.0 / COMPRESSION,  # instance_warmup_seconds' default
             cooldown=300.0 / COMPRESSION,  # target tracking's default scale-in cooldown
         )
     )
@@ -113,6 +123,7 @@ def write_config(
             "wait_time_seconds = 2",
             "visibility_timeout = 30",
             "max_receives = 5",
+            f"seconds_per_message = {q.seconds}",
             f"[queues.{q.name}.handler]",
             f'target = "{q.handler}"',
             "timeout = 20",
@@ -189,15 +200,18 @@ class Group:
 def sample(
     s: Settings, sqs: Any, urls: dict[str, tuple[str, str]], group: Group, boundary: float
 ) -> dict[str, Any]:
-    """One period's datapoint of the policy's metric math: FILL(visible, 0) x FILL(seconds per
-    message, its default), summed, over FILL(Sum of Slots, fallback) / samples a period."""
+    """The datapoint of the period [boundary - period, boundary) of the policy's metric math:
+    Average(BacklogSeconds) / FILL(Sum(Slots), min_size x slots) / samples a period, from the
+    daemons' emf_scaling lines with timestamps in the period; None when no daemon published
+    BacklogSeconds (the policy does not fill it: missing data). SQS's own count of visible
+    messages only for the table."""
     visible = {}
     for q in s.queues:
         attrs = sqs.get_queue_attributes(
             QueueUrl=urls[q.name][0], AttributeNames=["ApproximateNumberOfMessages"]
         )
         visible[q.name] = int(attrs["Attributes"]["ApproximateNumberOfMessages"])
-    start_ms, end_ms = int((boundary - s.period) * 1000) + 1, int(boundary * 1000) + 1
+    start_ms, end_ms = int((boundary - s.period) * 1000), int(boundary * 1000)
     records = [r for i in group.every for r in i.emf_between(start_ms, end_ms)]
     seconds = {}
     for q in s.queues:
@@ -205,19 +219,20 @@ def sample(
             r["SecondsPerMessage"] for r in records if r.get("Queue") == q.name and "SecondsPerMessage" in r
         ]
         seconds[q.name] = sum(values) / len(values) if values else None
+    backlogs = [r["BacklogSeconds"] for r in records if "BacklogSeconds" in r]
     slot_values = [r["Slots"] for r in records if "Slots" in r]
     per_period = s.period / EMF_INTERVAL
     fallback = s.policy.min_size * s.concurrency * per_period
     ready_slots = (sum(slot_values) if slot_values else fallback) / per_period
-    work = sum(
-        visible[q.name] * (seconds[q.name] if seconds[q.name] is not None else q.seconds) for q in s.queues
-    )
+    backlog = sum(backlogs) / len(backlogs) if backlogs else None
     return {
         "visible": visible,
         "seconds_per_message": seconds,
+        "backlog": backlog,  # Average(BacklogSeconds): slot-seconds waiting
+        "reporting": len(backlogs),
         "ready_slots": ready_slots,
         "slots_reported": bool(slot_values),
-        "backlog_seconds": work / ready_slots,
+        "backlog_seconds": None if backlog is None else backlog / ready_slots,
     }
 
 
@@ -247,7 +262,7 @@ def run(s: Settings, results: Path) -> dict[str, Any]:
         first.launched = -s.policy.warmup  # the group's first instance, in service before the drill
         boundary = math.floor(time.time() / s.period) * s.period + s.period
         while True:
-            time.sleep(max(0.0, boundary + 2.5 - time.time()))  # the datapoint arrives a little late
+            time.sleep(max(0.0, boundary + DELIVERY - time.time()))  # the datapoint arrives late
             now = time.monotonic() - t0
             point = sample(s, sqs, urls, group, boundary)
             records.read()
@@ -261,7 +276,7 @@ def run(s: Settings, results: Path) -> dict[str, Any]:
                         "t": round(now, 1),
                         "from": before,
                         "to": desired,
-                        "backlog_seconds": round(point["backlog_seconds"], 2),
+                        "backlog_seconds": round(point["backlog_seconds"] or 0.0, 2),
                     }
                 )
                 group.scale_to(desired, now)
@@ -272,7 +287,11 @@ def run(s: Settings, results: Path) -> dict[str, Any]:
                     "instances": len(group.in_service),
                     "ready": sum(1 for i in group.in_service if i.ready_at is not None),
                     "draining": group.draining(),
-                    "backlog_seconds": round(point["backlog_seconds"], 3),
+                    "backlog_seconds": None
+                    if point["backlog_seconds"] is None
+                    else round(point["backlog_seconds"], 3),
+                    "backlog": point["backlog"],
+                    "reporting": point["reporting"],
                     "ready_slots": point["ready_slots"],
                     "visible": point["visible"],
                     "seconds_per_message": point["seconds_per_message"],
@@ -346,9 +365,10 @@ def format_row(row: dict[str, Any], s: Settings) -> str:
         f"{q.name} {row['visible'][q.name]:>5} {row['oldest_age'].get(q.name, 0.0):>6.1f}s" for q in s.queues
     )
     mark = f"  {'+' if row['decision'] > 0 else ''}{row['decision']}" if row["decision"] else ""
+    metric = "    none" if row["backlog_seconds"] is None else f"{row['backlog_seconds']:>7.2f}s"
     return (
-        f"{row['t']:>6.1f}s  {row['instances']:>2} ({row['ready']} ready, {row['draining']} draining)  "
-        f"backlog {row['backlog_seconds']:>7.2f}s  {queues}{mark}"
+        f"{row['t']:>6.1f}s ({row['t'] * COMPRESSION:>6.0f}s modelled)  {row['instances']:>2} "
+        f"({row['ready']} ready, {row['draining']} draining)  backlog {metric}  {queues}{mark}"
     )
 
 

@@ -7,30 +7,32 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.fleet.drill import COMPRESSION, Settings
+from bench.fleet.drill import COMPRESSION, DELIVERY, Settings
 
-SCALE_OUT_WITHIN = 60.0  # drill seconds from the spike's start to the scale-out decision
+SCALE_OUT_WITHIN = 60.0  # modelled (AWS) seconds from the spike's start to the scale-out decision
 
-MODELS = f"""What the stand-in models (time compressed {COMPRESSION}x: a drill second is {COMPRESSION} s):
-- the policy's metric: for each queue FILL(visible, 0) x FILL(mean SecondsPerMessage, the queue's
-  default), summed, over FILL(Sum of Slots, min_size x slots) / samples a period, from the daemons'
-  own emf_scaling lines (read from their stdout) and SQS's ApproximateNumberOfMessages;
-- SQS's coarse metric: visible messages sampled once a period (10 s here, CloudWatch's 1 minute);
-- target tracking: scale out after 3 breaching periods to ceil(warm instances x metric / target),
-  instances warming up count towards capacity but not as the metric's capacity, warm-up 20 s
-  (120 s), scale in after 15 periods below 0.9 x target, scale-in cooldown 50 s (300 s), min/max,
-  oldest instance terminated first;
+C = COMPRESSION
+MODELS = f"""What the stand-in models (time compression {C}: a drill second is {C} s modelled):
+- the policy's metric exactly as aws_autoscaling_policy.backlog_seconds states it: on 10-s
+  periods, Average(BacklogSeconds) / FILL(Sum(Slots), min_size x slots) / samples a period, from
+  the daemons' own emf_scaling lines (read from their stdout). Each daemon samples its queues'
+  ApproximateNumberOfMessages every 10 s itself and sums visible x seconds per message; a period
+  where no daemon published BacklogSeconds is missing data;
+- delivery: a period's datapoint is read {DELIVERY:g} s after the period ends, {10 + DELIVERY:g} s after
+  the daemons' sample (journald, exporter, agent, EMF: about 10-15 s on AWS, not measured);
+- target tracking: scale out after 3 breaching 10-s periods to ceil(warm instances x metric /
+  target), instances warming up count towards capacity but not as the metric's capacity,
+  warm-up 120 s, scale in after 15 periods (150 s) below 0.9 x target, scale-in cooldown 300 s,
+  min/max, oldest instance terminated first (AWS does not document its alarms' datapoints at a
+  10-s period: the 1-minute rule's counts carried over, docs/operations.md "Speed");
 - scale-in through the termination lifecycle hook: the instance's IMDS stand-in says Terminated,
   the daemon drains and completes the lifecycle action (an Auto Scaling API stand-in records it),
   the stand-in waits for it to exit (bounded by the hook's timeout).
-What it does not model: CloudWatch's alarm evaluation details (datapoint alignment, delays of
-minutes, missing-data rules beyond "not breaching"), target tracking's own capacity arithmetic,
-real boot times (a daemon here is ready in seconds, an instance in a minute or two), AZ
-balancing, Spot, the real Auto Scaling API. Not compressed: handler times and the daemons' own
-10-s EMF interval and 60-s window (coarser, in modelled time, than on a real fleet). The oldest
+What it does not model: CloudWatch's alarm evaluation details (datapoint alignment, late data),
+target tracking's own capacity arithmetic, real boot times (a daemon here is ready in seconds,
+an instance in a minute or two), AZ balancing, Spot, the real Auto Scaling API. The oldest
 message age is that of the oldest message sent and not yet handled (SQS's figure leaves out
-messages in flight). On AWS, 3 one-minute periods put a scale-out 2 to 4 minutes after a spike
-(docs/operations.md, "Speed"); here that is 3 periods of 10 s."""
+messages in flight)."""
 
 
 def checks(result: dict[str, Any], s: Settings) -> list[tuple[str, bool, str]]:
@@ -46,7 +48,7 @@ def checks(result: dict[str, Any], s: Settings) -> list[tuple[str, bool, str]]:
     bad_repeats = [r for r in repeats if r["receive_count"] <= 1]
     spike_at = s.base_seconds
     outs = [d for d in result["decisions"] if d["to"] > d["from"] and d["t"] >= spike_at]
-    out_after = outs[0]["t"] - spike_at if outs else None
+    out_after = (outs[0]["t"] - spike_at) * COMPRESSION if outs else None
     terminated = result["terminated"]
     unclean = [
         t["instance"]
@@ -67,11 +69,11 @@ def checks(result: dict[str, Any], s: Settings) -> list[tuple[str, bool, str]]:
             f"{len(repeats)} repeated handlings, {len(bad_repeats)} of them with receive count 1",
         ),
         (
-            f"scale-out decided within {SCALE_OUT_WITHIN:.0f} s of the spike",
+            f"scale-out decided within {SCALE_OUT_WITHIN:.0f} s (modelled) of the spike",
             out_after is not None and out_after <= SCALE_OUT_WITHIN,
             "never"
             if out_after is None
-            else f"{out_after:.1f} s after (= {out_after * COMPRESSION:.0f} s modelled)",
+            else f"{out_after:.1f} s modelled after ({out_after / COMPRESSION:.1f} s of drill time)",
         ),
         (
             "scale-in drained cleanly",
@@ -107,6 +109,8 @@ def figures(result: dict[str, Any], s: Settings) -> dict[str, Any]:
         by_queue[queue] += 1
     return {
         "time_compression": COMPRESSION,
+        "delivery_s": DELIVERY,
+        "first_breach_read_at_s": first_breach(result, s),
         "period_s": s.period,
         "policy": asdict(s.policy),
         "queues": [asdict(q) for q in s.queues],
@@ -126,6 +130,14 @@ def figures(result: dict[str, Any], s: Settings) -> dict[str, Any]:
     }
 
 
+def first_breach(result: dict[str, Any], s: Settings) -> float | None:
+    """Drill time the first datapoint above the target after the spike's start was read."""
+    for row in result["rows"]:
+        if row["t"] >= s.base_seconds and (row["backlog_seconds"] or 0.0) > s.policy.target:
+            return row["t"]
+    return None
+
+
 def summary(result: dict[str, Any]) -> str:
     steps = ", ".join(
         f"{d['from']}->{d['to']} at {d['t']:.0f} s (backlog {d['backlog_seconds']:.1f} s)"
@@ -138,8 +150,10 @@ def summary(result: dict[str, Any]) -> str:
     )
     ends = [r for r in result["records"] if r["phase"] == "end"]
     late = late_firsts(result)
+    breach = result.get("first_breach")
     return (
-        f"scaling: {steps or 'none'}\ndrains: {drains or 'none'}\n"
+        f"scaling: {steps or 'none'}\n"
+        f"metric above the target first read at {breach} s (drill time)\ndrains: {drains or 'none'}\n"
         f"handled: {len(ends)} handler runs of {len(result['sent'])} messages sent; "
         f"{len(late)} first handled on a later receive, "
         f"{sum(1 for w in late if w >= HIDDEN)} of them {HIDDEN:.0f} s or more after they were sent "
@@ -177,13 +191,14 @@ def plot(result: dict[str, Any], s: Settings, path: Path) -> None:
     axes[0].step(t, [r["ready"] for r in rows], where="post", label="ready", linestyle="--")
     axes[0].set_ylabel("instances")
     axes[0].set_ylim(0, s.policy.max_size + 0.5)
-    axes[1].plot(t, [r["backlog_seconds"] for r in rows], marker=".", label="backlog seconds per slot")
+    metric = [float("nan") if r["backlog_seconds"] is None else r["backlog_seconds"] for r in rows]
+    axes[1].plot(t, metric, marker=".", label="backlog seconds per slot")
     axes[1].axhline(s.policy.target, color="grey", linestyle=":", label="target")
     axes[1].set_ylabel("seconds")
     for q in s.queues:
         axes[2].plot(t, [r["oldest_age"].get(q.name, 0.0) for r in rows], label=f"{q.name} ({q.seconds:g} s)")
     axes[2].set_ylabel("oldest message age (s)")
-    axes[2].set_xlabel(f"drill seconds (x{COMPRESSION} = modelled)")
+    axes[2].set_xlabel(f"drill seconds (x{COMPRESSION} = modelled); a datapoint at the time it was read")
     for ax in axes:
         ax.axvspan(s.base_seconds, s.base_seconds + s.spike_seconds, color="orange", alpha=0.15)
         ax.axvline(s.quiet_at, color="grey", alpha=0.4)

@@ -9,11 +9,11 @@ them into metrics. The instance refresh's alarms watch the new version's own fig
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from collections.abc import Mapping
 from typing import Any, TextIO
+
+from poller.daemon.scaling import write_records
 
 # Metric name -> EMF unit. The supervisor passes totals under these names.
 METRICS: dict[str, str] = {
@@ -109,34 +109,22 @@ class EmfReporter:
             self._last[name] = total
         timestamp_ms = int((time.time() if now is None else now) * 1000)
         record = render_emf_record(self.namespace, self.deployment, self.version, counts, timestamp_ms)
-        stream = self.stream or sys.stdout
-        stream.write(json.dumps(record, separators=(",", ":")) + "\n")
-        stream.flush()
+        write_records([record], self.stream)
         return record
 
 
 class EmfTicker:
     """The supervisor's side: an EmfReporter fed the workers' totals once an interval, and once
-    more at the end for the last partial interval."""
+    more at the end for the last partial interval. (The scaling figures, every 10 s, have a
+    thread of their own: backlog.py.)"""
 
-    def __init__(
-        self,
-        reporter: EmfReporter,
-        multiproc_dir: str,
-        interval: float = 60.0,
-        scaling: Any = None,
-        ready: Any = None,
-    ):
+    def __init__(self, reporter: EmfReporter, multiproc_dir: str, interval: float = 60.0):
         self.reporter = reporter
         self.multiproc_dir = multiproc_dir
         self.interval = interval
         self.next = time.monotonic() + interval
-        self.scaling = scaling  # poller.daemon.scaling.ScalingFigures: every 10 s
-        self.ready = ready or (lambda: True)
 
     def tick(self) -> None:
-        if self.scaling is not None:
-            self.scaling.tick(time.time(), self.ready())
         if time.monotonic() >= self.next:
             self.flush()
 
@@ -145,20 +133,7 @@ class EmfTicker:
         self.reporter.report(read_outcome_totals(self.multiproc_dir))
 
 
-def emf_ticker(config: Any, multiproc_dir: str, flows: Mapping[str, Any], ready: Any) -> EmfTicker:
-    """The supervisor's EMF: per-release figures a minute, and the fleet's scaling figures
-    (`SecondsPerMessage` a queue, `Slots`) every 10 s; a queue whose breaker is open counts 0."""
-    from poller.daemon.metrics import render_metrics
-    from poller.daemon.scaling import ScalingFigures, handler_totals
-
-    m, w = config.metrics, config.workers
-    scaling = ScalingFigures(
-        m.emf_namespace,
-        m.deployment,
-        [spec.name for spec in config.queues],
-        w.processes * w.concurrency,
-        lambda: handler_totals(render_metrics(multiproc_dir).decode()),
-        lambda name: name in flows and not flows[name].closed,
-    )
-    reporter = EmfReporter(m.emf_namespace, m.deployment, m.version)
-    return EmfTicker(reporter, multiproc_dir, scaling=scaling, ready=ready)
+def emf_ticker(config: Any, multiproc_dir: str) -> EmfTicker:
+    """The supervisor's per-release figures, a minute at a time."""
+    m = config.metrics
+    return EmfTicker(EmfReporter(m.emf_namespace, m.deployment, m.version), multiproc_dir)

@@ -1,16 +1,21 @@
 """What EC2 says about this instance, in one place for the supervisor: a scale-in (the Auto
 Scaling termination lifecycle hook, lifecycle.py) or a Spot interruption notice or rebalance
-recommendation (spot.py). Either drains exactly as SIGTERM does; a Spot notice also bounds the
-drain by its deadline."""
+recommendation (spot.py). Either drains as SIGTERM does, but for the receives out: when the
+drain's budget allows, the workers wait for them (SIGUSR1, as a retiring worker does), so no
+message comes back to a long poll nobody holds any more; a Spot notice also bounds the drain by
+its deadline."""
 
 from __future__ import annotations
 
+import math
+import signal
 import time
 from typing import Any
 
 from poller.config import LifecycleConfig
 from poller.daemon.lifecycle import Imds, LifecycleWatcher
 from poller.daemon.spot import SpotWatcher
+from poller.timeouts import READ_SLACK
 
 
 class InstanceEvents:
@@ -39,6 +44,14 @@ class InstanceEvents:
         if self.deadline is None:
             return default
         return max(0.0, min(default, self.deadline - time.monotonic()))
+
+    def stop_signal(self, config: Any) -> int:
+        """How the workers are told to drain: SIGUSR1 (wait for each receive out, one long poll
+        at most, and release what it brings) when the budget covers one long poll and the grace;
+        SIGTERM (abandon the receives after ABANDON_GRACE) when a Spot deadline is nearer."""
+        poll = max(q.queue.wait_time_seconds for q in config.queues) + READ_SLACK
+        needed = poll + config.workers.shutdown_grace + 5
+        return signal.SIGUSR1 if self.seconds_left(math.inf) >= needed else signal.SIGTERM
 
     def heartbeat(self) -> None:
         if self.hook is not None:

@@ -84,6 +84,10 @@ class Operator:
     def describe(self) -> str:
         return self.control.describe()
 
+    def paused(self, queue: str) -> bool:
+        """An operator paused the queue (or quieted the host), here or fleet-wide."""
+        return not self.control.effective().receiving(queue, self.control.clock())
+
     def tick(self) -> None:
         """The `control` thread's every turn: a reload's queues, expired pauses end; a sample."""
         if (names := self.names()) != self.control.queues:

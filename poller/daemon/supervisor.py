@@ -19,6 +19,7 @@ from typing import Any
 from poller.config import Config
 from poller.configload import load_config
 from poller.daemon.crashes import record_crash
+from poller.daemon.fleetside import InstanceSide
 from poller.daemon.health import healthy_detail, wedged, worker_problems
 from poller.daemon.launch import HANDLED_SIGNALS, Launcher
 from poller.daemon.log import configure_logging, get_logger
@@ -48,7 +49,7 @@ class WorkerSlot:
     retiring: bool = False
 
 
-class Supervisor:
+class Supervisor(InstanceSide):
     def __init__(
         self,
         config: Config,
@@ -66,12 +67,14 @@ class Supervisor:
         self._signals: deque[int] = deque()
         self._stopping = False
         self._forced = False
+        self._stop_signal = signal.SIGTERM  # SIGUSR1 for a scale-in's drain (instance.py)
         self._exit_code = EXIT_OK
         self._ready_sent = False
         self._status = ""
         self._last_watchdog = 0.0
         self.lifecycle: Any = None  # set by run() when [lifecycle] enabled or spot
         self.emf: Any = None  # set by run() when [metrics] emf_namespace is set
+        self.scaling: Any = None  # the `scaling` thread (backlog.py), likewise
         self.operator: Operator | None = None  # set by run()
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -129,8 +132,9 @@ class Supervisor:
             self.finish_lifecycle()
             return self._exit_code
         finally:
-            if self.operator is not None:
-                self.operator.stop()
+            for part in (self.operator, self.scaling):
+                if part is not None:
+                    part.stop()
             if server is not None:
                 stop_serving(server)
             for sig, handler in previous.items():
@@ -302,19 +306,21 @@ class Supervisor:
 
     def _terminate(self, slot: WorkerSlot, sig: int = signal.SIGTERM) -> None:
         """SIGTERM: stop now (an idle long poll is abandoned). SIGUSR1: retire, when a successor
-        already polls: the current long poll ends normally and what it brings is released."""
+        already polls, or drain on a scale-in: the current long poll ends normally and what it
+        brings is released."""
         if slot.process is not None and slot.process.exitcode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(slot.process.pid, sig)
 
     def stop_workers(self) -> None:
-        """SIGTERM every worker, wait for them to drain, SIGKILL what outlives the deadline."""
+        """SIGTERM (a scale-in: SIGUSR1) every worker, wait for them to drain, SIGKILL what
+        outlives the deadline."""
         self.notifier.notify("STOPPING=1", "STATUS=draining")
         everyone = [s for s in self.slots + self.retiring if s.process is not None]
         for slot in everyone:
-            self._terminate(slot)
+            self._terminate(slot, self._stop_signal)
         cfg = self.config
-        budget = cfg.workers.shutdown_grace + cfg.queue.wait_time_seconds + 5
+        budget = cfg.workers.shutdown_grace + max(q.queue.wait_time_seconds for q in cfg.queues) + 5
         if self.lifecycle is not None:  # a Spot notice's deadline may leave less
             budget = self.lifecycle.seconds_left(budget)
         deadline = time.monotonic() + budget
@@ -367,34 +373,3 @@ class Supervisor:
         if healthy and interval and time.monotonic() - self._last_watchdog >= interval:
             self.notifier.notify("WATCHDOG=1")
             self._last_watchdog = time.monotonic()
-
-    # --- EC2 instance events (instance.py) and per-release figures (emf.py) --------------------
-
-    def _start_lifecycle(self) -> None:
-        lc = self.config.lifecycle
-        if lc.enabled or lc.spot:
-            from poller.daemon.instance import InstanceEvents
-
-            self.lifecycle = InstanceEvents(lc, self.log)
-        if self.config.metrics.emf_namespace:
-            from poller.daemon.emf import emf_ticker
-
-            ready = lambda: self._ready_sent and self.health()[0] and not self._stopping  # noqa: E731
-            self.emf = emf_ticker(self.config, self.metrics_dir, self.launcher.flows, ready)
-
-    def watch_lifecycle(self) -> None:
-        if self.lifecycle is not None and (reason := self.lifecycle.drain_reason()):
-            self.log.info("lifecycle_terminating", reason=reason, note="draining as on SIGTERM")
-            self._stopping = True
-        if self.emf is not None:
-            self.emf.tick()
-
-    def heartbeat_lifecycle(self) -> None:
-        if self.lifecycle is not None:
-            self.lifecycle.heartbeat()
-
-    def finish_lifecycle(self) -> None:
-        if self.emf is not None:
-            self.emf.flush()  # the last partial interval
-        if self.lifecycle is not None:
-            self.lifecycle.complete()

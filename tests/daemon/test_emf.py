@@ -191,3 +191,47 @@ def test_the_daemon_publishes_seconds_per_message_a_queue_and_its_slots_every_10
     # AND Slots says what this instance can hold: 2 processes x 10
     slots = [r["Slots"] for r in scaling() if "Slots" in r]
     assert slots and set(slots) == {20}
+
+
+def test_the_daemon_publishes_the_backlog_it_sees_on_its_queue_every_10_s(
+    local_sqs, sqs, make_queues, tmp_path, daemon_factory
+):
+    from tests.conftest import send_bodies, wait_until, write_config
+
+    # GIVEN a daemon of one slot, EMF on, whose queue assumes 6 s a message until measured
+    url, dlq = make_queues()
+    config = write_config(
+        tmp_path,
+        local_sqs,
+        url,
+        dlq,
+        queue={"seconds_per_message": 6.0, "visibility_timeout": 60},
+        handler={"target": "tests.sample_handlers:slow"},
+        workers={"processes": 1, "concurrency": 1, "shutdown_grace": 20},
+        metrics={"emf_namespace": "SqsPoller", "deployment": "jobs", "version": "v1"},
+    )
+    daemon = daemon_factory(config)
+    daemon.wait_ready()
+    # WHEN 10 messages of 6 s wait: the one slot takes one at a time (at most two by the next
+    # boundary), the rest stay visible
+    send_bodies(sqs, url, ['{"sleep": 6}'] * 10)
+
+    def backlog() -> list[dict]:
+        return [r for r in daemon.logs() if r.get("event") == "emf_scaling" and r.get("BacklogSeconds")]
+
+    wait_until(lambda: backlog(), timeout=25)
+    samples = {k: v for k, v in daemon.scrape().items() if "GetQueueAttributes" in k and '"ok"' in k}
+    assert samples and sum(samples.values()) >= 1, daemon.scrape()
+    assert daemon.stop() == 0
+    # THEN the next boundary's BacklogSeconds is the visible messages (8 to 10 then) x about 6 s
+    record = backlog()[0]
+    assert 8 * 6.0 <= record["BacklogSeconds"] <= 10 * 6.6, record
+    assert record["_aws"]["Timestamp"] % 10000 == 0
+    metric = record["_aws"]["CloudWatchMetrics"][0]
+    assert metric["Dimensions"] == [["Deployment"]] and record["Deployment"] == "jobs"
+    assert metric["Metrics"] == [{"Name": "BacklogSeconds", "Unit": "Seconds", "StorageResolution": 1}]
+    # AND Slots rides along on the same boundary
+    slots = [
+        r for r in daemon.logs() if r.get("Slots") and r["_aws"]["Timestamp"] == record["_aws"]["Timestamp"]
+    ]
+    assert [r["Slots"] for r in slots] == [1]

@@ -189,3 +189,54 @@ def test_a_spot_interruption_notice_drains_within_its_deadline(
         assert stand_in.unauthorized == 0
     finally:
         stand_in.close()
+
+
+def test_a_scale_in_drain_waits_for_its_long_polls_so_no_message_is_hidden_by_an_abandoned_one(
+    local_sqs, sqs, make_queues, tmp_path, daemon_factory
+):
+    import time
+
+    stand_in = StandIn()
+    try:
+        # GIVEN an idle daemon with [lifecycle] enabled: its worker's 20-s long poll is out
+        url, dlq = make_queues()
+        config = write_config(
+            tmp_path,
+            local_sqs,
+            url,
+            dlq,
+            queue={"wait_time_seconds": 20, "visibility_timeout": 60},
+            workers={"processes": 1, "concurrency": 2, "shutdown_grace": 10},
+            lifecycle={
+                "enabled": True,
+                "asg_name": "jobs-asg",
+                "hook_name": "drain",
+                "imds_url": stand_in.url,
+                "endpoint_url": stand_in.url,
+                "poll_seconds": 1,
+                "heartbeat_seconds": 5,
+            },
+        )
+        daemon = daemon_factory(config)
+        daemon.wait_ready()
+        time.sleep(1.0)  # the poll is out, with most of its 20 s to go
+
+        # WHEN Auto Scaling terminates the instance and, while the drain runs, a message arrives
+        stand_in.state = "Terminated"
+        wait_until(lambda: any(r.get("event") == "lifecycle_terminating" for r in daemon.logs()), timeout=10)
+        time.sleep(0.5)
+        send_bodies(sqs, url, ['{"n": 1}'])
+
+        # THEN the drain ends cleanly, and the message is not held by a poll nobody waits for:
+        # it was handled, or released at once (visible again), never hidden for its 60 s
+        wait_until(daemon.exited, timeout=40)
+        assert daemon.proc.returncode == 0, daemon.text()
+        handled = [r for r in daemon.handled() if r["phase"] == "end"]
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and queue_counts(sqs, url)["in_flight"]:
+            time.sleep(0.2)
+        counts = queue_counts(sqs, url)
+        assert (counts["in_flight"], counts["visible"] + len(handled)) == (0, 1), counts
+        assert [a["Action"] for a in stand_in.actions][-1] == "CompleteLifecycleAction"
+    finally:
+        stand_in.close()

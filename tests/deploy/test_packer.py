@@ -274,6 +274,8 @@ def test_cloudwatch_agent_ships_the_exported_journal_and_scrapes_metrics():
     assert 'output="$LOGS_DIRECTORY/journal.log"' in (FILES / "export-journal.sh").read_text()
     assert collected["file_path"] == "/var/log/sqs-poller/journal.log"
     assert collected["log_group_name"] == "@LOG_GROUP@"
+    # The scaling figures (EMF lines) feed a policy on 10-s periods: ship them every 5 s
+    assert config["logs"]["force_flush_interval"] <= 5
 
     prometheus = config["logs"]["metrics_collected"]["prometheus"]
     assert prometheus["prometheus_config_path"] == "/opt/sqs-poller/share/prometheus.yaml"

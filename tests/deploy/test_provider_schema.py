@@ -24,7 +24,7 @@ EXAMPLE = MODULE / "examples" / "complete"
 SCHEMAS = ROOT / ".cache" / "provider-schema"
 # The schema versions scripts/install-deploy-tools.sh fetches: the lowest allowed, and
 # the newest release of the highest major allowed.
-LOWEST, HIGHEST = "5.46.0", "6.25.0"
+LOWEST, HIGHEST = "5.85.0", "6.25.0"
 
 if not os.environ.get("CI"):
     pytest.importorskip("hcl2")

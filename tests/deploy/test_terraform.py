@@ -41,6 +41,7 @@ CONFIG_KEYS = {
         "batch_size",
         "visibility_timeout",
         "max_receives",
+        "seconds_per_message",
     },
     "retry": {"backoff_base", "backoff_max"},
     "workers": {"processes", "concurrency", "shutdown_grace"},
@@ -258,8 +259,8 @@ COMPUTE_LOCALS = (
     "scaling_period_seconds",
     "slot_samples_per_period",
     "fallback_slots",
-    "backlog_work_expression",
     "ready_slots_expression",
+    "backlog_seconds_expression",
 )
 
 
@@ -314,7 +315,8 @@ def render(work: Path, values: dict) -> dict:
         'output "scaling" {\n'
         "  value = {\n"
         "    queues = local.scaling_queues\n"
-        "    work = local.backlog_work_expression\n"
+        "    backlog_seconds = local.backlog_seconds_expression\n"
+        "    period = local.scaling_period_seconds\n"
         "    ready_slots = local.ready_slots_expression\n"
         "  }\n"
         "}\n"
@@ -492,7 +494,8 @@ def test_dashboard_shows_the_scaling_metric_alarms_and_logs(tf):
     assert "local.dashboard_widgets" in body
     text = json.dumps(tf["locals"])
     for expected in (
-        "work / ready_slots",
+        "local.backlog_seconds_expression",
+        '"BacklogSeconds"',
         "ApproximateAgeOfOldestMessage",
         "DeadLetteredMessages",
         "aws_cloudwatch_metric_alarm.dlq_messages[key].arn",

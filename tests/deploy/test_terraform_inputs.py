@@ -145,8 +145,8 @@ def test_optional_inputs_may_be_null(variables_only):
         ),
         ({"target_backlog_seconds": 0}, "target_backlog_seconds must be"),
         (
-            {"queues": {f"q{i}": {"handler": {"target": "a.b:c"}} for i in range(5)}},
-            "queues: at most 4 queues",
+            {"queues": {"orders": {"handler": {"target": "a.b:c"}, "seconds_per_message": 50000}}},
+            "seconds_per_message must be 0.001-43200",
         ),
         ({"queues": {"Orders": {"handler": {"target": "a.b:c"}}}}, "queues: each NAME must be"),
         ({"queues": {"orders": {"handler": {"target": "a.b:c"}, "sqs_name": "x.fifo"}}}, "sqs_name must be"),

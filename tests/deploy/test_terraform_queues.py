@@ -317,84 +317,103 @@ def evaluate(expression: str, series: dict[str, float | None]) -> float:
         return repr(float(match[2]) if value is None else value)
 
     arithmetic = re.sub(r"FILL\((\w+), ([0-9.]+)\)", fill, expression)
+    arithmetic = re.sub(r"\b[a-z_]\w*\b", lambda m: repr(float(series[m[0]])), arithmetic)
     assert re.fullmatch(r"[0-9.eE+*/ ()-]+", arithmetic), arithmetic
     return eval(arithmetic)  # noqa: S307 - digits and operators only, checked above
 
 
-def test_the_policy_sums_every_queues_backlog_seconds_over_the_slots_in_service(tf):
+def test_the_policy_divides_the_daemons_backlog_seconds_by_the_slots_in_service(tf):
     policy = resource(tf, "aws_autoscaling_policy", "backlog_seconds")
     tracking = block(policy, "target_tracking_configuration")
     assert tracking["target_value"] == "${var.target_backlog_seconds}"
     spec = block(tracking, "customized_metric_specification")
-    per_queue = {item["metrics"]["content"][0]["id"]: item["metrics"] for item in spec["dynamic"]}
-    assert all(item["for_each"] == "${local.scaling_queues}" for item in per_queue.values())
+    # Two metrics whatever the number of queues: nothing is generated a queue
+    assert "dynamic" not in spec
 
     def metric(content):
         stat = block(content, "metric_stat")
         found = block(stat, "metric")
         dims = {d["name"]: d["value"] for d in found["dimensions"]}
-        return stat["stat"], found["namespace"], found["metric_name"], dims
+        return stat["stat"], stat["period"], found["namespace"], found["metric_name"], dims
 
-    visible = per_queue["${metrics.value.visible}"]["content"][0]
-    assert metric(visible) == (
-        "Sum",
-        "AWS/SQS",
-        "ApproximateNumberOfMessagesVisible",
-        {"QueueName": "${metrics.value.sqs_name}"},
-    )
-    seconds = per_queue["${metrics.value.seconds}"]["content"][0]
-    assert metric(seconds) == (
-        "Average",
-        "${local.metrics_namespace}",
-        "SecondsPerMessage",
-        {"Deployment": "${var.name}", "Queue": "${metrics.value.queue}"},
-    )
     fixed = {m["id"]: m for m in spec["metrics"]}
+    assert set(fixed) == {"backlog", "slot_samples", "ready_slots", "backlog_seconds"}
+    # THEN both inputs are the daemons' high-resolution figures, read on 10-s periods
+    assert metric(fixed["backlog"]) == (
+        "Average",
+        "${local.scaling_period_seconds}",
+        "${local.metrics_namespace}",
+        "BacklogSeconds",
+        {"Deployment": "${var.name}"},
+    )
     assert metric(fixed["slot_samples"]) == (
         "Sum",
+        "${local.scaling_period_seconds}",
         "${local.metrics_namespace}",
         "Slots",
         {"Deployment": "${var.name}"},
     )
-    assert fixed["backlog_seconds"]["expression"] == "work / ready_slots"
-    assert fixed["work"]["expression"] == "${local.backlog_work_expression}"
+    assert tf["locals"]["scaling_period_seconds"] == 10
     assert fixed["ready_slots"]["expression"] == "${local.ready_slots_expression}"
+    assert fixed["backlog_seconds"]["expression"] == "${local.backlog_seconds_expression}"
     # AND only the last expression goes to target tracking
     returned = [m["id"] for m in fixed.values() if m["return_data"] is True]
     assert returned == ["backlog_seconds"]
-    assert all(item["content"][0]["return_data"] is False for item in per_queue.values())
+    # AND the dashboard's first graph draws exactly that expression, on the same period
+    first = tf["locals"]["scaling_widgets"][0]["properties"]
+    assert first["period"] == "${local.scaling_period_seconds}"
+    drawn = {m[-1]["id"]: m for m in first["metrics"]}
+    assert drawn["backlog_seconds"][0]["expression"] == "${local.backlog_seconds_expression}"
+    assert drawn["ready_slots"][0]["expression"] == "${local.ready_slots_expression}"
+    assert drawn["backlog"][:4] == [
+        "${local.metrics_namespace}",
+        "BacklogSeconds",
+        "Deployment",
+        "${var.name}",
+    ]
+    assert drawn["backlog"][-1]["stat"] == "Average" and drawn["slot_samples"][-1]["stat"] == "Sum"
 
 
 def test_the_scaling_expressions_compute_seconds_of_backlog(two):
     scaling = two["scaling"]
-    # GIVEN the expressions the module writes for the two queues (NAME order)
-    ids = {q["queue"]: q for q in scaling["queues"]}
-    audit, orders = ids["audit_log"], ids["orders"]
-    assert scaling["ready_slots"] == "FILL(slot_samples, 60) / 6"  # min_size 1 x 1 x 10 slots
-    # WHEN 1,000 orders (0.2 s a message) and 300 audit records (2 s) wait, and four
-    # daemons of 20 slots each report every 10 s for a minute
-    series = {orders["visible"]: 1000, orders["seconds"]: 0.2, audit["visible"]: 300, audit["seconds"]: 2.0}
-    series["slot_samples"] = 4 * 20 * 6
-    work = evaluate(scaling["work"], series)
+    # GIVEN the expressions the module writes, on 10-s periods
+    assert scaling["period"] == 10
+    assert scaling["ready_slots"] == "FILL(slot_samples, 10) / 1"  # min_size 1 x 1 x 10 slots
+    assert scaling["backlog_seconds"] == "backlog / ready_slots"
+    # WHEN 1,000 orders (0.2 s a message) and 300 audit records (2 s) wait, so each of four
+    # daemons of 20 slots publishes BacklogSeconds 800 and Slots 20 in the period
+    series = {"backlog": 800.0, "slot_samples": 4 * 20}
     slots = evaluate(scaling["ready_slots"], series)
     # THEN the backlog is 800 slot-seconds over 80 slots: 10 s of queueing
-    assert work == pytest.approx(1000 * 0.2 + 300 * 2.0)
     assert slots == pytest.approx(80)
-    assert work / slots == pytest.approx(10.0)
-    # AND a queue nobody has measured yet counts with its seconds_per_message
-    unmeasured = {**series, orders["seconds"]: None}
-    assert evaluate(scaling["work"], unmeasured) == pytest.approx(1000 * 0.25 + 600)
-    # AND an idle queue (no SQS datapoint) counts nothing, whatever its seconds per message
-    idle = {**series, audit["visible"]: None}
-    assert evaluate(scaling["work"], idle) == pytest.approx(200)
+    assert evaluate(scaling["backlog_seconds"], {**series, "ready_slots": slots}) == pytest.approx(10)
+    # AND before any daemon reports Slots the policy assumes min_size's
+    assert evaluate(scaling["ready_slots"], {"backlog": 800.0}) == pytest.approx(10)
 
 
-def test_at_most_four_queues_fit_one_policy(tf):
-    # CloudWatch: an alarm's metric math reads at most 10 metrics; the policy reads two a
-    # queue and the slots
-    assert 2 * 4 + 1 <= 10 < 2 * 5 + 1
-    limit = tf["variable"]["queues"]["validation"][0]
-    assert limit["condition"] == "${length(var.queues) <= 4}"
+def test_eight_queues_render_one_table_each_and_the_policy_still_reads_two_metrics(tmp_path, tf):
+    # GIVEN a map of eight queues (more than one alarm's metric math could read two a queue)
+    queues = {
+        f"q{n}": {"handler": {"target": f"app.q{n}:handle"}, "seconds_per_message": 0.5 + n} for n in range(8)
+    }
+    assert not any(
+        "length(var.queues)" in str(v.get("condition")) for v in tf["variable"]["queues"]["validation"]
+    )
+    # WHEN the module renders them
+    rendered = render(tmp_path, {**BASE, "queues": queues})
+    config = tomllib.loads(rendered["config"])
+    # THEN every queue is a table of the daemon's config, with its seconds_per_message
+    assert sorted(config["queues"]) == sorted(queues)
+    for name, queue in queues.items():
+        assert config["queues"][name]["seconds_per_message"] == queue["seconds_per_message"]
+    assert [q["queue"] for q in rendered["scaling"]["queues"]] == sorted(queues)
+    # AND the policy's metric math is the same two metrics and two expressions (at most 10)
+    assert rendered["scaling"]["backlog_seconds"] == "backlog / ready_slots"
+    spec = block(
+        block(resource(tf, "aws_autoscaling_policy", "backlog_seconds"), "target_tracking_configuration"),
+        "customized_metric_specification",
+    )
+    assert len(spec["metrics"]) == 4
 
 
 # --- the example ----------------------------------------------------------------------------
@@ -425,7 +444,8 @@ def test_the_operations_guide_states_the_contract_the_policy_reads(tf):
         )
     }
     # THEN it names every metric of the daemon's the module reads, with the dimensions it reads
-    assert set(rows) == {"SecondsPerMessage", "Slots", "DeadLettered"}
+    assert set(rows) == {"BacklogSeconds", "SecondsPerMessage", "Slots", "DeadLettered"}
+    assert "`Deployment`" in rows["BacklogSeconds"] and "`Seconds`" in rows["BacklogSeconds"]
     assert "`Deployment`" in rows["SecondsPerMessage"] and "`Queue`" in rows["SecondsPerMessage"]
     assert "`Seconds`" in rows["SecondsPerMessage"] and "`Count`" in rows["Slots"]
     assert "`Deployment`, `Version`, `Queue`" in rows["DeadLettered"]
@@ -434,5 +454,5 @@ def test_the_operations_guide_states_the_contract_the_policy_reads(tf):
     assert tf["locals"]["slot_samples_per_period"] == "${local.scaling_period_seconds / 10}"
     assert "every 10 s" in rows["Slots"] and "10-s boundary" in rows["Slots"]
     compute = (MODULE / "compute.tf").read_text()
-    for metric in ("SecondsPerMessage", "Slots"):
+    for metric in ("BacklogSeconds", "Slots"):
         assert f'metric_name = "{metric}"' in compute
