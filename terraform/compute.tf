@@ -19,6 +19,7 @@ locals {
     spot              = local.spot_enabled
     metrics_namespace = local.metrics_namespace
     release           = local.release
+    control_parameter = local.control_parameter
   })
 
   # The release label the daemon puts on its per-version figures (EMF dimension Version)

@@ -10,6 +10,9 @@ locals {
 
   kms_key_arn        = var.kms_key_arn != null ? var.kms_key_arn : aws_kms_key.this[0].arn
   ssm_parameter_path = var.ssm_parameter_path != null ? var.ssm_parameter_path : "/sqs-poller/${var.name}"
+  # `sqs-poller pause --fleet` writes it, every daemon reads it ([control] ssm_parameter); under
+  # the path, so the role's ReadHandlerParameters statement already covers it.
+  control_parameter = "${local.ssm_parameter_path}/control"
 
   # Names the AMI's CloudWatch agent configuration is pointed at by user data.
   log_group_name         = "/sqs-poller/${var.name}"

@@ -135,3 +135,8 @@ output "daemon_config" {
   description = "The TOML user data writes to /etc/sqs-poller/<name>.toml (for review; holds no secrets)."
   value       = local.daemon_config
 }
+
+output "control_parameter" {
+  description = "The SSM parameter `sqs-poller pause --fleet` writes and every instance's daemon reads ([control] ssm_parameter). Created by the first --fleet command (needs ssm:PutParameter); absent, nothing is paused."
+  value       = local.control_parameter
+}

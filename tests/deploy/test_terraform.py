@@ -47,6 +47,7 @@ CONFIG_KEYS = {
     "workers": {"processes", "concurrency", "shutdown_grace"},
     "handler": {"target", "timeout", "options"},
     "metrics": {"listen", "emf_namespace", "deployment", "version"},
+    "control": {"ssm_parameter"},
     "logging": {"level", "format"},
     "lifecycle": {"enabled", "hook_name", "asg_name", "heartbeat_seconds", "spot"},
 }
@@ -238,6 +239,7 @@ SAMPLE_LOCALS = {
     "stop_timeout_seconds": 90,
     "log_group_name": "/sqs-poller/jobs",
     "metrics_log_group_name": "/sqs-poller/jobs/prometheus",
+    "control_parameter": "/sqs-poller/jobs/control",
 }
 ONE_QUEUE_VALUES = {
     "name": "jobs",
@@ -365,6 +367,7 @@ def test_rendered_config_uses_only_the_daemons_keys(rendered):
     }
     assert config["logging"]["format"] == "json"
     assert "processes" not in config["workers"], "null processes means the daemon's default"
+    assert config["control"] == {"ssm_parameter": "/sqs-poller/jobs/control"}
 
 
 def test_user_data_writes_the_config_and_starts_the_instance(rendered):
@@ -549,6 +552,9 @@ def test_instance_policy_is_least_privilege(tf):
         "ssm:GetParametersByPath",
     }
     assert all(":parameter${local.ssm_parameter_path}" in arn for arn in ssm["resources"])
+    # (the fleet control parameter lies under that path, so the daemons can read it)
+    assert tf["locals"]["control_parameter"] == "${local.ssm_parameter_path}/control"
+    assert any(arn.endswith("parameter${local.ssm_parameter_path}/*") for arn in ssm["resources"])
 
     logs = by_sid["ShipLogsAndMetrics"]
     assert all("aws_cloudwatch_log_group." in arn for arn in logs["resources"])
