@@ -108,11 +108,9 @@ def worker_client(config: Any) -> Any:
     deletes), and a call never blocks the loop longer than one long poll plus its timeouts. No
     parameter validation: its requests are built by code (about 6 us a message). Lean: no
     botocore handlers that do nothing for SQS (about 0.15 ms a call, `poller.aws.drop_idle_handlers`).
-    Its receives, deletes and visibility changes go over `poller.sqswire` (a quarter of a call's
-    CPU), the rest through botocore."""
-    client = client_for(config.queue, config.workers.concurrency + 2, attempts=1, validate=False, lean=True)
-    client.poller_wire = Wire.of(client)  # its three hot calls, without botocore's per-call work
-    return client
+    The worker's `Sqs(client, wire=True)` sends its receives, deletes and visibility changes over
+    `poller.sqswire` (a quarter of a call's CPU), the rest through botocore."""
+    return client_for(config.queue, config.workers.concurrency + 2, attempts=1, validate=False, lean=True)
 
 
 def sendable_attributes(received: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -255,10 +253,17 @@ def too_large(exc: SqsError) -> bool:
 
 
 class Sqs:
-    def __init__(self, client: Any, count: Counter | None = None, count_error: Counter | None = None):
+    def __init__(
+        self,
+        client: Any,
+        count: Counter | None = None,
+        count_error: Counter | None = None,
+        wire: bool = False,
+    ):
+        """`wire`: receives, deletes and visibility batches over `poller.sqswire` (the worker's
+        hot calls), where it can mirror the client; every other call through the client."""
         self.client = client
-        # Receives, deletes and visibility batches: over the worker client's Wire, if it has one.
-        self._hot = getattr(client, "__dict__", {}).get("poller_wire") or client
+        self._hot = (Wire.of(client) if wire else None) or client
         self._count = count or (lambda action, outcome: None)
         self._count_error = count_error or (lambda action, code: None)
 

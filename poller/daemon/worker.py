@@ -85,7 +85,7 @@ class Worker:
         secrets = None
         for n, spec in enumerate(cfg.queues):
             metrics = self.metrics.for_queue(spec.name)
-            sqs = self.sqs or Sqs(client, metrics.count_request, metrics.count_error)
+            sqs = self.sqs or Sqs(client, metrics.count_request, metrics.count_error, wire=True)
             flow = self.flows.get(spec.name) or new_flow_state(lane_config(cfg, spec))
             lane, secrets = build_lane(
                 n, spec, cfg, held=self.held, running=self.running, metrics=metrics,

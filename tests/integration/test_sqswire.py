@@ -37,9 +37,10 @@ def clients(local_sqs: Any, url: str) -> tuple[Sqs, Sqs]:
         {},
     )
     client = worker_client(config)
-    assert client.poller_wire is not None
+    wire = Sqs(client, wire=True)
+    assert wire._hot is not client, "the worker's client is one the wire can mirror"
     plain = make_client(url, endpoint_url=local_sqs.endpoint_url, attempts=1, validate=False, lean=True)
-    return Sqs(plain), Sqs(client)
+    return Sqs(plain), wire
 
 
 def receive_some(sqs: Sqs, url: str, want: int) -> list[dict[str, Any]]:
@@ -124,7 +125,7 @@ def test_errors_read_as_the_client_raises_them(local_sqs, make_queues):
         {},
     )
     with pytest.raises(SqsError) as raised:
-        Sqs(worker_client(config)).receive(url, 1, 0)
+        Sqs(worker_client(config), wire=True).receive(url, 1, 0)
     assert raised.value.transient and raised.value.code == "EndpointConnectionError"
 
 
